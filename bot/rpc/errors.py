@@ -1,0 +1,52 @@
+"""The bot's network exception family: every failure of an RPC call is an ``RpcError``.
+
+``kind`` is the label errors are counted under (``errors_total{kind=...}``):
+
+- ``NodeError`` ("node"): the node answered with a JSON-RPC error object.
+- ``TransportError`` ("transport"): connection refused or reset, HTTP 5xx, a dropped socket.
+- ``RpcTimeout`` ("timeout"): a phase (connect, read, total) ran out of time.
+- ``RateLimited`` ("rate_limited"): HTTP 429 or a rate-limit error; ``retry_after`` if the node said.
+- ``InvalidResponse`` ("invalid_response"): the node answered garbage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RpcError(Exception):
+    kind = "rpc"
+    retryable = False
+
+
+class NodeError(RpcError):
+    kind = "node"
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"node error {code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class TransportError(RpcError):
+    kind = "transport"
+    retryable = True
+
+
+class RpcTimeout(TransportError):
+    kind = "timeout"
+
+
+class RateLimited(RpcError):
+    kind = "rate_limited"
+    retryable = True
+
+    def __init__(self, message: str = "rate limited", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvalidResponse(RpcError):
+    kind = "invalid_response"
+    retryable = True

@@ -1,0 +1,21 @@
+"""The interface every RPC client of the bot implements (one endpoint or a failover pool)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from bot.rpc.errors import RpcError
+
+
+@runtime_checkable
+class RpcClient(Protocol):
+    async def call(self, method: str, params: Sequence[Any] = (), *, timeout: float | None = None) -> Any: ...
+
+    async def batch(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None
+    ) -> list[Any | RpcError]: ...
+
+    async def send_raw_transaction(self, raw: bytes, *, timeout: float | None = None) -> str: ...
+
+    async def aclose(self) -> None: ...
