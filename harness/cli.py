@@ -1,0 +1,158 @@
+"""The ``harness`` command: a CLI of verbs, each with a one-line help and an example.
+
+Exit codes (documented in README and ``harness --help``):
+  0  every judged row passed
+  1  at least one row failed (or, for ``gate``, a significant regression)
+  2  no row failed, but some were inconclusive
+  3  the harness itself failed (bad input, a part that would not start)
+  4  interrupted (Ctrl-C / SIGTERM); partial results were written
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
+
+EPILOG = """\
+exit codes: 0 all pass, 1 any fail, 2 only inconclusive, 3 harness error, 4 interrupted (partial results kept)
+docs: README.md, docs/DESIGN.md; SLO tables: harness/slo/slo.toml"""
+
+
+def _verb(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str, example: str,
+          ) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pairs", type=int, default=100, help="trading pairs to deploy and trade (default 100, max 500)")
+    p.add_argument("--node-url", help="judge against your own JSON-RPC endpoint instead of starting anvil "
+                   "(it must already hold a deployment: see --deployment)")
+    p.add_argument("--deployment", type=Path, help="deployment.json for --node-url")
+    p.add_argument("--block-time", type=float, default=None,
+                   help="anvil interval mining period in seconds (default: the profile's; 0 = automine)")
+    p.add_argument("--slo", type=Path, help="your own SLO file (default: the shipped harness/slo/slo.toml)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")
+    p.add_argument("--baseline", type=Path, help="a previous run folder to judge the regression row against "
+                   "(default: the newest earlier run of the same profile, if any)")
+    p.add_argument("--seed", type=int, default=1, help="seed for prices and schedules (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of live progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Prove or disprove a trading bot's performance promises: open-loop load, "
+                    "HdrHistogram statistics with confidence intervals, and pass/fail/inconclusive verdicts "
+                    "against the SLO tables.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = _verb(sub, "run", "start anvil, deploy, start the bot, run every scenario and judge every SLO row",
+              "harness run                      # quick profile, a few minutes")
+    p.add_argument("--profile", choices=["quick", "full"], default="quick",
+                   help="quick: every scenario short (a few minutes); full: sustained 1 h, longer stress")
+    p.add_argument("--minutes", type=float, help="override the sustained scenario's length in minutes")
+    p.add_argument("--only", help="comma-separated scenarios to run (burst,sustained,stress,websocket,api)")
+    _add_run_options(p)
+
+    p = _verb(sub, "soak", "steady load for hours with memray and RSS tracking, judged for memory leaks",
+              "harness soak --hours 24")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--hours", type=float, help="soak length in hours")
+    g.add_argument("--minutes", type=float, help="soak length in minutes (for a quick check)")
+    p.add_argument("--rate", type=float, default=100.0, help="trades per second offered (default 100)")
+    p.add_argument("--no-memray", action="store_true", help="track RSS only (no memray overhead)")
+    _add_run_options(p)
+
+    p = _verb(sub, "load", "open-loop load against any JSON-RPC endpoint, with corrected percentiles",
+              "harness load --url http://127.0.0.1:8545 --method eth_blockNumber --rate 500 --duration 10")
+    p.add_argument("--url", required=True, help="JSON-RPC endpoint URL (loopback unless --allow-remote)")
+    p.add_argument("--method", default="eth_blockNumber", help="JSON-RPC method (default eth_blockNumber)")
+    p.add_argument("--params", default="[]", help="JSON array of params (default [])")
+    p.add_argument("--rate", type=float, default=100.0, help="constant arrival rate per second (default 100)")
+    p.add_argument("--ramp-to", type=float, help="ramp linearly from --rate to this rate over the duration")
+    p.add_argument("--steps", help="step stress, e.g. '100x5,200x5,400x5' (rate x seconds)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--max-in-flight", type=int, default=256, help="beyond this, iterations are dropped and counted")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback URL (your own node or provider; you are responsible for the load)")
+    p.add_argument("--json", type=Path, help="also write the result as JSON here")
+
+    p = _verb(sub, "profile", "py-spy flame graph of the bot under sustained load",
+              "harness profile --seconds 30 --rate 200")
+    p.add_argument("--seconds", type=int, default=30, help="profile length (default 30)")
+    p.add_argument("--rate", type=float, default=100.0, help="trades per second offered (default 100)")
+    p.add_argument("--format", choices=["flamegraph", "speedscope"], default="flamegraph")
+    _add_run_options(p)
+
+    p = _verb(sub, "report", "re-render a run's report, the history page, or compare two runs",
+              "harness report --compare reports/RUN_A reports/RUN_B")
+    p.add_argument("run", nargs="?", type=Path, help="a run folder (or its results.json) to re-render")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("BASE", "HEAD"), help="two run folders")
+    p.add_argument("--history", action="store_true", help="(re)write reports/index.html")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")
+
+    p = _verb(sub, "node", "start anvil with the contracts deployed and keep it up (for development)",
+              "harness node --pairs 10")
+    p.add_argument("--pairs", type=int, default=10)
+    p.add_argument("--block-time", type=float, default=None, help="interval mining period (default automine)")
+    p.add_argument("--out", type=Path, default=Path("reports/node"), help="where deployment.json and logs go")
+
+    for name, help_, example in (
+        ("bench", "micro benchmarks (pytest-benchmark) and asv history", "harness bench"),
+        ("gate", "PR performance gate: interleaved A/B of two revisions, exits 1 on a real regression",
+         "harness gate --base HEAD~1"),
+    ):
+        p = _verb(sub, name, help_, example)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    verb: str = args.verb
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
+    if verb in {"run", "soak", "profile", "node"}:
+        from harness.run import commands
+
+        handlers = {"run": commands.cmd_run, "soak": commands.cmd_soak, "profile": commands.cmd_profile,
+                    "node": commands.cmd_node}
+    elif verb == "load":
+        from harness.run.loadcmd import cmd_load
+
+        handlers = {"load": cmd_load}
+    elif verb == "report":
+        from harness.run.reportcmd import cmd_report
+
+        handlers = {"report": cmd_report}
+    elif verb == "bench":
+        from harness.bench import main as bench_main
+
+        return int(bench_main(list(args.rest)))
+    elif verb == "gate":
+        from harness.gate.cli import main as gate_main
+
+        return int(gate_main(list(args.rest)))
+    return handlers[verb](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

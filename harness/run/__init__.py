@@ -1,0 +1,1 @@
+"""Orchestration of a run: the chain, the bot process, the scenarios, the probes, the verdicts."""
