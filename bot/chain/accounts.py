@@ -1,0 +1,146 @@
+"""Signing accounts: a private key that never leaves this object in readable form.
+
+An ``Account`` shows only its address in ``repr``/``str``, refuses to be pickled or copied (so it
+cannot leak into a results file, a log record's args or a process-pool argument by accident), and
+never puts key material into an exception message. Loaders accept keys from config values, an
+environment variable, a key file, or a mnemonic (anvil's dev accounts by default).
+
+The process-pool signer needs the key in its worker processes; it gets it through
+``Account._worker_key()``, which is deliberately private and used only there (the bytes travel
+over the pool's pipe to a child of this process, never to disk or a log).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from eth_account import Account as _EthAccount
+from eth_account.signers.local import LocalAccount
+
+# The mnemonic anvil and hardhat derive their ten funded dev accounts from (public knowledge).
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+_DERIVATION = "m/44'/60'/0'/0/{index}"
+_MAX_DERIVED = 1000
+
+
+class AccountLoadError(ValueError):
+    """A key could not be loaded; the message names the source and the fix, never the key."""
+
+
+class Account:
+    """One signing account. ``repr`` shows the address only."""
+
+    __slots__ = ("_local", "address")
+
+    def __init__(self, local: LocalAccount) -> None:
+        self._local = local
+        self.address: str = local.address
+
+    @classmethod
+    def from_key(cls, key: str | bytes, *, source: str = "private key") -> Account:
+        if isinstance(key, str):
+            text = key.strip()
+            text = text[2:] if text.lower().startswith("0x") else text
+            if len(text) != 64:
+                raise AccountLoadError(
+                    f"{source}: expected 32 bytes as 64 hex digits (optionally 0x-prefixed), "
+                    f"got {len(text)} characters; give the raw private key, not an address or mnemonic"
+                )
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                raise AccountLoadError(f"{source}: the private key is not valid hex") from None
+        else:
+            raw = bytes(key)
+            if len(raw) != 32:
+                raise AccountLoadError(f"{source}: expected 32 key bytes, got {len(raw)}")
+        try:
+            local = _EthAccount.from_key(raw)
+        except Exception:  # eth_keys raises several types; none of their messages may be shown
+            raise AccountLoadError(
+                f"{source}: not a valid secp256k1 private key (must be non-zero and below the curve order)"
+            ) from None
+        return cls(local)
+
+    def sign_transaction(self, tx: dict[str, Any]) -> tuple[bytes, str]:
+        """Sign an EIP-1559 transaction dict; returns (raw bytes, 0x-hash)."""
+        signed = self._local.sign_transaction(tx)
+        return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
+
+    def _worker_key(self) -> bytes:
+        return bytes(self._local.key)
+
+    def __repr__(self) -> str:
+        return f"Account({self.address})"
+
+    def __str__(self) -> str:
+        return self.address
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Account) and other.address == self.address
+
+    def __hash__(self) -> int:
+        return hash(self.address)
+
+    def _refuse(self, *_: object) -> NoReturn:
+        raise TypeError("Account holds a private key and cannot be pickled, copied or serialised")
+
+    __reduce__ = __reduce_ex__ = __getstate__ = __copy__ = __deepcopy__ = _refuse
+
+
+def from_mnemonic(mnemonic: str = ANVIL_MNEMONIC, count: int = 1, *, start: int = 0) -> list[Account]:
+    """Derive ``count`` accounts on the standard path m/44'/60'/0'/0/i."""
+    if not 1 <= count <= _MAX_DERIVED:
+        raise AccountLoadError(f"accounts.count: must be between 1 and {_MAX_DERIVED}, got {count}")
+    _EthAccount.enable_unaudited_hdwallet_features()
+    out: list[Account] = []
+    for i in range(start, start + count):
+        try:
+            local = _EthAccount.from_mnemonic(mnemonic, account_path=_DERIVATION.format(index=i))
+        except Exception:
+            raise AccountLoadError(
+                "accounts.mnemonic: not a valid BIP-39 mnemonic (check the word list and word count)"
+            ) from None
+        out.append(Account(local))
+    return out
+
+
+def from_keys(keys: Iterable[str], *, source: str = "accounts.keys") -> list[Account]:
+    out = [Account.from_key(k, source=f"{source}[{i}]") for i, k in enumerate(keys)]
+    if not out:
+        raise AccountLoadError(f"{source}: no keys given; list at least one private key")
+    _reject_duplicates(out, source)
+    return out
+
+
+def from_env(var: str = "BOT_PRIVATE_KEYS", environ: dict[str, str] | None = None) -> list[Account]:
+    """Comma- or whitespace-separated keys from an environment variable."""
+    env = os.environ if environ is None else environ
+    value = env.get(var)
+    if value is None or not value.strip():
+        raise AccountLoadError(f"environment variable {var} is not set; export it with comma-separated keys")
+    return from_keys(value.replace(",", " ").split(), source=f"${var}")
+
+
+def from_file(path: str | Path) -> list[Account]:
+    """One key per line; blank lines and lines starting with '#' are ignored."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AccountLoadError(f"accounts.key_file: cannot read {p}: {exc.strerror}") from None
+    lines = [ln.strip() for ln in text.splitlines()]
+    return from_keys([ln for ln in lines if ln and not ln.startswith("#")], source=f"key file {p}")
+
+
+def _reject_duplicates(accounts: Sequence[Account], source: str) -> None:
+    seen: set[str] = set()
+    for acc in accounts:
+        if acc.address in seen:
+            raise AccountLoadError(
+                f"{source}: {acc.address} is listed twice; two nonce allocators for one account would collide"
+            )
+        seen.add(acc.address)
