@@ -1,0 +1,90 @@
+"""The scenarios of slo-tables.md as data, in a quick and a full profile (pure).
+
+The quick profile runs every scenario short enough for a PR (a few minutes in all); the full
+profile runs them as specified (sustained for an hour). Stress stops at the first step that
+breaks a target, so its length depends on the bot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.errors import ConfigError
+
+Kind = Literal["trades", "market_data", "api"]
+
+
+@dataclass(frozen=True)
+class Step:
+    rate: float  # per second
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    kind: Kind
+    steps: tuple[Step, ...]  # one step = constant rate; a burst is one step of N in T
+    drain_s: float = 10.0  # after the schedule: let in-flight trades reach their receipts
+    description: str = ""
+    stop_on_break: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+    @property
+    def total(self) -> int:
+        return int(round(sum(s.rate * s.seconds for s in self.steps)))
+
+    def schedule_dict(self) -> dict[str, Any]:
+        if self.id == "burst":
+            return {"kind": "burst", "count": self.total, "seconds": self.steps[0].seconds}
+        if len(self.steps) == 1:
+            return {"kind": "constant", "rate": self.steps[0].rate, "seconds": self.steps[0].seconds}
+        return {"kind": "steps", "steps": [{"rate": s.rate, "seconds": s.seconds} for s in self.steps]}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    scenarios: tuple[Scenario, ...] = field(default_factory=tuple)
+
+    def select(self, only: str | None) -> Profile:
+        if not only:
+            return self
+        wanted = [w.strip() for w in only.split(",") if w.strip()]
+        known = {s.id for s in self.scenarios}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise ConfigError(f"--only: unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+        return Profile(self.name, tuple(s for s in self.scenarios if s.id in wanted))
+
+
+def _stress(rates: list[float], seconds: float) -> Scenario:
+    return Scenario("stress", "trades", tuple(Step(r, seconds) for r in rates), drain_s=8.0, stop_on_break=True,
+                    description="arrival rate raised step by step until a target breaks")
+
+
+def profile(name: str, sustained_minutes: float | None = None) -> Profile:
+    if name not in {"quick", "full"}:
+        raise ConfigError(f"--profile: unknown profile {name!r}; use quick or full")
+    quick = name == "quick"
+    minutes = sustained_minutes if sustained_minutes is not None else (1.0 if quick else 60.0)
+    if minutes <= 0 or minutes > 24 * 60:
+        raise ConfigError(f"--minutes: {minutes} is out of range; give 0 < minutes <= 1440")
+    scenarios = (
+        Scenario("burst", "trades", (Step(1000.0, 1.0),), drain_s=20.0,
+                 description="1000 transactions arriving within 1 second"),
+        Scenario("sustained", "trades", (Step(100.0, minutes * 60.0),), drain_s=8.0,
+                 description=f"100 transactions per second for {minutes:g} min"),
+        Scenario("websocket", "market_data", (Step(10_000.0, 10.0 if quick else 60.0),), drain_s=2.0,
+                 description="market-data ticks at 10k/s, decoded and handled, none dropped"),
+        Scenario("api", "api", (Step(600.0, 15.0 if quick else 120.0),), drain_s=1.0,
+                 description="Locust against the bot's HTTP control API"),
+        _stress([100, 200, 400, 600, 800, 1000, 1300, 1600] if quick else
+                [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1400, 1700, 2000],
+                8.0 if quick else 60.0),
+    )
+    return Profile(name, scenarios)
