@@ -1,0 +1,173 @@
+"""The real anvil: starts on a free loopback port, each mining mode mines as configured, stops with no orphan."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError, HarnessError
+from harness.node.anvil import ANVIL_ENV, Anvil, AnvilOptions
+from harness.node.endpoint import ExternalNode, NodeConfig, start_node
+from harness.node.jsonrpc import NodeRpc
+from harness.node.mining import MiningMode
+from tests.conftest import AnvilFactory
+
+pytestmark = pytest.mark.integration
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def _block_number(url: str) -> int:
+    async with NodeRpc(url) as rpc:
+        return int(await rpc.call("eth_blockNumber"), 16)
+
+
+async def _send_transfer(url: str) -> str:
+    async with NodeRpc(url) as rpc:
+        accounts = await rpc.call("eth_accounts")
+        tx_hash: str = await rpc.call(
+            "eth_sendTransaction", [{"from": accounts[0], "to": accounts[1], "value": "0x1"}]
+        )
+        return tx_hash
+
+
+async def test_start_answers_and_stop_leaves_no_process(tmp_path: Path) -> None:
+    node = Anvil(tmp_path)
+    async with node:
+        assert node.running
+        assert node.url.startswith("http://127.0.0.1:")
+        assert node.ws_url == node.url.replace("http://", "ws://")
+        assert node.version.startswith("anvil/")
+        assert node.chain_id == 31337
+        assert node.mining == "automine"
+        assert f"pid={node.pid}" in repr(node)
+        pid = node.pid
+        assert pid is not None
+        assert os.readlink(f"/proc/{pid}/exe").endswith("/anvil")  # the binary, not the node wrapper
+        assert await _block_number(node.url) == 0
+    assert _pid_gone(pid)
+    assert not node.running
+    assert node.log_path is not None and node.log_path.parent == tmp_path
+    assert "Listening on" in node.log_path.read_text()
+
+
+async def test_anvil_fixture_is_automine(anvil: Anvil) -> None:
+    await _send_transfer(anvil.url)
+    assert await _block_number(anvil.url) == 1
+
+
+async def test_interval_mining_makes_blocks_on_its_own(anvil_factory: AnvilFactory) -> None:
+    node = await anvil_factory(AnvilOptions(mining=MiningMode.interval(0.05)))
+    assert node.mining == "interval:0.05s"
+    deadline = time.monotonic() + 10
+    while await _block_number(node.url) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert await _block_number(node.url) >= 3
+
+
+async def test_manual_mining_waits_for_evm_mine(anvil_factory: AnvilFactory) -> None:
+    node = await anvil_factory(AnvilOptions(mining=MiningMode.manual()))
+    tx = await _send_transfer(node.url)
+    async with NodeRpc(node.url) as rpc:
+        assert await rpc.call("eth_getTransactionReceipt", [tx]) is None
+        assert int(await rpc.call("eth_blockNumber"), 16) == 0
+        await rpc.call("evm_mine")
+        receipt = await rpc.call("eth_getTransactionReceipt", [tx])
+    assert receipt is not None and receipt["status"] == "0x1"
+
+
+async def test_options_reach_anvil(anvil_factory: AnvilFactory) -> None:
+    node = await anvil_factory(AnvilOptions(chain_id=1337, accounts=3, gas_limit=100_000_000, quiet=True))
+    async with NodeRpc(node.url) as rpc:
+        assert int(await rpc.call("eth_chainId"), 16) == 1337
+        assert len(await rpc.call("eth_accounts")) == 3
+        block = await rpc.call("eth_getBlockByNumber", ["latest", False])
+    assert int(block["gasLimit"], 16) == 100_000_000
+    assert node.log_path is not None and "Listening on" not in node.log_path.read_text()
+
+
+async def test_several_anvils_run_side_by_side(anvil_factory: AnvilFactory) -> None:
+    nodes = await asyncio.gather(*(anvil_factory() for _ in range(3)))
+    assert len({n.port for n in nodes}) == 3
+    assert len({n.log_path for n in nodes}) == 3
+
+
+async def test_a_bad_flag_fails_fast_with_the_log_tail(tmp_path: Path) -> None:
+    node = Anvil(tmp_path, AnvilOptions(extra_args=("--no-such-flag",)))
+    with pytest.raises(HarnessError, match="exited with code") as info:
+        await node.start()
+    assert "no-such-flag" in str(info.value)
+    assert not node.running
+
+
+def test_missing_binary_names_the_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ANVIL_ENV, str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match=ANVIL_ENV):
+        asyncio.run(Anvil(tmp_path).start())
+
+
+def test_anvil_dies_when_the_harness_is_killed(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, sys, time\n"
+        "from harness.node.anvil import Anvil\n"
+        "async def main():\n"
+        f"    node = Anvil({str(tmp_path)!r})\n"
+        "    await node.start()\n"
+        "    print(node.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    harness = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    try:
+        assert harness.stdout is not None
+        pid = int(harness.stdout.readline())
+        assert not _pid_gone(pid)
+        harness.send_signal(signal.SIGKILL)
+        harness.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not _pid_gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _pid_gone(pid), f"anvil {pid} outlived the killed harness"
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+
+
+async def test_external_node_reads_facts_from_the_endpoint(anvil: Anvil) -> None:
+    async with start_node(NodeConfig(url=anvil.url)) as node:
+        assert isinstance(node, ExternalNode)
+        assert (node.kind, node.chain_id, node.version, node.pid) == ("endpoint", 31337, anvil.version, None)
+        assert node.ws_url == anvil.ws_url
+        assert node.mining == "unknown"
+
+
+async def test_external_node_that_does_not_answer_is_a_clear_error() -> None:
+    with pytest.raises(HarnessError, match="does not answer eth_chainId"):
+        async with ExternalNode("http://127.0.0.1:9", timeout_s=2.0):
+            pass
+    with pytest.raises(ConfigError, match="http"):
+        ExternalNode("localhost:8545")
+
+
+async def test_start_node_runs_anvil_by_default(tmp_path: Path) -> None:
+    async with start_node(NodeConfig(run_dir=tmp_path, anvil=AnvilOptions(mining=MiningMode.manual()))) as node:
+        assert isinstance(node, Anvil)
+        assert node.mining == "manual"
+        pid = node.pid
+    assert pid is not None and _pid_gone(pid)
