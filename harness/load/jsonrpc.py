@@ -1,0 +1,197 @@
+"""Drive any JSON-RPC endpoint with an open-loop schedule (``harness load --url ...``).
+
+One keep-alive aiohttp session with an explicit connection limit, orjson bodies, the same
+generator and statistics as every other load. A request fails (and is counted by kind) when:
+the connection fails or HTTP says 5xx/other (``transport``), HTTP 429 (``rate_limited``), the
+body is not a JSON-RPC response (``invalid_response``), the node answers an error object
+(``node``), or it takes longer than the timeout (``timeout``). The kinds match
+``bot.rpc.errors`` so bot and harness error counters read the same way.
+
+Where load may go is decided by ``check_target`` (pure): loopback only, unless the caller
+explicitly allows a remote endpoint (the CLI's ``--allow-remote``). Hostnames are not
+resolved: ``localhost`` is accepted by name, anything else must be a loopback address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from harness.errors import ConfigError
+from harness.load.generator import OpenLoopGenerator
+from harness.load.recorder import LagPolicy, LoadResult
+from harness.load.schedules import Schedule
+
+
+class RequestFailed(Exception):
+    """One JSON-RPC request failed; ``kind`` labels the error counter."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def check_target(url: str, allow_remote: bool) -> str:
+    """Validate a load target URL; return it unchanged. Raises ``ConfigError`` naming the fix."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"--url must start with http:// or https://, got {url!r}")
+    host = parts.hostname
+    if not host:
+        raise ConfigError(f"--url has no host: {url!r}; e.g. http://127.0.0.1:8545")
+    try:
+        parts.port  # noqa: B018 - property access validates the port
+    except ValueError as exc:
+        raise ConfigError(f"--url has an invalid port: {url!r} ({exc})") from None
+    if allow_remote or is_loopback_host(host):
+        return url
+    raise ConfigError(
+        f"--url host {host!r} is not a loopback address; load goes only to 127.0.0.1, ::1 or "
+        "localhost unless you pass --allow-remote (only for an endpoint you are allowed to load)"
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_params(text: str) -> list[Any] | dict[str, Any]:
+    """``--params`` as JSON: an array (positional) or an object (by name)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--params is not valid JSON ({exc}); e.g. --params '[\"0xabc...\", \"latest\"]'") from None
+    if not isinstance(value, list | dict):
+        raise ConfigError(f"--params must be a JSON array or object, got {type(value).__name__}: {text!r}")
+    return value
+
+
+def check_response(body: bytes) -> Any:
+    """The ``result`` of a JSON-RPC response body, or ``RequestFailed`` saying what was wrong."""
+    try:
+        msg = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestFailed("invalid_response", f"not JSON: {body[:80]!r}") from None
+    if not isinstance(msg, dict):
+        raise RequestFailed("invalid_response", f"not a JSON-RPC object: {body[:80]!r}")
+    err = msg.get("error")
+    if err is not None:
+        raise RequestFailed("node", f"node error: {str(err)[:200]}")
+    if "result" not in msg:
+        raise RequestFailed("invalid_response", f"no result or error: {body[:80]!r}")
+    return msg["result"]
+
+
+@dataclass(frozen=True)
+class DriverStatistics:
+    requests: int
+    failures: int
+    bytes_sent: int
+    bytes_received: int
+    connection_limit: int
+    connections_open: int
+
+
+class JsonRpcDriver:
+    """A keep-alive session posting one fixed JSON-RPC request; ``call`` is the generator's op."""
+
+    def __init__(self, url: str, method: str, params: Sequence[Any] | dict[str, Any], *,
+                 connections: int = 64, timeout_s: float = 10.0) -> None:
+        if connections < 1:
+            raise ConfigError(f"connections must be >= 1, got {connections}")
+        self.url = url
+        self.method = method
+        self.connection_limit = connections
+        # The same id on every request is allowed by JSON-RPC and saves an encode per call.
+        self._body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._connector: aiohttp.TCPConnector | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._requests = 0
+        self._failures = 0
+        self._bytes_sent = 0
+        self._bytes_received = 0
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (f"<JsonRpcDriver {self.url} {self.method} requests={s.requests} failures={s.failures} "
+                f"connections={s.connections_open}/{s.connection_limit}>")
+
+    def statistics(self) -> DriverStatistics:
+        open_conns = 0
+        if self._connector is not None and not self._connector.closed:
+            # aiohttp exposes no public count; the idle pool plus acquired ones is the truth.
+            acquired = getattr(self._connector, "_acquired", ())
+            idle = getattr(self._connector, "_conns", {})
+            open_conns = len(acquired) + sum(len(v) for v in idle.values())
+        return DriverStatistics(self._requests, self._failures, self._bytes_sent,
+                                self._bytes_received, self.connection_limit, open_conns)
+
+    async def __aenter__(self) -> JsonRpcDriver:
+        self._connector = aiohttp.TCPConnector(limit=self.connection_limit, limit_per_host=0)
+        self._session = aiohttp.ClientSession(connector=self._connector, timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    async def call(self) -> None:
+        if self._session is None:
+            raise RuntimeError("JsonRpcDriver used outside 'async with'")
+        self._requests += 1
+        try:
+            await self._call(self._session)
+        except BaseException:
+            self._failures += 1
+            raise
+
+    async def _call(self, session: aiohttp.ClientSession) -> None:
+        self._bytes_sent += len(self._body)
+        try:
+            async with session.post(self.url, data=self._body,
+                                    headers={"Content-Type": "application/json"}) as resp:
+                body = await resp.read()
+                status = resp.status
+        except aiohttp.ClientError as exc:
+            raise RequestFailed("transport", f"{type(exc).__name__}: {exc}") from None
+        self._bytes_received += len(body)
+        if status == 429:
+            raise RequestFailed("rate_limited", "HTTP 429")
+        if status != 200:
+            raise RequestFailed("transport", f"HTTP {status}")
+        check_response(body)
+
+
+async def run_jsonrpc_load(
+    url: str,
+    method: str,
+    params: Sequence[Any] | dict[str, Any],
+    schedule: Schedule,
+    *,
+    allow_remote: bool = False,
+    max_in_flight: int = 1000,
+    connections: int = 64,
+    timeout_s: float = 10.0,
+    drain_timeout_s: float = 15.0,
+    lag_policy: LagPolicy | None = None,
+) -> LoadResult:
+    """Send ``method(params)`` to ``url`` on ``schedule``; latencies are recorded under ``method``."""
+    check_target(url, allow_remote)
+    async with JsonRpcDriver(url, method, params, connections=connections, timeout_s=timeout_s) as drv:
+        gen = OpenLoopGenerator(drv.call, schedule, name=method, max_in_flight=max_in_flight,
+                                op_timeout_s=timeout_s, drain_timeout_s=drain_timeout_s,
+                                lag_policy=lag_policy)
+        return await gen.run()
