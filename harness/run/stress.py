@@ -1,0 +1,81 @@
+"""Deciding, step by step, whether a stress step broke a target (pure).
+
+The decision to stop raising the rate uses point estimates of the step just run (the verdicts
+afterwards carry the confidence intervals): a step is broken when the bot could not keep up
+(accepted under 95% of the offered rate, or the feed had to drop), when errors reach 0.1%, or
+when a latency percentile passes its SLO threshold. The first target that broke is named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+KEEP_UP = 0.95
+MAX_ERROR_RATE = 0.001
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    rate: float
+    start: float
+    end: float
+    achieved: float
+    error_rate: float
+    latency_ok: bool
+    broken: str | None  # the first target broken at this step, if any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rate": self.rate, "start": self.start, "end": self.end, "achieved": round(self.achieved, 2),
+                "error_rate": self.error_rate, "latency_ok": self.latency_ok, "broken": self.broken}
+
+
+def merged(intervals: Sequence[Mapping[str, Any]], key: str) -> HdrHistogram | None:
+    total: HdrHistogram | None = None
+    for iv in intervals:
+        enc = iv.get("histograms", {}).get(key)
+        if enc is None:
+            continue
+        h = HdrHistogram.decode(enc)
+        if total is None:
+            total = h
+        else:
+            total.add(h)
+    return total
+
+
+def judge_step(
+    rate: float,
+    start: float,
+    end: float,
+    intervals: Sequence[Mapping[str, Any]],
+    latency_limits_ms: Mapping[str, Mapping[str, float]],
+) -> StepOutcome:
+    """``intervals``: the step's scenario intervals; ``latency_limits_ms``: row -> {"mean"|"p95"|"p99": ms}."""
+    secs = max(end - start, 1e-9)
+    sent = sum(iv["counters"].get("sent", 0) for iv in intervals)
+    dropped = sum(iv["counters"].get("dropped", 0) for iv in intervals)
+    accepted = sum(iv["counters"].get("tx_accepted", 0) for iv in intervals)
+    ok = sum(iv["counters"].get("ok", 0) for iv in intervals)
+    errors = sum(iv["counters"].get("errors", 0) for iv in intervals)
+    achieved = accepted / secs
+    error_rate = errors / (ok + errors) if ok + errors else 0.0
+    broken: str | None = None
+    latency_ok = True
+    for row, limits in latency_limits_ms.items():
+        h = merged(intervals, row)
+        if h is None or h.get_total_count() == 0:
+            continue
+        for stat, limit in limits.items():
+            value_us = h.get_mean_value() if stat == "mean" else h.get_value_at_percentile(float(stat.lstrip("p")))
+            if value_us / 1000.0 >= limit:
+                latency_ok = False
+                broken = broken or f"{row}.{stat}"
+    if broken is None and error_rate >= MAX_ERROR_RATE:
+        broken = "error_rate"
+    if broken is None and (achieved < KEEP_UP * rate or (sent and dropped / (sent + dropped) > 0.001)):
+        broken = "transactions_per_sec"
+    return StepOutcome(rate, start, end, achieved, error_rate, latency_ok, broken)

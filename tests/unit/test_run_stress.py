@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from hdrh.histogram import HdrHistogram
+
+from harness.run.stress import judge_step
+
+LIMITS = {"trade_execution": {"mean": 100.0, "p95": 200.0, "p99": 500.0}}
+
+
+def _iv(lat_ms: list[float], accepted: int, ok: int, errors: int = 0, sent: int = 0) -> dict[str, object]:
+    h = HdrHistogram(1, 60_000_000, 3)
+    for v in lat_ms:
+        h.record_value(int(v * 1000))
+    return {"histograms": {"trade_execution": h.encode()},
+            "counters": {"tx_accepted": accepted, "ok": ok, "errors": errors, "sent": sent or accepted}}
+
+
+def test_a_step_that_keeps_up_is_not_broken() -> None:
+    out = judge_step(100, 0, 2, [_iv([20] * 100, 100, 100), _iv([30] * 100, 100, 100)], LIMITS)
+    assert out.broken is None and out.latency_ok and out.achieved == 100
+
+
+def test_latency_breaks_before_throughput_and_is_named() -> None:
+    out = judge_step(100, 0, 1, [_iv([20] * 97 + [600] * 3, 50, 50)], LIMITS)
+    assert out.broken == "trade_execution.p99" and not out.latency_ok
+
+
+def test_falling_behind_the_offered_rate_breaks_throughput() -> None:
+    out = judge_step(1000, 0, 1, [_iv([20] * 10, 800, 800)], LIMITS)
+    assert out.broken == "transactions_per_sec"
+
+
+def test_errors_break_the_error_rate() -> None:
+    out = judge_step(100, 0, 1, [_iv([20] * 10, 100, 99, errors=1)], LIMITS)
+    assert out.broken == "error_rate"
