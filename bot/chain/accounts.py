@@ -15,10 +15,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
+import coincurve
 from eth_account import Account as _EthAccount
 from eth_account.signers.local import LocalAccount
+
+from bot.chain.tx import Codec, SignedTx, UnsignedTx, sign_direct
 
 # The mnemonic anvil and hardhat derive their ten funded dev accounts from (public knowledge).
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -33,10 +36,11 @@ class AccountLoadError(ValueError):
 class Account:
     """One signing account. ``repr`` shows the address only."""
 
-    __slots__ = ("_local", "address")
+    __slots__ = ("_ckey", "_local", "address")
 
     def __init__(self, local: LocalAccount) -> None:
         self._local = local
+        self._ckey = coincurve.PrivateKey(bytes(local.key))
         self.address: str = local.address
 
     @classmethod
@@ -65,10 +69,15 @@ class Account:
             ) from None
         return cls(local)
 
-    def sign_transaction(self, tx: dict[str, Any]) -> tuple[bytes, str]:
-        """Sign an EIP-1559 transaction dict; returns (raw bytes, 0x-hash)."""
-        signed = self._local.sign_transaction(tx)
-        return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
+    def sign(self, tx: UnsignedTx, codec: Codec = "direct") -> SignedTx:
+        if codec == "direct":
+            raw, h = sign_direct(self._ckey, tx)
+        elif codec == "eth_account":
+            signed = self._local.sign_transaction(tx.as_eth_account_dict())
+            raw, h = bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
+        else:
+            raise ValueError(f"signer.codec: unknown codec {codec!r}; use 'direct' or 'eth_account'")
+        return SignedTx(raw=raw, hash=h, nonce=tx.nonce, sender=self.address)
 
     def _worker_key(self) -> bytes:
         return bytes(self._local.key)
