@@ -1,0 +1,295 @@
+"""The gate's decision rules, pure: timings in, verdicts out (no processes, no clock, no git).
+
+Wall-clock tier. Each revision ran in several processes; each process measured the case in many
+short slots, interleaved in time with the other revision's slots. The unit of evidence is the
+*process* (its median slot time), because a process carries effects a slot cannot average away
+(memory layout, hash seed, which core it landed on). On the log scale:
+
+- the noise model is the spread between processes running identical code in this same job (the
+  A/A spread), pooled over both revisions, and never taken below what the slot-to-slot spread alone
+  implies for a median of that many slots;
+- the effect is the difference of the mean log process-medians (head minus base), i.e. a ratio;
+- a one-sided t-test gives a p-value; Holm's step-down corrects for the number of cases compared;
+- the noise threshold is the effect the test needs at the level the case was tested at
+  (``t * standard error``), and never below the difference this job measured between two halves of
+  the processes that ran identical code (scaled to the comparison's size). So the threshold comes
+  from the measured noise, not from a guessed percentage.
+
+A case is a regression when the Holm-corrected test rejects and the slowdown exceeds the threshold
+(and the optional policy floor ``min_effect``).
+
+Instruction-count tier. Callgrind counts are deterministic (with ``PYTHONHASHSEED=0``); the noise
+model is the measured difference between two repeated base runs, and the threshold is
+``max(min_effect, noise_factor * that difference)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import fmean, median
+
+from scipy import stats as sps
+
+
+class GateInputError(ValueError):
+    """Timings the rule cannot judge (too few processes or slots); the message says what to change."""
+
+
+@dataclass(frozen=True)
+class WallComparison:
+    case: str
+    ratio: float  # head / base, from the mean log process-medians
+    ci95: tuple[float, float]
+    p_value: float  # one-sided: head slower than base
+    base_ns: float
+    head_ns: float
+    sigma_process: float  # log-scale spread between processes of identical code (the A/A model)
+    sigma_slot: float  # log-scale spread between slots within a process
+    aa_ratio: float  # worst ratio between two halves of identical-code processes in this job
+    se: float  # standard error of the log ratio
+    df: int
+    n_base: int
+    n_head: int
+
+
+@dataclass(frozen=True)
+class CallgrindComparison:
+    case: str
+    base_per_iter: float
+    base_repeat_per_iter: float
+    head_per_iter: float
+    ratio: float
+    aa_diff: float  # |repeat / base - 1|: the measured noise of the tier
+    threshold: float  # as a fraction, e.g. 0.005 for +0.5%
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    benchmark: str
+    reason: str
+    source: str  # "commit abc1234" or "perf-acknowledged.toml"
+
+
+@dataclass(frozen=True)
+class Decision:
+    case: str
+    status: str  # regression | acknowledged | improvement | unchanged | skipped
+    tiers: tuple[str, ...]  # the tiers that saw a regression
+    wall: WallComparison | None = None
+    wall_threshold: float | None = None  # as a fraction of the base time
+    wall_p_adjusted: float | None = None
+    callgrind: CallgrindComparison | None = None
+    acknowledged: Acknowledgement | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def failing(self) -> bool:
+        return self.status == "regression"
+
+
+def _log_medians(processes: Sequence[Sequence[float]], side: str, case: str) -> list[float]:
+    out = []
+    for values in processes:
+        if not values:
+            raise GateInputError(f"{case}: a {side} process has no slots; raise --rounds")
+        if min(values) <= 0:
+            raise GateInputError(f"{case}: {side} timings must be positive nanoseconds per operation")
+        out.append(math.log(median(values)))
+    return out
+
+
+def _sample_var(xs: Sequence[float]) -> float:
+    if len(xs) < 2:
+        return 0.0
+    mean = fmean(xs)
+    return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+
+
+def _slot_sigma(processes: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """Robust within-process spread of log slot times, and the smallest slot count per process.
+
+    Slot ``r`` of every process ran in the same round, so the round's median across processes is
+    removed first: load that drifts over the job hits both revisions alike (that is what the
+    interleaving buys) and is not noise of the comparison. MAD, because load spikes are heavy-tailed.
+    """
+    logs = [[math.log(v) for v in values] for values in processes]
+    rounds = min(len(v) for v in logs)
+    round_centre = [median(v[r] for v in logs) for r in range(rounds)]
+    residuals: list[float] = []
+    for values in logs:
+        centred = [values[r] - round_centre[r] for r in range(rounds)]
+        mid = median(centred)
+        residuals.extend(abs(c - mid) for c in centred)
+    sigma = 1.4826 * median(residuals) if residuals else 0.0
+    return sigma, rounds
+
+
+def _halves_log_diff(logs: Sequence[float]) -> float:
+    """|mean(odd) - mean(even)|: the difference between two groups of identical-code processes."""
+    if len(logs) < 2:
+        return 0.0
+    return abs(fmean(logs[0::2]) - fmean(logs[1::2]))
+
+
+def compare_wallclock(
+    case: str, base: Sequence[Sequence[float]], head: Sequence[Sequence[float]]
+) -> WallComparison:
+    """Compare per-process slot timings (ns per operation) of two revisions for one case."""
+    if len(base) < 2 or len(head) < 2:
+        raise GateInputError(
+            f"{case}: need at least 2 processes per revision to measure the A/A spread "
+            f"(got base={len(base)}, head={len(head)}); raise --processes"
+        )
+    xb = _log_medians(base, "base", case)
+    xh = _log_medians(head, "head", case)
+    nb, nh = len(xb), len(xh)
+    df = nb + nh - 2
+    pooled_between = ((nb - 1) * _sample_var(xb) + (nh - 1) * _sample_var(xh)) / df
+    sigma_slot, min_slots = _slot_sigma([*base, *head])
+    # The median of n slots varies at least by ~1.25 sigma/sqrt(n) even if processes were identical;
+    # with few processes the between-process estimate can come out implausibly small by chance.
+    floor_var = (math.pi / 2) * sigma_slot**2 / min_slots
+    var_process = max(pooled_between, floor_var)
+    se = math.sqrt(var_process * (1 / nb + 1 / nh))
+    diff = fmean(xh) - fmean(xb)
+    if se > 0:
+        p_value = float(sps.t.sf(diff / se, df))
+        half = float(sps.t.ppf(0.975, df)) * se
+    else:
+        p_value = 0.0 if diff > 0 else 1.0
+        half = 0.0
+    # Two halves of n identical-code processes differ with twice the variance of an n-vs-n contrast
+    # of the same total size; scale so the A/A figure is comparable with this comparison's effect.
+    scale = math.sqrt((1 / nb + 1 / nh) / (4 / max(nb, nh)))
+    aa_log = max(_halves_log_diff(xb), _halves_log_diff(xh)) * scale
+    return WallComparison(
+        case=case,
+        ratio=math.exp(diff),
+        ci95=(math.exp(diff - half), math.exp(diff + half)),
+        p_value=p_value,
+        base_ns=math.exp(fmean(xb)),
+        head_ns=math.exp(fmean(xh)),
+        sigma_process=math.sqrt(var_process),
+        sigma_slot=sigma_slot,
+        aa_ratio=math.exp(aa_log),
+        se=se,
+        df=df,
+        n_base=nb,
+        n_head=nh,
+    )
+
+
+def holm(p_values: Sequence[float], alpha: float) -> tuple[list[bool], list[float], list[float]]:
+    """Holm-Bonferroni: (rejected, adjusted p-values, per-test level) in the input order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    rejected = [False] * m
+    adjusted = [1.0] * m
+    levels = [alpha / m if m else alpha] * m
+    running = 0.0
+    still_rejecting = True
+    for rank, i in enumerate(order):
+        factor = m - rank
+        running = max(running, min(1.0, p_values[i] * factor))
+        adjusted[i] = running
+        levels[i] = alpha / factor
+        if still_rejecting and p_values[i] <= alpha / factor:
+            rejected[i] = True
+        else:
+            still_rejecting = False
+    return rejected, adjusted, levels
+
+
+def wall_threshold(comp: WallComparison, level: float, min_effect: float = 0.0) -> float:
+    """The slowdown (fraction) this comparison must exceed to count as a regression at ``level``."""
+    t_crit = float(sps.t.ppf(1 - level, comp.df)) if comp.se > 0 else 0.0
+    stat_log = t_crit * comp.se
+    log_threshold = max(stat_log, math.log(comp.aa_ratio), math.log1p(min_effect))
+    return math.expm1(log_threshold)
+
+
+def compare_callgrind(
+    case: str,
+    base_per_iter: float,
+    base_repeat_per_iter: float,
+    head_per_iter: float,
+    *,
+    min_effect: float = 0.005,
+    noise_factor: float = 10.0,
+) -> CallgrindComparison:
+    if base_per_iter <= 0 or head_per_iter <= 0 or base_repeat_per_iter <= 0:
+        raise GateInputError(f"{case}: instruction counts per iteration must be positive")
+    aa = abs(base_repeat_per_iter / base_per_iter - 1.0)
+    return CallgrindComparison(
+        case=case,
+        base_per_iter=base_per_iter,
+        base_repeat_per_iter=base_repeat_per_iter,
+        head_per_iter=head_per_iter,
+        ratio=head_per_iter / base_per_iter,
+        aa_diff=aa,
+        threshold=max(min_effect, noise_factor * aa),
+    )
+
+
+def decide(
+    cases: Sequence[str],
+    wall: Mapping[str, WallComparison],
+    callgrind: Mapping[str, CallgrindComparison],
+    acknowledgements: Sequence[Acknowledgement] = (),
+    *,
+    alpha: float = 0.05,
+    min_effect: float = 0.0,
+    skipped: Mapping[str, str] | None = None,
+) -> list[Decision]:
+    """One decision per case, with Holm's correction over the wall-clock comparisons made."""
+    skipped = skipped or {}
+    wall_names = [c for c in cases if c in wall]
+    rejected, adjusted, levels = holm([wall[c].p_value for c in wall_names], alpha)
+    wall_verdict = {
+        name: (rej, adj, lvl) for name, rej, adj, lvl in zip(wall_names, rejected, adjusted, levels, strict=True)
+    }
+    acks = {a.benchmark: a for a in acknowledgements}
+    decisions = []
+    for case in cases:
+        if case in skipped and case not in wall and case not in callgrind:
+            decisions.append(Decision(case, "skipped", (), notes=(skipped[case],)))
+            continue
+        tiers: list[str] = []
+        improved = False
+        threshold = p_adj = None
+        wc = wall.get(case)
+        if wc is not None:
+            rej, p_adj, level = wall_verdict[case]
+            threshold = wall_threshold(wc, level, min_effect)
+            if rej and wc.ratio - 1 > threshold:
+                tiers.append("wall")
+            elif wc.ratio < 1 / (1 + threshold) and wc.p_value > 1 - level:
+                improved = True
+        cg = callgrind.get(case)
+        if cg is not None:
+            if cg.ratio - 1 > cg.threshold:
+                tiers.append("callgrind")
+            elif cg.ratio < 1 - cg.threshold:
+                improved = True
+        ack = acks.get(case)
+        if tiers:
+            status = "acknowledged" if ack is not None else "regression"
+        else:
+            status = "improvement" if improved else "unchanged"
+        notes = (skipped[case],) if case in skipped else ()
+        decisions.append(
+            Decision(
+                case,
+                status,
+                tuple(tiers),
+                wall=wc,
+                wall_threshold=threshold,
+                wall_p_adjusted=p_adj,
+                callgrind=cg,
+                acknowledged=ack if tiers else None,
+                notes=notes,
+            )
+        )
+    return decisions

@@ -1,0 +1,140 @@
+"""The benchmark worker: one process of one revision, timing cases on command.
+
+The gate starts several of these per revision with ``PYTHONPATH`` set to that revision's worktree,
+so ``import bot``/``import harness`` resolve to *that revision's* code while the case definitions
+(copied beside this file into a throw-away package) come from the head revision. Standard-library
+only, for the same reason as ``cases.py``.
+
+Two modes:
+
+- ``serve`` (default): JSON lines on stdin/stdout. The orchestrator keeps every worker alive and
+  asks them in turn for short measurement slots, which is what makes the comparison interleaved
+  (A B A B ...) without paying interpreter start-up and imports per slot.
+- ``once --case NAME --iterations N``: set up and run the case N times, then exit. This is the
+  instruction-count tier's command line: it runs under callgrind, where only the count matters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from typing import Any
+
+from .cases import CaseUnavailable, get_case
+from .plant import plant_from_env, planted
+
+Op = Any
+
+
+def _module_origin(name: str) -> str | None:
+    mod = sys.modules.get(name)
+    return getattr(mod, "__file__", None) if mod is not None else None
+
+
+class Worker:
+    """Holds the set-up cases of one process; every method answers one request."""
+
+    def __init__(self) -> None:
+        self._ops: dict[str, Op] = {}
+        self._plant = plant_from_env()
+
+    def __repr__(self) -> str:
+        return f"<Worker cases={sorted(self._ops)} plant={self._plant}>"
+
+    def setup(self, name: str) -> dict[str, Any]:
+        try:
+            op = get_case(name).setup()
+        except CaseUnavailable as exc:
+            return {"ok": False, "unavailable": str(exc)}
+        plant = self._plant if self._plant is not None and self._plant.case == name else None
+        self._ops[name] = planted(op, plant)
+        op()  # first call outside any timing: lazy imports, caches
+        gc.collect()
+        return {
+            "ok": True,
+            "planted": plant.exact_fraction if plant is not None else 0.0,
+            "origins": {pkg: _module_origin(pkg) for pkg in ("bot", "harness")},
+        }
+
+    def calibrate(self, name: str, target_s: float) -> dict[str, Any]:
+        """The loop count that makes one timed batch last about ``target_s`` (doubling search)."""
+        op = self._ops[name]
+        loops = 1
+        while True:
+            t0 = time.perf_counter_ns()
+            for _ in range(loops):
+                op()
+            elapsed = (time.perf_counter_ns() - t0) / 1e9
+            if elapsed >= target_s / 2 or loops >= 1 << 24:
+                scaled = loops * target_s / max(elapsed, 1e-9)
+                return {"ok": True, "loops": max(1, min(int(scaled), 1 << 24))}
+            loops *= 2
+
+    def measure(self, name: str, loops: int, repeats: int) -> dict[str, Any]:
+        op = self._ops[name]
+        values: list[float] = []
+        for _ in range(repeats):
+            t0 = time.perf_counter_ns()
+            for _ in range(loops):
+                op()
+            values.append((time.perf_counter_ns() - t0) / loops)
+        return {"ok": True, "ns_per_op": values}
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        kind = request.get("op")
+        if kind == "setup":
+            return self.setup(str(request["case"]))
+        if kind == "calibrate":
+            return self.calibrate(str(request["case"]), float(request["target_s"]))
+        if kind == "measure":
+            return self.measure(str(request["case"]), int(request["loops"]), int(request["repeats"]))
+        return {"ok": False, "error": f"unknown op {kind!r}; expected setup|calibrate|measure|quit"}
+
+
+def serve() -> int:
+    worker = Worker()
+    print(json.dumps({"ready": True, "python": sys.version.split()[0]}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        if request.get("op") == "quit":
+            break
+        try:
+            reply = worker.handle(request)
+        except Exception as exc:  # a broken case must not kill the other cases' measurements
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
+def once(name: str, iterations: int) -> int:
+    worker = Worker()
+    reply = worker.setup(name)
+    if not reply["ok"]:
+        print(json.dumps(reply), flush=True)
+        return 4
+    op = worker._ops[name]
+    for _ in range(iterations):
+        op()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="tradebench gate benchmark worker")
+    sub = parser.add_subparsers(dest="mode")
+    sub.add_parser("serve")
+    p_once = sub.add_parser("once")
+    p_once.add_argument("--case", required=True)
+    p_once.add_argument("--iterations", type=int, required=True)
+    args = parser.parse_args(argv)
+    if args.mode == "once":
+        return once(args.case, args.iterations)
+    return serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
