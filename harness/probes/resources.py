@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
@@ -108,14 +109,16 @@ def read_tree(pid: int, net_bytes: int | None = None) -> Cumulative:
 class ProcessTreeSampler:
     """Samples a process tree every ``interval`` seconds until stopped (bounded by ``max_samples``)."""
 
-    def __init__(self, pid: int, interval: float = 0.5, max_samples: int = 1_000_000) -> None:
+    def __init__(self, pid: int, interval: float = 0.5, max_samples: int = 1_000_000,
+                 net_bytes: Callable[[], int | None] | None = None) -> None:
         if interval <= 0:
             raise ValueError("interval must be > 0 seconds")
         self.pid = pid
         self.interval = interval
         self.max_samples = max_samples
         self.series = ResourceSeries(origin=time.monotonic())
-        self.net_bytes: int | None = None  # updated by whoever reads the bot's transport counters
+        # The bot's own transport byte counters (psutil has none per process), if available.
+        self.net_bytes = net_bytes or (lambda: None)
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -123,7 +126,7 @@ class ProcessTreeSampler:
 
     def sample_now(self) -> ResourceSample | None:
         try:
-            return self.series.add(read_tree(self.pid, self.net_bytes))
+            return self.series.add(read_tree(self.pid, self.net_bytes()))
         except psutil.NoSuchProcess:
             return None
 
