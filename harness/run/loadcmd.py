@@ -62,8 +62,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         table.add_row(label, _ms(h.get_mean_value()), *(_ms(h.get_value_at_percentile(p)) for p in (50, 90, 99, 99.9)),
                       _ms(h.get_max_value()))
     console.print(table)
-    console.print(f"target {s.target_rate:.1f}/s  achieved {s.achieved_rate:.1f}/s  completed {s.completed_rate:.1f}/s  "
-                  f"ok {s.ok}  errors {s.errors} {dict(s.errors_by_kind) or ''}  dropped {s.dropped}")
+    console.print(f"target {s.target_rate:.1f}/s  achieved {s.achieved_rate:.1f}/s  "
+                  f"completed {s.completed_rate:.1f}/s  ok {s.ok}  "
+                  f"errors {s.errors} {dict(s.errors_by_kind) or ''}  dropped {s.dropped}")
     console.print(f"generator lag p99 {s.generator_lag_p99_ms:.3f} ms, max {s.generator_lag_max_ms:.3f} ms"
                   + ("  [red]the generator fell behind: its numbers understate the load[/]" if s.generator_behind
                      else ""))
