@@ -1,0 +1,37 @@
+"""``TelemetryObserver``: routes the engine's events into ``Telemetry`` counters.
+
+Counter keys (per interval in ``/stats``, cumulative in Prometheus):
+``messages_handled``, ``ticks_handled`` (messages of kind ``tick``), ``errors{kind=...}``,
+``drops{reason=<priority>.<reason>}`` (e.g. ``market_data.dropped_oldest``), ``actor_restarts``.
+Keys are cached so the per-message path builds no strings.
+"""
+
+from __future__ import annotations
+
+from bot.engine.mailbox import Message, Priority
+from bot.telemetry.recorder import Telemetry, counter_key
+
+
+class TelemetryObserver:
+    def __init__(self, telemetry: Telemetry, *, tick_kind: str = "tick") -> None:
+        self._t = telemetry
+        self._tick_kind = tick_kind
+        self._drop_keys: dict[tuple[Priority, str], str] = {}
+
+    def handled(self, pair_id: str, message: Message, duration_ns: int) -> None:
+        self._t.count("messages_handled")
+        if message.kind == self._tick_kind:
+            self._t.count("ticks_handled")
+
+    def error(self, pair_id: str, kind: str, exc: BaseException | None) -> None:
+        self._t.error(kind)
+
+    def dropped(self, pair_id: str, priority: Priority, reason: str, n: int) -> None:
+        k = (priority, reason)
+        key = self._drop_keys.get(k)
+        if key is None:
+            key = self._drop_keys[k] = counter_key("drops", reason=f"{priority.label}.{reason}")
+        self._t.count(key, n)
+
+    def restarted(self, pair_id: str) -> None:
+        self._t.count("actor_restarts")

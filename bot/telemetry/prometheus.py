@@ -1,0 +1,118 @@
+"""Prometheus exposition of ``Telemetry``, on a dedicated ``CollectorRegistry`` (never the global one).
+
+Nothing is recorded twice: a custom collector reads the recorder's cumulative state at scrape time.
+
+- ``bot_operation_latency_seconds{op}``: histogram for the four SLO operations. Bucket bounds
+  include every SLO threshold (5, 10, 20, 25, 50, 100, 200, 500 ms). Bucket counts come from the
+  HdrHistogram's counts, so a bound is exact to the histogram's 3 significant digits.
+- ``bot_<name>_total{labels}``: one counter family per telemetry counter name, e.g.
+  ``bot_errors_total{kind}``, ``bot_ticks_handled_total``, ``bot_trades_confirmed_total``,
+  ``bot_drops_total{reason}``.
+- Gauges: ``bot_in_flight``, ``bot_event_loop_lag_seconds`` (from ``loop_lag_ms``),
+  ``bot_net_bytes_sent_total`` / ``bot_net_bytes_received_total`` (counters), any other gauge as
+  ``bot_<name>``.
+- ``bot_process_resident_memory_bytes`` and friends from prometheus_client's process collector.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import numpy as np
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bot.telemetry.recorder import SLO_OPERATIONS, Telemetry, parse_counter_key
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Seconds. Every SLO threshold is a bound, so "fraction under the target" is exact from buckets.
+LATENCY_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+_COUNTER_GAUGES = {"net_bytes_sent": "net_bytes_sent", "net_bytes_received": "net_bytes_received"}
+_NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def _metric_name(name: str) -> str:
+    return "bot_" + _NAME_OK.sub("_", name)
+
+
+class TelemetryCollector(Collector):
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._t = telemetry
+        self._bucket_idx = [self._t.bucket_index(round(b * 1_000_000)) for b in LATENCY_BUCKETS_S]
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._latency()
+        yield from self._counters()
+        yield from self._gauges()
+
+    def _latency(self) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(
+            "bot_operation_latency_seconds", "Latency of the bot's SLO operations", labels=["op"]
+        )
+        ops = set(self._t.operations())
+        for op in SLO_OPERATIONS:
+            if op not in ops:
+                continue
+            counts, n, sum_us = self._t.cumulative_counts(op)
+            cum = np.cumsum(counts)
+            buckets = [(repr(b), float(cum[i])) for b, i in zip(LATENCY_BUCKETS_S, self._bucket_idx, strict=True)]
+            buckets.append(("+Inf", float(n)))
+            fam.add_metric([op], buckets, sum_value=sum_us / 1e6)
+        return fam
+
+    def _counters(self) -> Iterator[CounterMetricFamily]:
+        families: dict[str, CounterMetricFamily] = {}
+        label_names: dict[str, list[str]] = {}
+        for key, value in sorted(self._t.counter_totals().items()):
+            name, labels = parse_counter_key(key)
+            names = sorted(labels)
+            fam = families.get(name)
+            if fam is None:
+                fam = families[name] = CounterMetricFamily(
+                    _metric_name(name), f"Count of {name} events", labels=names
+                )
+                label_names[name] = names
+            if label_names[name] != names:
+                continue  # inconsistent label sets under one name cannot be exposed; counter_key prevents it
+            fam.add_metric([labels[k] for k in names], float(value))
+        # The alert rules divide by these: expose them at zero before the first error.
+        for name, label in (("errors", "kind"),):
+            if name not in families:
+                families[name] = CounterMetricFamily(_metric_name(name), f"Count of {name} events", labels=[label])
+        yield from families.values()
+
+    def _gauges(self) -> Iterator[Metric]:
+        gauges = self._t.gauges()
+        lag = GaugeMetricFamily("bot_event_loop_lag_seconds", "Event-loop lag (sleep drift), latest sample")
+        lag.add_metric([], gauges.pop("loop_lag_ms", 0.0) / 1000.0)
+        yield lag
+        inflight = GaugeMetricFamily("bot_in_flight", "Operations in flight")
+        inflight.add_metric([], gauges.pop("in_flight", 0.0))
+        yield inflight
+        for gname, cname in _COUNTER_GAUGES.items():
+            if gname in gauges:
+                help_text = f"Bytes {cname.rsplit('_', 1)[-1]} by the bot's transports"
+                fam = CounterMetricFamily(_metric_name(cname), help_text)
+                fam.add_metric([], gauges.pop(gname))
+                yield fam
+        for name, value in sorted(gauges.items()):
+            g = GaugeMetricFamily(_metric_name(name), f"Gauge {name}")
+            g.add_metric([], float(value))
+            yield g
+
+
+def make_registry(telemetry: Telemetry, *, process: bool = True) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TelemetryCollector(telemetry))
+    if process:
+        ProcessCollector(namespace="bot", registry=registry)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,317 @@
+"""Per-interval latency histograms, counters and gauges: what ``/stats`` and ``/metrics`` serve.
+
+Recording is the hot path (thousands of calls per second), so it is O(1) and allocation-free:
+``record(op, micros)`` is a dict lookup plus ``HdrHistogram.record_value`` into the *current*
+interval's histogram for that operation. Once a second ``rotate()`` closes the interval: each
+non-empty histogram is encoded (HdrHistogram's compressed base64, a few KB at most), the encoded
+interval is kept in a ring of the last ``keep`` (600) intervals, and the live histogram is reset
+and reused. Closed intervals are kept *encoded* because a live ``HdrHistogram(1, 60_000_000, 3)``
+holds ~140 KB of counts: 600 seconds of eight live histograms would be most of a gigabyte.
+
+For Prometheus the recorder also keeps cumulative bucket counts per operation as numpy arrays
+over the histograms' own ``counts`` buffers (one vector add per rotation, no per-sample cost).
+
+Counter keys are plain names (``ticks_handled``, ``trades_confirmed``) or a name with labels in
+braces (``errors{kind=timeout}``); within an interval they count events of that interval only.
+Gauges are either set (``set_gauge``) or read at snapshot time from a provider callable.
+
+Not thread-safe by design: call it from the event loop's thread (the signer's worker threads
+report back through the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 60_000_000
+SIGNIFICANT_FIGURES = 3
+
+SLO_OPERATIONS = ("tx_submission", "price_fetch", "balance_check", "trade_execution")
+DEFAULT_OPERATIONS = (
+    *SLO_OPERATIONS,
+    *(f"{op}.from_tick" for op in SLO_OPERATIONS if op != "trade_execution"),
+    "event_loop_lag",
+)
+MAX_OPERATIONS = 64  # operations beyond the declared ones are created on first use, up to this many
+
+_KEY_RE = re.compile(r"^[a-z_][a-z0-9_]*(\{[a-z_][a-z0-9_]*=[^{},=]+(,[a-z_][a-z0-9_]*=[^{},=]+)*\})?$")
+
+
+def counter_key(name: str, **labels: str) -> str:
+    """``counter_key("errors", kind="timeout") == "errors{kind=timeout}"`` (labels sorted by name)."""
+    inner = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+    key = f"{name}{{{inner}}}" if labels else name
+    if not _KEY_RE.match(key):
+        raise ValueError(f"bad counter key {key!r}: use a lowercase name and label values without {{}},=")
+    return key
+
+
+def parse_counter_key(key: str) -> tuple[str, dict[str, str]]:
+    """Inverse of ``counter_key``."""
+    if "{" not in key:
+        return key, {}
+    name, _, rest = key.partition("{")
+    labels = dict(part.split("=", 1) for part in rest.rstrip("}").split(","))
+    return name, labels
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedInterval:
+    seq: int
+    start: float  # Unix seconds
+    end: float
+    histograms: Mapping[str, str]  # op -> HdrHistogram compressed base64
+    counters: Mapping[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "start": self.start,
+            "end": self.end,
+            "histograms": dict(self.histograms),
+            "counters": dict(self.counters),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryStatistics:
+    seq: int  # the open interval's sequence number
+    kept: int  # closed intervals retained
+    keep: int  # retention limit
+    evicted_total: int  # closed intervals pushed out of the ring (a puller that fell behind lost them)
+    samples_total: int
+    out_of_range_total: int  # samples clamped into [1 us, 60 s]
+    operations: tuple[str, ...]
+
+
+class _Op:
+    """One operation's live histogram plus exact running sum and count (for Prometheus)."""
+
+    __slots__ = ("count", "cumulative", "hist", "name", "sum_us", "view")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.hist = new_histogram()
+        self.view: npt.NDArray[np.uint64] = np.ctypeslib.as_array(self.hist.counts)
+        self.cumulative: npt.NDArray[np.uint64] = np.zeros_like(self.view)
+        self.sum_us = 0
+        self.count = 0
+
+
+class Telemetry:
+    """The bot's metrics store. See the module docstring; ``payload()`` is the ``/stats`` body."""
+
+    def __init__(
+        self,
+        *,
+        operations: Iterable[str] = DEFAULT_OPERATIONS,
+        keep: int = 600,
+        interval_s: float = 1.0,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if keep < 1 or interval_s <= 0:
+            raise ValueError("telemetry: keep must be >= 1 and interval_s > 0")
+        self._wall = wall_clock
+        self.interval_s = interval_s
+        self._ops: dict[str, _Op] = {name: _Op(name) for name in operations}
+        self._closed: deque[ClosedInterval] = deque(maxlen=keep)
+        self._keep = keep
+        self._seq = 0
+        self._start = wall_clock()
+        self._counters: dict[str, int] = {}
+        self._totals: dict[str, int] = {}
+        self._gauges: dict[str, float] = {}
+        self._providers: dict[str, Callable[[], float]] = {}
+        self._evicted = 0
+        self._out_of_range = 0
+        self._samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Telemetry seq={self._seq} kept={len(self._closed)}/{self._keep} ops={len(self._ops)}"
+            f" samples={self._samples}>"
+        )
+
+    # -- hot path ---------------------------------------------------------------------------------
+
+    def record(self, op: str, micros: int) -> None:
+        """Record one latency sample (integer microseconds) for ``op`` in the current interval."""
+        slot = self._ops.get(op)
+        if slot is None:
+            slot = self._add_op(op)
+        if micros > HIGHEST_US or micros < LOWEST_US:
+            self._out_of_range += 1
+            micros = HIGHEST_US if micros > HIGHEST_US else LOWEST_US
+        slot.hist.record_value(micros)
+        slot.sum_us += micros
+        slot.count += 1
+        self._samples += 1
+
+    def record_since_ns(self, op: str, start_ns: int) -> int:
+        """Record the time since ``start_ns`` (``time.perf_counter_ns()``); returns it in microseconds."""
+        micros = (time.perf_counter_ns() - start_ns) // 1000
+        self.record(op, micros)
+        return micros
+
+    def record_since_scheduled(self, op: str, scheduled: float) -> int:
+        """Record from a tick's scheduled Unix time to now (cross-process, so wall clock by design)."""
+        micros = int((self._wall() - scheduled) * 1_000_000)
+        self.record(op, micros)
+        return micros
+
+    def count(self, key: str, n: int = 1) -> None:
+        self._counters[key] = self._counters.get(key, 0) + n
+
+    def error(self, kind: str) -> None:
+        self.count(_error_key(kind))
+
+    def set_gauge(self, name: str, value: float) -> None:
+        self._gauges[name] = value
+
+    def gauge_provider(self, name: str, provider: Callable[[], float]) -> None:
+        """Read ``provider()`` whenever gauges are snapshotted (e.g. a limiter's borrowed count)."""
+        self._providers[name] = provider
+
+    def _add_op(self, op: str) -> _Op:
+        if len(self._ops) >= MAX_OPERATIONS:
+            raise ValueError(f"telemetry: too many operations ({MAX_OPERATIONS}); is {op!r} a per-item name?")
+        slot = self._ops[op] = _Op(op)
+        return slot
+
+    # -- intervals --------------------------------------------------------------------------------
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def rotate(self) -> ClosedInterval:
+        """Close the current interval (whatever its length) and open the next one."""
+        end = self._wall()
+        encoded: dict[str, str] = {}
+        for name, slot in self._ops.items():
+            if slot.hist.get_total_count():
+                encoded[name] = slot.hist.encode().decode("ascii")
+                slot.cumulative += slot.view
+                slot.hist.reset()
+        counters = self._counters
+        for key, n in counters.items():
+            self._totals[key] = self._totals.get(key, 0) + n
+        closed = ClosedInterval(self._seq, self._start, end, encoded, counters)
+        if len(self._closed) == self._keep:
+            self._evicted += 1
+        self._closed.append(closed)
+        self._counters = {}
+        self._seq += 1
+        self._start = end
+        return closed
+
+    def intervals_since(self, since: int | None = None) -> list[ClosedInterval]:
+        """Closed intervals with ``seq > since`` (all retained ones when ``since`` is None)."""
+        if since is None:
+            return list(self._closed)
+        return [iv for iv in self._closed if iv.seq > since]
+
+    def gauges(self) -> dict[str, float]:
+        out = dict(self._gauges)
+        for name, provider in self._providers.items():
+            out[name] = provider()
+        return out
+
+    def payload(self, since: int | None = None) -> dict[str, Any]:
+        """The ``GET /stats?since=SEQ`` body, exactly as docs/DESIGN.md "Telemetry payload" specifies."""
+        return {
+            "seq": self._seq,
+            "now": self._wall(),
+            "intervals": [iv.to_json() for iv in self.intervals_since(since)],
+            "gauges": self.gauges(),
+        }
+
+    # -- cumulative views (Prometheus) ---------------------------------------------------------------
+
+    def operations(self) -> list[str]:
+        return list(self._ops)
+
+    def cumulative_counts(self, op: str) -> tuple[npt.NDArray[np.uint64], int, int]:
+        """``(counts, count, sum_us)`` since start, including the open interval."""
+        slot = self._ops[op]
+        return slot.cumulative + slot.view, slot.count, slot.sum_us
+
+    def bucket_index(self, micros: int) -> int:
+        """Index in ``cumulative_counts`` of the histogram bucket holding ``micros``."""
+        any_slot = next(iter(self._ops.values()), None)
+        hist = any_slot.hist if any_slot is not None else new_histogram()
+        return int(hist._counts_index_for(max(LOWEST_US, min(HIGHEST_US, micros))))
+
+    def counter_totals(self) -> dict[str, int]:
+        """Every counter since start, including the open interval."""
+        out = dict(self._totals)
+        for key, n in self._counters.items():
+            out[key] = out.get(key, 0) + n
+        return out
+
+    def statistics(self) -> TelemetryStatistics:
+        return TelemetryStatistics(
+            seq=self._seq,
+            kept=len(self._closed),
+            keep=self._keep,
+            evicted_total=self._evicted,
+            samples_total=self._samples,
+            out_of_range_total=self._out_of_range,
+            operations=tuple(self._ops),
+        )
+
+    # -- the rotation task ----------------------------------------------------------------------------
+
+    async def run(self, *, max_intervals: int | None = None) -> None:
+        """Rotate every ``interval_s`` (on a monotonic schedule, so lag does not accumulate)."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + self.interval_s
+        done = 0
+        while max_intervals is None or done < max_intervals:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            self.rotate()
+            done += 1
+            next_at += self.interval_s
+            if next_at < loop.time():  # stalled for more than an interval: do not replay missed ticks
+                next_at = loop.time() + self.interval_s
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name="telemetry-rotation")
+        return self._task
+
+    async def stop(self) -> None:
+        """Stop rotating and close the open interval, so its samples are not lost."""
+        if self._task is not None:
+            self._task.cancel()
+            # asyncio.wait does not re-raise the task's CancelledError, so our own cancellation stays visible.
+            await asyncio.wait([self._task])
+            self._task = None
+        self.rotate()
+
+
+_error_keys: dict[str, str] = {}
+
+
+def _error_key(kind: str) -> str:
+    key = _error_keys.get(kind)
+    if key is None:
+        safe = re.sub(r"[{},=\s]", "_", kind) or "unknown"
+        key = _error_keys[kind] = f"errors{{kind={safe}}}"
+    return key
