@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from .cases import CaseUnavailable, get_case
+from .cases import CASES, CaseUnavailable, get_case
 from .plant import plant_from_env, planted
 
 Op = Any
@@ -123,14 +123,22 @@ def once(name: str, iterations: int) -> int:
     return 0
 
 
+def list_cases() -> int:
+    print(json.dumps([{"name": c.name, "callgrind": c.callgrind, "description": c.description} for c in CASES]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tradebench gate benchmark worker")
     sub = parser.add_subparsers(dest="mode")
     sub.add_parser("serve")
+    sub.add_parser("list")
     p_once = sub.add_parser("once")
     p_once.add_argument("--case", required=True)
     p_once.add_argument("--iterations", type=int, required=True)
     args = parser.parse_args(argv)
+    if args.mode == "list":
+        return list_cases()
     if args.mode == "once":
         return once(args.case, args.iterations)
     return serve()

@@ -1,0 +1,134 @@
+"""The gate's outputs: a rich table for the terminal, ``gate.json`` and ``summary.md`` for people and CI.
+
+``summary.md`` is written so that CI can append it to ``$GITHUB_STEP_SUMMARY`` as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.gate.decision import Decision
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GateContext:
+    base_ref: str
+    base_sha: str
+    head_ref: str
+    head_sha: str
+    settings: dict[str, Any]
+    notes: tuple[str, ...]
+    origins: dict[str, dict[str, str | None]]
+
+
+def _pct(ratio: float) -> str:
+    return f"{(ratio - 1) * 100:+.2f}%"
+
+
+def _wall_cell(d: Decision) -> str:
+    if d.wall is None:
+        return "-"
+    lo, hi = d.wall.ci95
+    thr = f"{d.wall_threshold * 100:.1f}%" if d.wall_threshold is not None else "-"
+    return f"{_pct(d.wall.ratio)} [{_pct(lo)}, {_pct(hi)}] thr {thr} p={d.wall_p_adjusted:.3g}"
+
+
+def _cg_cell(d: Decision) -> str:
+    if d.callgrind is None:
+        return "-"
+    return f"{_pct(d.callgrind.ratio)} thr {d.callgrind.threshold * 100:.2f}%"
+
+
+_STYLE = {"regression": "bold red", "acknowledged": "yellow", "improvement": "green", "skipped": "dim"}
+
+
+def print_table(decisions: Sequence[Decision], ctx: GateContext, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"perf gate: {ctx.base_ref} ({ctx.base_sha[:10]}) -> {ctx.head_ref} ({ctx.head_sha[:10]})")
+    table.add_column("benchmark")
+    table.add_column("base")
+    table.add_column("wall-clock change [95% CI], threshold, Holm p")
+    table.add_column("instructions")
+    table.add_column("verdict")
+    for d in decisions:
+        base = f"{d.wall.base_ns / 1000:.2f} µs" if d.wall is not None else "-"
+        verdict = d.status + (f" ({', '.join(d.tiers)})" if d.tiers else "")
+        table.add_row(d.case, base, _wall_cell(d), _cg_cell(d), f"[{_STYLE.get(d.status, '')}]{verdict}[/]")
+    console.print(table)
+    for d in decisions:
+        for note in d.notes:
+            console.print(f"[dim]{d.case}: {note}[/]")
+        if d.acknowledged is not None:
+            console.print(f"[yellow]{d.case}: acknowledged by {d.acknowledged.source}: {d.acknowledged.reason}[/]")
+    for note in ctx.notes:
+        console.print(f"[dim]note: {note}[/]")
+
+
+def to_json(decisions: Sequence[Decision], ctx: GateContext, exit_code: int) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "base": {"ref": ctx.base_ref, "sha": ctx.base_sha},
+        "head": {"ref": ctx.head_ref, "sha": ctx.head_sha},
+        "settings": ctx.settings,
+        "notes": list(ctx.notes),
+        "origins": ctx.origins,
+        "exit_code": exit_code,
+        "decisions": [dataclasses.asdict(d) for d in decisions],
+    }
+
+
+def to_markdown(decisions: Sequence[Decision], ctx: GateContext, exit_code: int) -> str:
+    failing = [d.case for d in decisions if d.failing]
+    head = "FAIL: " + ", ".join(failing) if failing else "pass: no unacknowledged regression"
+    lines = [
+        f"## Performance gate: {head}",
+        "",
+        f"`{ctx.base_ref}` ({ctx.base_sha[:10]}) → `{ctx.head_ref}` ({ctx.head_sha[:10]}); exit code {exit_code}.",
+        "",
+        "| benchmark | base | wall-clock change [95% CI] | noise threshold | Holm p | instructions | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in decisions:
+        if d.wall is not None:
+            lo, hi = d.wall.ci95
+            wall = f"{_pct(d.wall.ratio)} [{_pct(lo)}, {_pct(hi)}]"
+            base = f"{d.wall.base_ns / 1000:.2f} µs"
+            thr = f"{(d.wall_threshold or 0) * 100:.1f}%"
+            p = f"{d.wall_p_adjusted:.3g}"
+        else:
+            wall = base = thr = p = "-"
+        verdict = f"**{d.status}**" if d.failing else d.status
+        if d.tiers:
+            verdict += f" ({', '.join(d.tiers)})"
+        lines.append(f"| `{d.case}` | {base} | {wall} | {thr} | {p} | {_cg_cell(d)} | {verdict} |")
+    lines.append("")
+    for d in decisions:
+        if d.acknowledged is not None:
+            lines.append(f"- `{d.case}` acknowledged ({d.acknowledged.source}): {d.acknowledged.reason}")
+        lines.extend(f"- `{d.case}`: {note}" for note in d.notes)
+    lines.extend(f"- note: {note}" for note in ctx.notes)
+    lines += [
+        "",
+        "Wall-clock: interleaved slots in several processes per revision; the threshold is derived from the "
+        "A/A spread between processes of identical code measured in this job, Holm-corrected over the "
+        "benchmarks. Instructions: callgrind, PYTHONHASHSEED=0; threshold from a repeated base run.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, decisions: Sequence[Decision], ctx: GateContext, exit_code: int) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "gate.json").write_text(json.dumps(to_json(decisions, ctx, exit_code), indent=2) + "\n")
+    (out_dir / "summary.md").write_text(to_markdown(decisions, ctx, exit_code))
+    return out_dir
