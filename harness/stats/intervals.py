@@ -129,7 +129,8 @@ def _boot_percentiles(series: BucketSeries, w: FloatArray, qs: Sequence[float]) 
     return out
 
 
-def _pct_interval(boot: FloatArray, point: float, confidence: float) -> tuple[float, float]:
+def percentile_interval(boot: FloatArray, point: float, confidence: float) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``boot`` (NaNs ignored), widened to contain ``point``."""
     finite = boot[np.isfinite(boot)]
     if len(finite) == 0:
         return NAN, NAN
@@ -142,6 +143,38 @@ def _pct_interval(boot: FloatArray, point: float, confidence: float) -> tuple[fl
 def stat_key(q_percent: float) -> str:
     """``95.0 -> "p95"``, ``99.9 -> "p99.9"``."""
     return f"p{q_percent:g}"
+
+
+def bootstrap_latency(
+    series: BucketSeries,
+    percentiles: Sequence[float],
+    *,
+    n_boot: int = 1000,
+    block_len: int | None = None,
+    seed: int = 0,
+) -> tuple[FloatArray, FloatArray]:
+    """Bootstrap distributions (µs) of the mean (``n_boot``) and percentiles (``n_boot x len(q)``).
+
+    Resamples are circular blocks of whole intervals. A resample drawing only empty intervals
+    gives NaN (callers ignore NaNs).
+    """
+    n = series.n_intervals
+    blen = block_len if block_len is not None else default_block_len(n)
+    rng = np.random.default_rng(seed)
+    counts = series.interval_counts()
+    sums = series.interval_sums_us()
+    boot_mean = np.empty(n_boot)
+    boot_q = np.empty((n_boot, len(percentiles)))
+    chunk = max(1, _CHUNK_CELLS // max(n, 1))
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        w = circular_block_weights(rng, n, stop - start, blen)
+        c = w @ counts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot_mean[start:stop] = np.where(c > 0, (w @ sums) / c, NAN)
+        if percentiles:
+            boot_q[start:stop] = _boot_percentiles(series, w, percentiles)
+    return boot_mean, boot_q
 
 
 def latency_cis(
@@ -184,25 +217,13 @@ def latency_cis(
         return out
     n = series.n_intervals
     blen = block_len if block_len is not None else default_block_len(n)
-    rng = np.random.default_rng(seed)
-    sums = series.interval_sums_us()
-    boot_mean = np.empty(n_boot)
-    boot_q = np.empty((n_boot, len(percentiles)))
-    chunk = max(1, _CHUNK_CELLS // max(n, 1))
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        w = circular_block_weights(rng, n, stop - start, blen)
-        c = w @ counts
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot_mean[start:stop] = np.where(c > 0, (w @ sums) / c, NAN)
-        if percentiles:
-            boot_q[start:stop] = _boot_percentiles(series, w, percentiles)
+    boot_mean, boot_q = bootstrap_latency(series, percentiles, n_boot=n_boot, block_len=blen, seed=seed)
     method = "block-bootstrap"
     note = f"circular block bootstrap over {n} intervals, block {blen}, {n_boot} resamples, seed {seed}"
-    lo, hi = _pct_interval(boot_mean, point_mean, confidence)
+    lo, hi = percentile_interval(boot_mean, point_mean, confidence)
     out["mean"] = Estimate(point_mean, lo, hi, confidence, method, total, note)
     for j, q in enumerate(percentiles):
-        lo, hi = _pct_interval(boot_q[:, j], points[q], confidence)
+        lo, hi = percentile_interval(boot_q[:, j], points[q], confidence)
         out[stat_key(q)] = Estimate(points[q], lo, hi, confidence, method, total, note)
     return out
 
@@ -314,7 +335,7 @@ def median_ci(
     starts = rng.integers(0, n, size=(n_boot, k))
     idx = (starts[:, :, None] + np.arange(blen)).reshape(n_boot, k * blen)[:, :n] % n
     boot = np.median(v[idx], axis=1)
-    lo, hi = _pct_interval(boot, point, confidence)
+    lo, hi = percentile_interval(boot, point, confidence)
     return Estimate(point, lo, hi, confidence, "block-bootstrap", n,
                     f"circular block bootstrap of the median, block {blen}, {n_boot} resamples, seed {seed}")
 
@@ -337,7 +358,7 @@ def wilson(successes: int, trials: int, *, confidence: float = 0.95) -> Estimate
 
 @dataclass(frozen=True)
 class Trend:
-    """A linear slope (units of y per unit of t) with its HAC confidence interval."""
+    """A linear slope (units of y per unit of t) with its confidence interval."""
 
     slope: float
     lo: float
@@ -346,8 +367,8 @@ class Trend:
     intercept: float
     confidence: float
     n: int
-    lags: int
-    rho: float
+    method: str
+    detail: str
 
     @property
     def halfwidth(self) -> float:
@@ -355,8 +376,7 @@ class Trend:
 
     def estimate(self, factor: float = 1.0) -> Estimate:
         return Estimate(self.slope * factor, self.lo * factor, self.hi * factor, self.confidence,
-                        "ols-hac", self.n,
-                        f"OLS slope, Newey-West SE with {self.lags} lags (residual AR(1) rho {self.rho:.2f})")
+                        self.method, self.n, self.detail)
 
 
 def andrews_lags(resid: FloatArray) -> tuple[int, float]:
@@ -373,14 +393,42 @@ def andrews_lags(resid: FloatArray) -> tuple[int, float]:
     return int(min(max(lags, 0), n // 2)), rho
 
 
+def _ols(t: FloatArray, y: FloatArray) -> tuple[float, float, FloatArray, FloatArray, float]:
+    """slope, intercept, centred t, residuals, Sxx."""
+    tc = t - t.mean()
+    sxx = float((tc * tc).sum())
+    slope = float((tc * (y - y.mean())).sum() / sxx)
+    intercept = float(y.mean() - slope * t.mean())
+    return slope, intercept, tc, y - (intercept + slope * t), sxx
+
+
+def _hac_se(tc: FloatArray, resid: FloatArray, sxx: float, lags: int) -> float:
+    n = len(tc)
+    u = tc * resid
+    s = float((u * u).sum())
+    for lag in range(1, lags + 1):
+        s += 2.0 * (1.0 - lag / (lags + 1.0)) * float((u[lag:] * u[:-lag]).sum())
+    return math.sqrt(max(s, 0.0) * n / (n - 2)) / sxx
+
+
 def linear_trend(
     t: Sequence[float] | FloatArray,
     y: Sequence[float] | FloatArray,
     *,
     confidence: float = 0.95,
-    lags: int | None = None,
+    batches: int = 10,
 ) -> Trend:
-    """OLS slope of y on t with a Newey-West (HAC) confidence interval (t distribution, n-2 df)."""
+    """OLS slope of y on t with a CI that survives correlated noise.
+
+    With at least ``3 * batches`` points the CI comes from *batch means*: the series is cut into
+    ``batches`` consecutive segments, the segment means are regressed on the segment mean times,
+    and that slope's standard error is used with a t distribution of ``batches - 2`` df. Noise
+    correlated over less than a segment then cannot fake a trend. (A Newey-West interval with an
+    AR(1) plug-in lag was tried first: on white noise mixed with slow AR(1) noise, the plug-in
+    misses the slow part and false trends appeared in 60-80% of simulated runs; batch means stayed
+    near the nominal 5% for correlation times up to ~1/40 of the run.) With fewer points, a
+    Newey-West SE with Andrews' lag and n-2 df is used instead.
+    """
     _check_confidence(confidence)
     tt = np.asarray(t, dtype=np.float64)
     yy = np.asarray(y, dtype=np.float64)
@@ -391,20 +439,27 @@ def linear_trend(
         raise ConfigError(f"linear_trend: {n} points are too few for a slope with a CI: need at least 3")
     if not (np.isfinite(tt).all() and np.isfinite(yy).all()):
         raise ConfigError("linear_trend: times and values must be finite numbers (found NaN or inf)")
-    tc = tt - tt.mean()
-    sxx = float((tc * tc).sum())
-    if sxx == 0.0:
+    if float(tt.max() - tt.min()) == 0.0:
         raise ConfigError("linear_trend: all samples share one time: a slope needs samples spread over time")
-    slope = float((tc * (yy - yy.mean())).sum() / sxx)
-    intercept = float(yy.mean() - slope * tt.mean())
-    resid = yy - (intercept + slope * tt)
-    rho = 0.0
-    if lags is None:
+    if batches < 3:
+        raise ConfigError(f"linear_trend: batches={batches}: use at least 3 (10 is a good default)")
+    order = np.argsort(tt, kind="stable")
+    tt, yy = tt[order], yy[order]
+    slope, intercept, tc, resid, sxx = _ols(tt, yy)
+    if n >= 3 * batches:
+        edges = np.linspace(0, n, batches + 1).round().astype(np.int64)
+        tm = np.array([tt[a:b].mean() for a, b in itertools.pairwise(edges)])
+        ym = np.array([yy[a:b].mean() for a, b in itertools.pairwise(edges)])
+        _, _, _, bres, bsxx = _ols(tm, ym)
+        se = math.sqrt(float((bres * bres).sum()) / (batches - 2) / bsxx) if bsxx > 0 else math.inf
+        df = float(batches - 2)
+        method = "ols-batch-means"
+        detail = f"OLS slope of {n} samples; CI from {batches} batch means (t, {batches - 2} df)"
+    else:
         lags, rho = andrews_lags(resid)
-    u = tc * resid
-    s = float((u * u).sum())
-    for lag in range(1, lags + 1):
-        s += 2.0 * (1.0 - lag / (lags + 1.0)) * float((u[lag:] * u[:-lag]).sum())
-    se = math.sqrt(max(s, 0.0) * n / (n - 2)) / sxx
-    h = float(sps.t.ppf(0.5 + confidence / 2.0, n - 2)) * se
-    return Trend(slope, slope - h, slope + h, se, intercept, confidence, n, lags, rho)
+        se = _hac_se(tc, resid, sxx, lags)
+        df = float(n - 2)
+        method = "ols-hac"
+        detail = f"OLS slope of {n} samples; Newey-West SE with {lags} lags (residual AR(1) rho {rho:.2f})"
+    h = float(sps.t.ppf(0.5 + confidence / 2.0, df)) * se
+    return Trend(slope, slope - h, slope + h, se, intercept, confidence, n, method, detail)

@@ -7,7 +7,7 @@
   threshold's side to the distance ``d`` between estimate and threshold needs
   ``duration * ((h/d)^2 - 1)`` more seconds. It is a rough guide (the estimate itself will move,
   and correlated noise shrinks slower), capped, and ``None`` when the estimate sits exactly on the
-  threshold: no amount of running decides that.
+  threshold: no amount of running decides that. (For slopes the CI shrinks faster, see ``decide``.)
 
 The margin is relative to the threshold and signed so that positive means headroom
 (``(threshold - value)/|threshold|`` for ``<``/``<=``, the opposite for ``>``/``>=``).
@@ -68,8 +68,14 @@ def decide(
     *,
     duration_s: float | None,
     max_more_time_s: float = DEFAULT_MAX_MORE_TIME_S,
+    shrink_exponent: float = 0.5,
 ) -> Verdict:
-    """Judge ``est`` against ``value <op> threshold``; ``duration_s`` is the run time behind the CI."""
+    """Judge ``est`` against ``value <op> threshold``; ``duration_s`` is the run time behind the CI.
+
+    ``shrink_exponent`` e says how the CI half-width falls with run time T (h ~ T^-e): 0.5 for means,
+    rates and percentiles; 1.5 for a slope sampled at a fixed rate (n ~ T and the spread of the
+    sample times ~ T), so the time needed is ``duration * ((h/d)^(1/e) - 1)``.
+    """
     check = OPS.get(op)
     if check is None:
         raise ConfigError(f"unknown comparison {op!r}: use one of <, <=, >, >=")
@@ -91,9 +97,10 @@ def decide(
     toward = est.hi - est.value if threshold > est.value else est.value - est.lo
     if duration_s is None or duration_s <= 0:
         return Verdict("inconclusive", margin, None, "the CI straddles the threshold; run duration unknown")
-    factor = (toward / distance) ** 2 - 1.0
+    factor = (toward / distance) ** (1.0 / shrink_exponent) - 1.0
     more = max(duration_s * factor, 0.0)
-    basis = "assuming the CI shrinks as 1/sqrt(run time) and the estimate stays put"
+    shrink = "1/sqrt(run time)" if shrink_exponent == 0.5 else f"run time^-{shrink_exponent:g}"
+    basis = f"assuming the CI shrinks as {shrink} and the estimate stays put"
     if more > max_more_time_s:
         return Verdict("inconclusive", margin, max_more_time_s,
                        f"the CI straddles the threshold; deciding would take more than "

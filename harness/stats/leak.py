@@ -1,0 +1,116 @@
+"""Memory-leak detection: the slope of memory over time after warm-up, with its CI, in bytes/hour.
+
+A process's memory is noisy (GC cycles, allocator arenas, buffers that grow and shrink) and the
+noise is correlated in time, so a slope is judged with a batch-means interval
+(:func:`harness.stats.intervals.linear_trend`), never with the naive OLS error.
+
+The verdict follows the quality rule "growth not distinguishable from zero, within a stated
+sensitivity S":
+
+- **no leak**: the CI's upper bound is below S (any growth is smaller than we promised to see);
+- **leak**: the CI's lower bound is above S (growth of at least S, with confidence);
+- **inconclusive**: otherwise. The run's *resolution* (the CI half-width: the smallest growth
+  this run could tell from zero) is always reported, and with it how much longer to run.
+
+Warm-up (imports, pools and caches filling) is excluded: by default the first 20% of the run,
+at most 30 minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from harness.errors import ConfigError
+from harness.stats.histograms import FloatArray
+from harness.stats.intervals import Estimate, Trend, linear_trend
+from harness.stats.verdict import DEFAULT_MAX_MORE_TIME_S, decide
+
+LeakVerdict = Literal["no leak", "leak", "inconclusive"]
+
+DEFAULT_WARMUP_FRACTION = 0.2
+DEFAULT_WARMUP_MAX_S = 1800.0
+MIN_POINTS = 10
+_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class LeakResult:
+    """Growth of one memory series (``"rss"`` or ``"heap"``) after warm-up, in bytes per hour."""
+
+    series: str
+    slope_bph: float
+    lo_bph: float
+    hi_bph: float
+    confidence: float
+    sensitivity_bph: float
+    resolution_bph: float
+    verdict: LeakVerdict
+    more_time_s: float | None
+    warmup_s: float
+    analysed_s: float
+    n: int
+    note: str
+
+    def estimate(self) -> Estimate:
+        return Estimate(self.slope_bph, self.lo_bph, self.hi_bph, self.confidence, "ols-batch-means", self.n,
+                        self.note)
+
+
+def _fmt(bph: float) -> str:
+    return f"{bph / 1e6:.3g} MB/h"
+
+
+def detect_leak(
+    t_s: Sequence[float] | FloatArray,
+    values_bytes: Sequence[float] | FloatArray,
+    *,
+    sensitivity_bph: float,
+    series: str = "rss",
+    warmup_s: float | None = None,
+    warmup_fraction: float = DEFAULT_WARMUP_FRACTION,
+    warmup_max_s: float = DEFAULT_WARMUP_MAX_S,
+    confidence: float = 0.95,
+    max_more_time_s: float = DEFAULT_MAX_MORE_TIME_S,
+) -> LeakResult:
+    """Judge one memory series sampled at times ``t_s`` (seconds from the scenario start)."""
+    if sensitivity_bph <= 0:
+        raise ConfigError(f"sensitivity_bph={sensitivity_bph!r}: give a positive growth rate in bytes/hour")
+    if not 0.0 <= warmup_fraction < 1.0:
+        raise ConfigError(f"warmup_fraction={warmup_fraction!r}: use a fraction in [0, 1), e.g. 0.2")
+    t = np.asarray(t_s, dtype=np.float64)
+    y = np.asarray(values_bytes, dtype=np.float64)
+    if t.shape != y.shape:
+        raise ConfigError(f"{series}: {len(t)} times but {len(y)} values: give one time per sample")
+    order = np.argsort(t, kind="stable")
+    t, y = t[order], y[order]
+    span = float(t[-1] - t[0]) if len(t) else 0.0
+    warm = warmup_s if warmup_s is not None else min(warmup_fraction * span, warmup_max_s)
+    keep = t >= (t[0] + warm if len(t) else 0.0)
+    ta, ya = t[keep], y[keep]
+    if len(ta) < MIN_POINTS or float(ta[-1] - ta[0]) <= 0:
+        return LeakResult(series, float("nan"), float("nan"), float("nan"), confidence, sensitivity_bph,
+                          float("nan"), "inconclusive", None, warm, 0.0, len(ta),
+                          f"only {len(ta)} samples after a {warm:.0f} s warm-up: need at least {MIN_POINTS}")
+    trend: Trend = linear_trend(ta, ya, confidence=confidence)
+    est = trend.estimate(_HOUR)
+    analysed = float(ta[-1] - ta[0])
+    resolution = est.halfwidth
+    v = decide(est, "<", sensitivity_bph, duration_s=analysed, max_more_time_s=max_more_time_s,
+               shrink_exponent=1.5)
+    verdict: LeakVerdict = {"pass": "no leak", "fail": "leak"}.get(v.verdict, "inconclusive")  # type: ignore[assignment]
+    if verdict == "inconclusive" and est.value < sensitivity_bph:
+        why = (f"growth {_fmt(est.value)} is below the sensitivity {_fmt(sensitivity_bph)} but the CI reaches "
+               f"{_fmt(est.hi)}")
+    elif verdict == "inconclusive":
+        why = (f"growth {_fmt(est.value)} is above the sensitivity {_fmt(sensitivity_bph)} but the CI reaches "
+               f"{_fmt(est.lo)}")
+    else:
+        why = f"growth {_fmt(est.value)}, CI [{_fmt(est.lo)}, {_fmt(est.hi)}]"
+    note = (f"{series}: {why}; this run resolves growth of {_fmt(resolution)} over {analysed / 3600:.2f} h "
+            f"after a {warm:.0f} s warm-up; {trend.detail}")
+    return LeakResult(series, est.value, est.lo, est.hi, confidence, sensitivity_bph, resolution, verdict,
+                      v.more_time_s, warm, analysed, len(ta), note)
