@@ -7,6 +7,10 @@
 - ``RpcTimeout`` ("timeout"): a phase (connect, read, total) ran out of time.
 - ``RateLimited`` ("rate_limited"): HTTP 429 or a rate-limit error; ``retry_after`` if the node said.
 - ``InvalidResponse`` ("invalid_response"): the node answered garbage.
+
+``retryable`` says whether the same request may be sent again (to this or another endpoint).
+It is a class default that an instance may override: an HTTP 404 is a ``TransportError`` that
+no retry will fix.
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ class NodeError(RpcError):
 class TransportError(RpcError):
     kind = "transport"
     retryable = True
+
+    def __init__(self, message: str = "transport error", *, status: int | None = None) -> None:
+        super().__init__(message)
+        # The HTTP status when the failure was an HTTP answer (None: the connection failed).
+        self.status = status
+        if status is not None and 400 <= status < 500 and status not in (408, 425):
+            self.retryable = False
 
 
 class RpcTimeout(TransportError):
