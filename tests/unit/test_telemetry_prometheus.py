@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.telemetry.prometheus import LATENCY_BUCKETS_S, make_registry, render
+from bot.telemetry.recorder import SLO_OPERATIONS, Telemetry
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_latency_histogram_buckets_counts_and_sum() -> None:
+    t = Telemetry()
+    for us in (4_000, 40_000, 150_000):
+        t.record("trade_execution", us)
+    t.rotate()
+    t.record("trade_execution", 600_000)  # still in the open interval: must be exposed too
+    s = samples(render(make_registry(t, process=False)).decode())
+
+    def bucket(le: str) -> float:
+        return s[("bot_operation_latency_seconds_bucket", (("le", le), ("op", "trade_execution")))]
+
+    assert bucket("0.005") == 1
+    assert bucket("0.05") == 2
+    assert bucket("0.1") == 2
+    assert bucket("0.2") == 3
+    assert bucket("0.5") == 3
+    assert bucket("1.0") == 4
+    assert bucket("+Inf") == 4
+    assert s[("bot_operation_latency_seconds_count", (("op", "trade_execution"),))] == 4
+    assert abs(s[("bot_operation_latency_seconds_sum", (("op", "trade_execution"),))] - 0.794) < 1e-9
+    for op in SLO_OPERATIONS:
+        assert ("bot_operation_latency_seconds_count", (("op", op),)) in s
+    les = [float(le) for (n, labels), _ in s.items() if n.endswith("_bucket") for k, le in labels
+           if k == "le" and le != "+Inf"]
+    assert set(les) == set(LATENCY_BUCKETS_S)
+
+
+def test_counters_gauges_and_process_metrics() -> None:
+    t = Telemetry()
+    t.error("timeout")
+    t.error("timeout")
+    t.error("node")
+    t.count("ticks_handled", 5)
+    t.count("drops{reason=market_data.dropped_oldest}", 2)
+    t.set_gauge("loop_lag_ms", 3.0)
+    t.gauge_provider("in_flight", lambda: 7)
+    t.set_gauge("net_bytes_sent", 1234)
+    t.set_gauge("queue_depth", 9)
+    s = samples(render(make_registry(t)).decode())
+    assert s[("bot_errors_total", (("kind", "timeout"),))] == 2
+    assert s[("bot_errors_total", (("kind", "node"),))] == 1
+    assert s[("bot_ticks_handled_total", ())] == 5
+    assert s[("bot_drops_total", (("reason", "market_data.dropped_oldest"),))] == 2
+    assert s[("bot_event_loop_lag_seconds", ())] == 0.003
+    assert s[("bot_in_flight", ())] == 7
+    assert s[("bot_net_bytes_sent_total", ())] == 1234
+    assert s[("bot_queue_depth", ())] == 9
+    assert s[("bot_process_resident_memory_bytes", ())] > 1_000_000
+
+
+def test_dedicated_registry_leaves_global_one_alone() -> None:
+    t = Telemetry()
+    t.record("price_fetch", 10)
+    make_registry(t)
+    global_names = {m.name for m in REGISTRY.collect()}
+    assert "bot_operation_latency_seconds" not in global_names
+    # Two registries over two recorders do not collide (one process can host two bots in tests).
+    make_registry(Telemetry())
