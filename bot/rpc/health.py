@@ -10,8 +10,9 @@ instead of each paying a connect timeout:
     CLOSED --failure_threshold consecutive failures--> OPEN --cooldown elapsed--> HALF_OPEN
     HALF_OPEN --probe succeeds--> CLOSED        HALF_OPEN --probe fails--> OPEN (cooldown again)
 
-In HALF_OPEN one call at a time is let through as a probe. A rate-limited endpoint is not
-unhealthy, it is busy: it is parked until its ``Retry-After`` runs out.
+In HALF_OPEN one call at a time is let through as a probe, ahead of the healthy endpoints.
+A rate-limited endpoint is not unhealthy, it is busy: it is parked until its ``Retry-After``
+runs out.
 
 Only failures of the endpoint count (transport, timeout, garbage); a JSON-RPC error such as
 "execution reverted" is the node working correctly and counts as a success.
@@ -148,14 +149,15 @@ class EndpointHealth:
 
 
 def rank(endpoints: Sequence[EndpointHealth]) -> list[EndpointHealth]:
-    """Best first: available endpoints by score (closed before a half-open probe), then the
-    unavailable ones by how soon they become available, so a caller with every endpoint down
-    still knows which to wait for."""
+    """Best first: a half-open endpoint whose probe slot is free (the next call is its trial:
+    without it an endpoint that recovered would never be used again while another works),
+    then closed endpoints by score, then the unavailable ones by how soon they become
+    available, so a caller with every endpoint down knows which to wait for."""
 
     def key(ep: EndpointHealth) -> tuple[int, float, float]:
         wait = ep.blocked_for()
         if wait > 0.0:
             return (2, wait, ep.score())
-        return (0 if ep.state is BreakerState.CLOSED else 1, ep.score(), 0.0)
+        return (1 if ep.state is BreakerState.CLOSED else 0, ep.score(), 0.0)
 
     return sorted(endpoints, key=key)

@@ -121,14 +121,16 @@ def test_rank_orders_unavailable_by_time_to_recovery() -> None:
     assert [e.name for e in rank([a, b])] == ["b", "a"]
 
 
-def test_half_open_ranks_after_closed() -> None:
+def test_half_open_gets_the_next_call_as_its_probe_then_waits() -> None:
     clock = Clock()
     recovering, healthy = make("recovering", clock), make("healthy", clock)
     for _ in range(3):
         recovering.record_failure()
     clock.now += 10.0
-    healthy.record_success(0.5)  # slower, but closed
-    assert [e.name for e in rank([recovering, healthy])] == ["healthy", "recovering"]
+    healthy.record_success(0.001)
+    assert [e.name for e in rank([healthy, recovering])] == ["recovering", "healthy"]
+    recovering.on_attempt()  # the probe is out: others serve until it reports
+    assert [e.name for e in rank([healthy, recovering])] == ["healthy", "recovering"]
 
 
 @given(st.lists(st.one_of(st.floats(0, 5), st.none()), max_size=60))
