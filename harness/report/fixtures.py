@@ -126,7 +126,7 @@ def _scenarios(rng: np.random.Generator, t0: float, slow: Mapping[str, float]) -
         for i in range(10)
     ]
     burst = _scenario(
-        "burst", t0, 10.0, {"kind": "burst", "count": 1000, "within_s": 1.0},
+        "burst", t0, 10.0, {"kind": "burst", "count": 1000, "seconds": 1.0},
         annotations=[{"t": 0.0, "label": "burst: 1000 tx within 1 s"}, {"t": 2.0, "label": "queue drained"}],
         intervals=burst_iv, resources=_resources(rng, 10.0, 1.0, rss_mb=96.0, cpu=38.0, growth_mb=14.0),
         target_rate=100.0, lag_ms=0.4,
@@ -134,7 +134,7 @@ def _scenarios(rng: np.random.Generator, t0: float, slow: Mapping[str, float]) -
     sus_iv = [_interval(rng, i, end=i + 1.0, n_tx=int(rng.poisson(100)), queue_ms=0.4, slowdown=slow,
                         error_rate=0.0004) for i in range(60)]
     sustained = _scenario(
-        "sustained", t0 + 20, 60.0, {"kind": "constant", "rate": 100.0}, annotations=[],
+        "sustained", t0 + 20, 60.0, {"kind": "constant", "rate": 100.0, "seconds": 60.0}, annotations=[],
         intervals=sus_iv, resources=_resources(rng, 60.0, 1.0, rss_mb=92.0, cpu=31.0, growth_mb=1.0),
         target_rate=100.0, lag_ms=0.2,
     )
@@ -148,14 +148,16 @@ def _scenarios(rng: np.random.Generator, t0: float, slow: Mapping[str, float]) -
     stress_notes = [{"t": k * 10.0, "label": f"step {k + 1}: {r}/s"} for k, r in enumerate(steps)]
     stress_notes.append({"t": 40.0, "label": "breaking point at 1600/s: tx_submission p99 > 200 ms"})
     stress = _scenario(
-        "stress", t0 + 100, 50.0, {"kind": "steps", "rates": list(steps), "step_s": 10.0}, annotations=stress_notes,
+        "stress", t0 + 100, 50.0, {"kind": "steps", "steps": [{"rate": r, "seconds": 10.0} for r in steps]},
+        annotations=stress_notes,
         intervals=stress_iv, resources=_resources(rng, 50.0, 1.0, rss_mb=110.0, cpu=55.0, growth_mb=30.0),
         target_rate=1600.0, lag_ms=1.8,
     )
+    stress["summary"].update(breaking_point=1600.0, first_broken="tx_submission p99 > 200 ms")
     soak_iv = [_interval(rng, i * 60.0, end=(i + 1) * 60.0, n_tx=int(rng.poisson(600)), queue_ms=0.3,
                          slowdown=slow, error_rate=0.0003) for i in range(30)]
     soak = _scenario(
-        "soak", t0 + 200, 1800.0, {"kind": "constant", "rate": 10.0},
+        "soak", t0 + 200, 1800.0, {"kind": "constant", "rate": 10.0, "seconds": 1800.0},
         annotations=[{"t": 300.0, "label": "warm-up over"}],
         intervals=soak_iv, resources=_resources(rng, 1800.0, 30.0, rss_mb=90.0, cpu=9.0, growth_mb=0.5),
         target_rate=10.0, lag_ms=0.2,

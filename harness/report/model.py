@@ -14,7 +14,7 @@ so nothing disappears silently.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -152,14 +152,15 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Artifacts:
-    profiles: tuple[str, ...] = ()
-    memray: tuple[str, ...] = ()
-    logs: tuple[str, ...] = ()
+    """Files the run left beside results.json, by kind (profiles, memray, logs, and any other kind)."""
 
-    def all(self) -> Iterator[tuple[str, str]]:
-        for kind, paths in (("profile", self.profiles), ("memray", self.memray), ("log", self.logs)):
-            for p in paths:
-                yield kind, p
+    items: tuple[tuple[str, str], ...] = ()
+
+    def all(self) -> tuple[tuple[str, str], ...]:
+        return self.items
+
+    def of(self, kind: str) -> tuple[str, ...]:
+        return tuple(p for k, p in self.items if k == kind)
 
 
 @dataclass(frozen=True)
@@ -275,11 +276,7 @@ def parse_results(doc: Mapping[str, Any], source: str = "results.json") -> Run:
         conditions=doc["conditions"],
         scenarios=tuple(_scenario(s) for s in doc["scenarios"]),
         verdicts=tuple(_verdict(v) for v in doc["verdicts"]),
-        artifacts=Artifacts(
-            profiles=tuple(doc["artifacts"]["profiles"]),
-            memray=tuple(doc["artifacts"]["memray"]),
-            logs=tuple(doc["artifacts"]["logs"]),
-        ),
+        artifacts=Artifacts(tuple((kind, p) for kind, paths in doc["artifacts"].items() for p in paths)),
         raw=doc,
     )
 
@@ -351,9 +348,9 @@ def _verdict(v: Mapping[str, Any]) -> Verdict:
 
 
 def sorted_verdicts(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    """Verdicts in SLO-table order (table, row as in slo-tables.md), then scenario and stat as given."""
+    """Verdicts in SLO-table order (table, row as in slo-tables.md); within a row, as the harness wrote them."""
     row_rank = {r: i for i, r in enumerate(SLO_ROWS)}
     return sorted(
         verdicts,
-        key=lambda v: (row_rank.get((v.table, v.row), len(SLO_ROWS)), v.table, v.row, v.scenario or ""),
+        key=lambda v: (row_rank.get((v.table, v.row), len(SLO_ROWS)), v.table, v.row),
     )

@@ -1,0 +1,176 @@
+"""The run page: ``reports/<run-id>/index.html`` with its plots and ``junit.xml``.
+
+Renders a parsed ``Run`` with Jinja2 templates shipped as package data. The page is self-contained
+(CSS inlined, images are PNG files in ``plots/`` beside it, no CDN or script), so it works opened
+from disk, attached to a CI job, or copied elsewhere. Section order follows what a reader needs
+first: the verdicts, then the conditions they hold under, then the evidence.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+import harness
+from harness.report import format as F
+from harness.report import plots
+from harness.report.histograms import stat_ms
+from harness.report.junit import write_junit
+from harness.report.model import TABLE_ORDER, Run, Scenario, Verdict, sorted_verdicts
+from harness.report.views import describe_schedule, op_view, resource_panels, throughput_view
+
+LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p95", "p99", "p99.9", "max")
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("harness.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["value"] = F.fmt_value
+    env.filters["num"] = F.fmt_number
+    env.filters["ci"] = F.fmt_ci
+    env.filters["margin"] = F.fmt_margin
+    env.filters["duration"] = F.fmt_duration
+    env.filters["more_time"] = F.fmt_more_time
+    env.filters["ratio"] = F.fmt_ratio
+    env.filters["rate"] = F.fmt_rate
+    env.filters["schedule"] = describe_schedule
+    env.filters["sig"] = F.sig
+    env.globals["css"] = resources.files("harness.report").joinpath("templates/style.css").read_text("utf-8")
+    env.globals["version"] = harness.__version__
+    return env
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a scenario or operation name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def generated_at() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    table: str
+    row: str
+    stat: str
+    scenario: str
+    verdict: str  # pass | fail | inconclusive | missing
+    v: Verdict | None
+
+
+def verdict_rows(run: Run) -> list[VerdictRow]:
+    """Every verdict in SLO order, plus a ``missing`` row for each SLO row that was not judged."""
+    rows = [VerdictRow(v.table, v.row, v.stat, v.scenario or "", v.verdict, v) for v in sorted_verdicts(run.verdicts)]
+    for table, row in run.missing_rows():
+        rows.append(VerdictRow(table, row, "", "", "missing", None))
+    rank = {t: i for i, t in enumerate(TABLE_ORDER)}
+    return sorted(rows, key=lambda r: rank.get(r.table, len(rank)))
+
+
+@dataclass(frozen=True)
+class LatencyBlock:
+    scenario: str
+    count: int
+    corrected: dict[str, float]
+    service: dict[str, float]
+    image: str
+
+
+@dataclass(frozen=True)
+class ScenarioBlock:
+    s: Scenario
+    throughput_image: str | None
+    resources_image: str | None
+    health_ratio: float | None
+
+
+def _stats(view_stat: Any) -> dict[str, float]:
+    return {s: view_stat(s) for s in LATENCY_STATS}
+
+
+def _latency(run: Run, plot_dir: Path) -> dict[str, list[LatencyBlock]]:
+    ops: dict[str, list[LatencyBlock]] = {}
+    for scn in run.scenarios:
+        for op in scn.operations():
+            view = op_view(scn, op)
+            name = f"latency-{slug(scn.id)}-{slug(op)}.png"
+            plots.latency_figure(view, scn.annotations, plot_dir / name)
+            service = _stats(lambda s, d=view.service: float("nan") if d is None else stat_ms(d, s))
+            ops.setdefault(op, []).append(
+                LatencyBlock(scn.id, view.count, _stats(view.stat), service, f"plots/{name}")
+            )
+    return ops
+
+
+def _scenario_blocks(run: Run, plot_dir: Path) -> list[ScenarioBlock]:
+    out = []
+    for scn in run.scenarios:
+        tp_img = res_img = None
+        if scn.intervals:
+            name = f"throughput-{slug(scn.id)}.png"
+            plots.throughput_figure(throughput_view(scn), scn.annotations, plot_dir / name)
+            tp_img = f"plots/{name}"
+        if scn.resources:
+            name = f"resources-{slug(scn.id)}.png"
+            plots.resources_figure(resource_panels(scn, run.verdicts), scn.annotations, plot_dir / name)
+            res_img = f"plots/{name}"
+        health = scn.health_ok / scn.health_probes if scn.health_probes else None
+        out.append(ScenarioBlock(scn, tp_img, res_img, health))
+    return out
+
+
+def flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested settings as ``a.b = value`` pairs for the conditions table."""
+    if isinstance(obj, Mapping):
+        out: list[tuple[str, str]] = []
+        for k, v in obj.items():
+            out += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(obj, float) and math.isfinite(obj):
+        return [(prefix, F.sig(obj, 4))]
+    return [(prefix, "n/a" if obj is None else str(obj))]
+
+
+def render_run(run: Run, run_dir: Path) -> Path:
+    """Write ``index.html``, ``junit.xml`` and ``plots/*.png`` for ``run`` into ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plot_dir = run_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    for old in plot_dir.glob("*.png"):
+        old.unlink()  # a re-render must not leave plots of scenarios that are no longer there
+    cond = run.conditions
+    html = environment().get_template("run.html.j2").render(
+        run=run,
+        counts=run.counts(),
+        rows=verdict_rows(run),
+        missing=run.missing_rows(),
+        machine=flatten(cond.get("machine", {})),
+        node=flatten(cond.get("node", {})),
+        bot=flatten(cond.get("bot", {})),
+        other=[(k, str(v)) for k, v in cond.items() if k not in ("machine", "node", "bot")],
+        latency=_latency(run, plot_dir),
+        stats=LATENCY_STATS,
+        scenarios=_scenario_blocks(run, plot_dir),
+        artifacts=list(run.artifacts.all()),
+        generated=generated_at(),
+    )
+    out = run_dir / "index.html"
+    out.write_text(html, encoding="utf-8")
+    write_junit(run, run_dir / "junit.xml")
+    return out
