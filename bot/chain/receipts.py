@@ -1,0 +1,255 @@
+"""Receipt tracking driven by new heads, with ``eth_getBlockReceipts`` per block.
+
+One ``eth_getBlockReceipts`` per new block resolves every waiting transaction in that block,
+instead of one ``eth_getTransactionReceipt`` per transaction per poll: at 1000 tx/s that is the
+difference between ~1 and ~1000+ requests per block.
+
+Heads come from a subscription (an async iterator of block numbers, e.g. the rpc engineer's
+``WsSubscriber`` newHeads) or, when there is none or it ends, from polling ``eth_blockNumber``
+every ``poll_interval``. ``HeadCursor`` (pure) decides which blocks to fetch: every block after
+the last one processed, at most ``max_catchup`` of them; when more were skipped (a long stall)
+the waiters are looked up one by one instead (``eth_getTransactionReceipt``, in one batch).
+
+Callers must ``watch()`` a hash *before* sending it, so a block cannot be processed between the
+send and the registration. Waits are bounded by the caller (``asyncio.wait_for``); the tracker
+itself never waits without a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.rpc.errors import RpcError
+from bot.rpc.protocol import RpcClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_hash: str
+    block_number: int
+    status: int  # 1 success, 0 reverted
+    gas_used: int
+    effective_gas_price: int
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Receipt:
+        try:
+            return cls(
+                tx_hash=str(obj["transactionHash"]).lower(),
+                block_number=int(obj["blockNumber"], 16),
+                status=int(obj.get("status", "0x1"), 16),
+                gas_used=int(obj["gasUsed"], 16),
+                effective_gas_price=int(obj.get("effectiveGasPrice", "0x0"), 16),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed receipt: {exc!r} in {dict(obj)!r:.200}") from None
+
+
+class HeadCursor:
+    """Which blocks to fetch when a new head arrives (pure)."""
+
+    def __init__(self, start_after: int | None = None, *, max_catchup: int = 64) -> None:
+        if max_catchup < 1:
+            raise ValueError(f"receipts.max_catchup must be >= 1, got {max_catchup}")
+        self.last = start_after
+        self.max_catchup = max_catchup
+        self.skipped = 0
+
+    def advance(self, head: int) -> tuple[range, bool]:
+        """Blocks to fetch, and whether some were skipped (waiters then need direct lookups)."""
+        if self.last is None:
+            self.last = head - 1
+        if head <= self.last:
+            return range(0), False
+        first = self.last + 1
+        skipped = head - first + 1 > self.max_catchup
+        if skipped:
+            self.skipped += head - first + 1 - self.max_catchup
+            first = head - self.max_catchup + 1
+        return range(first, head + 1), skipped
+
+    def done(self, block: int) -> None:
+        if self.last is None or block > self.last:
+            self.last = block
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptStatistics:
+    watching: int
+    last_block: int | None
+    blocks_fetched: int
+    blocks_skipped: int
+    receipts_matched: int
+    direct_lookups: int
+    fetch_errors: int
+    polling: bool
+
+
+class ReceiptTracker:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        *,
+        poll_interval: float = 0.05,
+        max_catchup: int = 64,
+        fetch_timeout: float = 5.0,
+        max_watching: int = 100_000,
+    ) -> None:
+        self._rpc = rpc
+        self.poll_interval = poll_interval
+        self.fetch_timeout = fetch_timeout
+        self.max_watching = max_watching
+        self._cursor = HeadCursor(max_catchup=max_catchup)
+        self._waiters: dict[str, asyncio.Future[Receipt]] = {}
+        self._target: int | None = None
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._polling = False
+        self._fetched = self._matched = self._lookups = self._errors = 0
+
+    def watch(self, tx_hash: str) -> asyncio.Future[Receipt]:
+        key = tx_hash.lower()
+        fut = self._waiters.get(key)
+        if fut is None:
+            if len(self._waiters) >= self.max_watching:
+                raise RuntimeError(
+                    f"receipt tracker is watching {self.max_watching} transactions; raise max_watching "
+                    "or lower the sender's max_in_flight"
+                )
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters[key] = fut
+        return fut
+
+    def unwatch(self, tx_hash: str) -> None:
+        fut = self._waiters.pop(tx_hash.lower(), None)
+        if fut is not None and not fut.done():
+            fut.cancel()
+
+    def start(self, heads: AsyncIterator[int] | None = None) -> None:
+        """Start processing: from ``heads`` if given, polling when it is absent or ends."""
+        if self._tasks:
+            raise RuntimeError("receipt tracker already started")
+        self._tasks.append(asyncio.create_task(self._feed(heads), name="receipts-heads"))
+        self._tasks.append(asyncio.create_task(self._process(), name="receipts-process"))
+
+    def on_head(self, block_number: int) -> None:
+        """New-head notification (for push-style subscribers)."""
+        if self._target is None or block_number > self._target:
+            self._target = block_number
+            self._wake.set()
+
+    async def lookup(self, tx_hash: str) -> Receipt | None:
+        """One direct ``eth_getTransactionReceipt``; resolves the waiter if mined."""
+        self._lookups += 1
+        obj = await self._rpc.call("eth_getTransactionReceipt", [tx_hash], timeout=self.fetch_timeout)
+        if obj is None:
+            return None
+        receipt = Receipt.from_json(obj)
+        self._resolve(receipt)
+        return receipt
+
+    async def aclose(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.cancel()
+        self._waiters.clear()
+
+    def statistics(self) -> ReceiptStatistics:
+        return ReceiptStatistics(
+            watching=len(self._waiters),
+            last_block=self._cursor.last,
+            blocks_fetched=self._fetched,
+            blocks_skipped=self._cursor.skipped,
+            receipts_matched=self._matched,
+            direct_lookups=self._lookups,
+            fetch_errors=self._errors,
+            polling=self._polling,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ReceiptTracker(watching={len(self._waiters)}, last_block={self._cursor.last}, "
+            f"polling={self._polling}, running={bool(self._tasks)})"
+        )
+
+    def _resolve(self, receipt: Receipt) -> None:
+        fut = self._waiters.pop(receipt.tx_hash, None)
+        if fut is not None and not fut.done():
+            fut.set_result(receipt)
+            self._matched += 1
+
+    async def _feed(self, heads: AsyncIterator[int] | None) -> None:
+        if heads is not None:
+            try:
+                async for head in heads:
+                    self.on_head(head)
+            except RpcError as exc:
+                log.warning("head subscription failed (%s); falling back to polling", exc)
+        self._polling = True
+        while True:
+            try:
+                head = int(await self._rpc.call("eth_blockNumber", [], timeout=self.fetch_timeout), 16)
+                self.on_head(head)
+            except RpcError as exc:
+                self._errors += 1
+                log.debug("eth_blockNumber failed: %s", exc)
+            await asyncio.sleep(self.poll_interval)
+
+    async def _process(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            target = self._target
+            if target is None:
+                continue
+            blocks, skipped = self._cursor.advance(target)
+            for block in blocks:
+                if not await self._fetch_block(block):
+                    # Retry this block on the next wake-up rather than skipping its receipts.
+                    await asyncio.sleep(self.poll_interval)
+                    self._wake.set()
+                    break
+                self._cursor.done(block)
+            if skipped:
+                await self._lookup_all()
+
+    async def _fetch_block(self, block: int) -> bool:
+        try:
+            receipts = await self._rpc.call("eth_getBlockReceipts", [hex(block)], timeout=self.fetch_timeout)
+        except RpcError as exc:
+            self._errors += 1
+            log.debug("eth_getBlockReceipts(%d) failed: %s", block, exc)
+            return False
+        self._fetched += 1
+        for obj in receipts or ():
+            self._resolve(Receipt.from_json(obj))
+        return True
+
+    async def _lookup_all(self) -> None:
+        hashes = list(self._waiters)
+        for i in range(0, len(hashes), 100):
+            chunk = hashes[i : i + 100]
+            try:
+                results = await self._rpc.batch(
+                    [("eth_getTransactionReceipt", [h]) for h in chunk], timeout=self.fetch_timeout
+                )
+            except RpcError:
+                self._errors += 1
+                continue
+            self._lookups += len(chunk)
+            for res in results:
+                if isinstance(res, Mapping):
+                    self._resolve(Receipt.from_json(res))
