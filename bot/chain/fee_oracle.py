@@ -44,20 +44,21 @@ class FeeOracle:
         self.stale_limit = stale_limit
         self.timeout = timeout
         self._base_fee: int | None = None
-        self._at = 0.0
+        self._at = 0.0  # when _base_fee was learned (monotonic)
+        self._stale = True  # a new head arrived without its base fee
         self._inflight: asyncio.Task[int] | None = None
         self._refreshes = self._errors = self._served = 0
 
     def on_head(self, base_fee: int | None = None) -> None:
         """A new block: use its base fee if the notification carried it, else refetch next time."""
         if base_fee is not None:
-            self._base_fee, self._at = base_fee, time.monotonic()
+            self._base_fee, self._at, self._stale = base_fee, time.monotonic(), False
         else:
-            self._at = 0.0
+            self._stale = True
 
     async def fees(self) -> Fees:
         now = time.monotonic()
-        if self._base_fee is None or now - self._at > self.max_age:
+        if self._base_fee is None or self._stale or now - self._at > self.max_age:
             if self._inflight is None:
                 self._inflight = asyncio.create_task(self._fetch())
             task = self._inflight
@@ -81,7 +82,7 @@ class FeeOracle:
             self._errors += 1
             raise
         self._refreshes += 1
-        self._base_fee, self._at = base, time.monotonic()
+        self._base_fee, self._at, self._stale = base, time.monotonic(), False
         return base
 
     def statistics(self) -> FeeOracleStatistics:
