@@ -315,12 +315,13 @@ class WsSubscriber:
             ws = await session.ws_connect(
                 self.url, heartbeat=self.options.heartbeat, timeout=timeout, max_msg_size=_MAX_MESSAGE
             )
-        self._connects += 1
         self._held = []
         reader = asyncio.create_task(self._read(ws))
         try:
             self._ws = ws
             await self._synchronise(ws)
+            # Counted once subscribed and caught up: a connection that fails midway is not one.
+            self._connects += 1
             self._ready.set()
             await reader
         finally:

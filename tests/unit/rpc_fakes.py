@@ -137,6 +137,10 @@ class FakeWsNode:
         self.port = 0
         self.connections = 0
         self.subscribe_calls = 0
+        self.requests: list[str] = []
+        self.log_queries: list[dict[str, Any]] = []
+        # Some nodes push the current head right after eth_subscribe: a natural duplicate source.
+        self.push_head_on_subscribe = False
         self._sockets: set[web.WebSocketResponse] = set()
         self._subs: dict[web.WebSocketResponse, dict[str, str]] = {}
         self._sub_ids = itertools.count(1)
@@ -212,14 +216,20 @@ class FakeWsNode:
         self._subs[ws] = {}
         async for msg in ws:
             req = orjson.loads(msg.data)
-            result = self._answer(ws, req["method"], req["params"])
+            result = self.answer(req["method"], req["params"], ws)
             await ws.send_str(orjson.dumps({"jsonrpc": "2.0", "id": req["id"], "result": result}).decode())
+            if req["method"] == "eth_subscribe" and req["params"][0] == "newHeads" and self.push_head_on_subscribe:
+                params = {"subscription": result, "result": self.blocks[-1]}
+                push = {"jsonrpc": "2.0", "method": "eth_subscription", "params": params}
+                await ws.send_str(orjson.dumps(push).decode())
         self._sockets.discard(ws)
         self._subs.pop(ws, None)
         return ws
 
-    def _answer(self, ws: web.WebSocketResponse, method: str, params: list[Any]) -> Any:
+    def answer(self, method: str, params: list[Any], ws: web.WebSocketResponse | None = None) -> Any:
+        self.requests.append(method)
         if method == "eth_subscribe":
+            assert ws is not None
             self.subscribe_calls += 1
             sid = hex(next(self._sub_ids))
             self._subs.setdefault(ws, {})[sid] = params[0]
@@ -230,6 +240,7 @@ class FakeWsNode:
             n = int(params[0], 16)
             return self.blocks[n] if n <= self.head else None
         if method == "eth_getLogs":
+            self.log_queries.append(params[0])
             lo, hi = int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)
             return [log for log in self.logs if lo <= int(log["blockNumber"], 16) <= hi]
         raise AssertionError(f"FakeWsNode: unexpected method {method}")
