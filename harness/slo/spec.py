@@ -126,8 +126,8 @@ def _parse_threshold(raw: Any, origin: str, where: str, table: str) -> SloThresh
     stat = raw.get("stat", default_stat)
     if not isinstance(stat, str) or not stat:
         raise _fail(origin, f"{where}.stat", "give the statistic's name as a string, e.g. \"peak\"")
-    if table == "latency" and not (stat == "mean" or stat.startswith("p")):
-        raise _fail(origin, f"{where}.expr", f"a latency threshold must use avg or p(N), got {str(expr)!r}")
+    if table == "latency" and expr.aggregate not in ("avg", "med", "p"):
+        raise _fail(origin, f"{where}.expr", f"a latency threshold must use avg, med or p(N), got {str(expr)!r}")
     return SloThreshold(expr, cast(Level, level), stat)
 
 
@@ -237,3 +237,17 @@ def load_default() -> SloSpec:
     """The SLO tables shipped with the project (``harness/slo/slo.toml``)."""
     text = resources.files("harness.slo").joinpath("slo.toml").read_text(encoding="utf-8")
     return loads(text, origin="harness/slo/slo.toml")
+
+
+def load_spec(path: str | Path | None = None) -> SloSpec:
+    """The user's SLO file if given, else the shipped one."""
+    return load_default() if path is None else load(path)
+
+
+def latency_limits_ms(spec: SloSpec) -> dict[str, dict[str, float]]:
+    """Latency row -> {stat: threshold in ms} for the target level (e.g. the stress stopping rule)."""
+    out: dict[str, dict[str, float]] = {}
+    for r in spec.rows:
+        if r.table == "latency":
+            out[r.id] = {t.stat: t.value for t in r.thresholds if t.level == "target"}
+    return out

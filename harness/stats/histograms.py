@@ -149,7 +149,11 @@ class HistogramSummary:
 
 
 def summarize(hist: HdrHistogram) -> HistogramSummary:
-    counts = counts_array(hist)
+    return summarize_counts(counts_array(hist))
+
+
+def summarize_counts(counts: IntArray) -> HistogramSummary:
+    """Summary of a full-length counts array (e.g. ``BucketSeries.merged_full()``)."""
     n = int(counts.sum())
     if n == 0:
         return HistogramSummary(0, float("nan"), float("nan"), 0, 0, 0, 0, 0, 0, 0)

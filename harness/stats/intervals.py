@@ -347,13 +347,43 @@ def wilson(successes: int, trials: int, *, confidence: float = 0.95) -> Estimate
         raise ConfigError(f"wilson: need 0 <= successes <= trials, got {successes} of {trials}")
     if trials == 0:
         return Estimate(NAN, NAN, NAN, confidence, "wilson", 0, "no trials")
-    z = float(sps.norm.ppf(0.5 + confidence / 2.0))
     p = successes / trials
-    denom = 1.0 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    h = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return Estimate(p, max(0.0, centre - h), min(1.0, centre + h), confidence, "wilson", trials,
-                    f"Wilson score interval, {successes}/{trials}")
+    lo, hi = wilson_bounds(p, float(trials), confidence)
+    return Estimate(p, lo, hi, confidence, "wilson", trials, f"Wilson score interval, {successes}/{trials}")
+
+
+def wilson_bounds(p: float, n: float, confidence: float) -> tuple[float, float]:
+    """Wilson interval for an observed proportion ``p`` over ``n`` trials (n may be fractional)."""
+    z = float(sps.norm.ppf(0.5 + confidence / 2.0))
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    h = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - h), min(1.0, centre + h)
+
+
+def wilson_trials_needed(p: float, n: float, threshold: float, confidence: float) -> float | None:
+    """Trials at which the Wilson bound facing ``threshold`` would reach it, if ``p`` stayed put.
+
+    Near 0 and 1 the interval shrinks like 1/n, not 1/sqrt(n), so the generic rule would
+    overstate the time needed many times over. None if ``p`` equals the threshold.
+    """
+    if p == threshold:
+        return None
+    side = 1 if threshold > p else 0
+
+    def reached(m: float) -> bool:
+        b = wilson_bounds(p, m, confidence)[side]
+        return b < threshold if side == 1 else b > threshold
+
+    lo, hi = n, n * 2.0
+    while not reached(hi):
+        lo, hi = hi, hi * 2.0
+        if hi > n * 1e9:
+            return None
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if reached(mid) else (mid, hi)
+    return hi
 
 
 @dataclass(frozen=True)

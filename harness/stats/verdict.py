@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.errors import ConfigError
-from harness.stats.intervals import Estimate
+from harness.stats.intervals import Estimate, wilson_trials_needed
 
 Op = Literal["<", "<=", ">", ">="]
 Outcome = Literal["pass", "fail", "inconclusive"]
@@ -98,8 +98,13 @@ def decide(
     if duration_s is None or duration_s <= 0:
         return Verdict("inconclusive", margin, None, "the CI straddles the threshold; run duration unknown")
     factor = (toward / distance) ** (1.0 / shrink_exponent) - 1.0
+    if est.method == "wilson" and est.n > 0:
+        needed = wilson_trials_needed(est.value, float(est.n), threshold, est.confidence)
+        factor = math.inf if needed is None else needed / est.n - 1.0
     more = max(duration_s * factor, 0.0)
     shrink = "1/sqrt(run time)" if shrink_exponent == 0.5 else f"run time^-{shrink_exponent:g}"
+    if est.method == "wilson":
+        shrink = "the Wilson interval does with more trials at the same rate"
     basis = f"assuming the CI shrinks as {shrink} and the estimate stays put"
     if more > max_more_time_s:
         return Verdict("inconclusive", margin, max_more_time_s,

@@ -1,0 +1,373 @@
+"""Judge a run: every SLO row -> verdicts, exactly in the ``results.json`` "verdicts" format.
+
+``judge_run(results, spec)`` returns one verdict per threshold of every row of ``spec`` (a row
+whose scenario is missing still appears, as inconclusive with the reason). How each row is
+measured is in ``slo.toml`` (its ``source`` field) and in the functions below; the statistics are
+in :mod:`harness.stats`. A malformed part of ``results`` makes only the rows that need it
+inconclusive, with the error in the note.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.errors import ConfigError
+from harness.slo import extract as X
+from harness.slo.spec import SloRow, SloSpec, SloThreshold
+from harness.stats.change import classify, compare_series
+from harness.stats.histograms import summarize_counts
+from harness.stats.intervals import Estimate, latency_cis, mean_ci, median_ci, rate_ci, stat_key, wilson
+from harness.stats.leak import detect_leak
+from harness.stats.verdict import Verdict, combine, decide
+
+NAN = float("nan")
+MB = 1e6
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    scenarios: dict[str, Mapping[str, Any]]
+    baseline: Mapping[str, Any] | None
+    confidence: float
+    n_boot: int
+    seed: int
+
+    def scenario(self, *ids: str) -> tuple[str, Mapping[str, Any]]:
+        for sid in ids:
+            if sid in self.scenarios:
+                return sid, self.scenarios[sid]
+        raise X.MissingScenario(" or ".join(ids))
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _exact(value: float, conf: float, note: str) -> Estimate:
+    return Estimate(value, value, value, conf, "exact", 1, note)
+
+
+def _emit(row: SloRow, thr: SloThreshold, scenario: str | None, est: Estimate | None, *,
+          duration: float | None, note: str = "", verdict: Verdict | None = None,
+          shrink: float = 0.5, stat: str | None = None, confidence: float = 0.95) -> dict[str, Any]:
+    if verdict is None:
+        verdict = (decide(est, thr.op, thr.value, duration_s=duration, shrink_exponent=shrink) if est is not None
+                   else Verdict("inconclusive", None, None, "no measurement"))
+    has_ci = est is not None and est.has_ci and math.isfinite(est.lo) and math.isfinite(est.hi)
+    notes = [n for n in (note, est.note if est is not None else "", verdict.note) if n]
+    return {
+        "row": row.id, "table": row.table, "stat": stat or thr.stat, "unit": row.unit, "scenario": scenario,
+        "value": _num(est.value) if est is not None else None,
+        "ci": [float(est.lo), float(est.hi)] if est is not None and has_ci else None,
+        "confidence": est.confidence if est is not None else confidence,
+        "threshold": {"op": thr.op, "value": thr.value, "level": thr.level},
+        "verdict": verdict.verdict, "margin": _num(verdict.margin), "more_time_s": _num(verdict.more_time_s),
+        "note": "; ".join(notes),
+    }
+
+
+def _undecided(row: SloRow, scenario: str | None, note: str, conf: float) -> list[dict[str, Any]]:
+    return [_emit(row, t, scenario, None, duration=None, confidence=conf,
+                  verdict=Verdict("inconclusive", None, None, note)) for t in row.thresholds]
+
+
+def _duration(scen: Mapping[str, Any], ivs: list[Mapping[str, Any]], sid: str) -> float | None:
+    d = X.duration_s(scen)
+    return d if d is not None else (float(X.durations(ivs, sid).sum()) if ivs else None)
+
+
+# ------------------------------------------------------------------------------------------ latency
+def _latency_key(t: SloThreshold) -> tuple[str, float | None]:
+    """(key in latency_cis' result, percentile or None for the mean)."""
+    if t.expr.aggregate == "avg":
+        return "mean", None
+    q = 50.0 if t.expr.aggregate == "med" else float(t.expr.percentile or 50.0)
+    return stat_key(q), q
+
+
+def _latency(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    sid, scen = ctx.scenario("sustained")
+    ivs = X.intervals(scen)
+    series = X.latency_series(ivs, row.id, sid)
+    if series.total == 0:
+        return _undecided(row, sid, f"no '{row.id}' samples recorded in scenario {sid}", ctx.confidence)
+    keys = {id(t): _latency_key(t) for t in row.thresholds}
+    pcts = sorted({q for _, q in keys.values() if q is not None})
+    cis = latency_cis(series, pcts, confidence=ctx.confidence, n_boot=ctx.n_boot, seed=ctx.seed)
+    service = X.latency_series(ivs, f"{row.id}.service", sid)
+    extra = f"{series.total} samples in {series.n_intervals} intervals, from intended start"
+    if service.total:
+        s = summarize_counts(service.merged_full())
+        extra += (f"; service time (from actual start, not judged): mean {s.mean_us / 1e3:.3g} ms, "
+                  f"p99 {s.p99_us / 1e3:.3g} ms")
+    duration = _duration(scen, ivs, sid)
+    out = []
+    for t in row.thresholds:
+        out.append(_emit(row, t, sid, cis[keys[id(t)][0]].scaled(1e-3), duration=duration, note=extra))
+    return out
+
+
+# --------------------------------------------------------------------------------------- throughput
+def _tps(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    sid, scen = ctx.scenario("stress")
+    steps = X.steps(scen)
+    max_err = row.param("max_error_rate", 0.001)
+    ok = [s for s in steps if float(s["error_rate"]) < max_err and s["latency_ok"]]
+    broken = [s for s in steps if s not in ok]
+    first_broken = (f"; first step that broke: offered {broken[0]['rate']:g}/s "
+                    f"({broken[0].get('broken') or 'error rate or latency'})" if broken else "; no step broke")
+    if not ok:
+        est = _exact(0.0, ctx.confidence, f"no step kept error rate < {max_err:g} with latency met")
+        return [_emit(row, t, sid, est, duration=None, note=first_broken.lstrip("; ")) for t in row.thresholds]
+    best = max(ok, key=lambda s: float(s["achieved"]))
+    sub = X.within(X.intervals(scen), float(best["start"]), float(best["end"]))
+    note = (f"best step meeting error rate and latency: offered {best['rate']:g}/s, achieved "
+            f"{float(best['achieved']):.1f}/s over {best['start']:g}-{best['end']:g} s{first_broken}")
+    if sub and X.has_counter(sub, "tx_accepted"):
+        est = rate_ci(X.counter(sub, "tx_accepted", sid), X.durations(sub, sid), confidence=ctx.confidence)
+    else:
+        est = Estimate(float(best["achieved"]), NAN, NAN, ctx.confidence, "summary", 0,
+                       "no per-interval 'tx_accepted' counters in that step: no CI")
+    dur = float(best["end"]) - float(best["start"])
+    return [_emit(row, t, sid, est, duration=dur, note=note) for t in row.thresholds]
+
+
+def _concurrency(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    present = [s for s in ("stress", "burst") if s in ctx.scenarios]
+    if not present:
+        raise X.MissingScenario("stress and burst")
+    values: list[float] = []
+    notes: list[str] = []
+    if "stress" in ctx.scenarios:
+        scen = ctx.scenarios["stress"]
+        ivs = X.intervals(scen)
+        held = [s for s in X.steps(scen) if s["latency_ok"]]
+        for st in held:
+            values += list(X.counter(X.within(ivs, float(st["start"]), float(st["end"])), "in_flight_max", "stress"))
+        notes.append(f"stress: {len(held)} of {len(X.steps(scen))} steps held latency")
+    if "burst" in ctx.scenarios:
+        scen = ctx.scenarios["burst"]
+        summary = scen.get("summary", {})
+        if isinstance(summary, Mapping) and summary.get("latency_ok") is True:
+            values += list(X.counter(X.intervals(scen), "in_flight_max", "burst"))
+            notes.append("burst: latency held")
+        else:
+            notes.append("burst: excluded (latency did not hold, or summary.latency_ok not recorded)")
+    value = max(values) if values else 0.0
+    est = _exact(value, ctx.confidence, "an observed maximum of counter in_flight_max: no sampling CI")
+    return [_emit(row, t, "+".join(present), est, duration=None, note="; ".join(notes)) for t in row.thresholds]
+
+
+def _websocket(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    sid, scen = ctx.scenario("websocket")
+    ivs = X.intervals(scen)
+    handled = X.counter(ivs, "ws_handled", sid)
+    dropped = float(X.counter(ivs, "ws_sent", sid).sum() - handled.sum())
+    est = rate_ci(handled, X.durations(ivs, sid), confidence=ctx.confidence)
+    cond = Verdict("fail" if dropped > 0 else "pass", None, None, "")
+    why = f"{dropped:.0f} messages sent were not handled (none may be dropped)"
+    note = f"{handled.sum():.0f} messages handled, {max(dropped, 0):.0f} dropped"
+    return [_emit(row, t, sid, est, duration=_duration(scen, ivs, sid), note=note,
+                  verdict=combine(decide(est, t.op, t.value, duration_s=_duration(scen, ivs, sid)), cond, why))
+            for t in row.thresholds]
+
+
+def _api(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    sid, scen = ctx.scenario("api")
+    ivs = X.intervals(scen)
+    req = X.counter(ivs, "api_requests", sid)
+    fail = X.counter(ivs, "api_failures", sid)
+    dur = _duration(scen, ivs, sid)
+    served = rate_ci(np.maximum(req - fail, 0.0), X.durations(ivs, sid), confidence=ctx.confidence)
+    err = wilson(int(fail.sum()), int(req.sum()), confidence=ctx.confidence)
+    err_thr = [t for t in row.thresholds if t.expr.aggregate == "rate"]
+    err_v = decide(err, err_thr[0].op, err_thr[0].value, duration_s=dur) if err_thr else None
+    out = []
+    for t in row.thresholds:
+        if t.expr.aggregate == "rate":
+            out.append(_emit(row, t, sid, err, duration=dur, note="failure ratio api_failures/api_requests"))
+            continue
+        v = decide(served, t.op, t.value, duration_s=dur)
+        if err_v is not None:
+            v = combine(v, err_v, f"the failure ratio {err.value:.2g} must be {err_thr[0].op} {err_thr[0].value:g}")
+        out.append(_emit(row, t, sid, served, duration=dur, verdict=v,
+                         note=f"requests served (api_requests - api_failures), {req.sum():.0f} requests"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- resources
+_RESOURCE_FIELDS: dict[str, tuple[str, float, bool]] = {
+    "memory_rss": ("rss_bytes", 1 / MB, True),
+    "cpu": ("cpu_percent", 1.0, True),
+    "network_bandwidth": ("net_bytes_per_s", 1 / MB, False),
+    "disk_io": ("disk_bytes_per_s", 1 / MB, False),
+}
+
+
+def _resources(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    sid, scen = ctx.scenario("sustained")
+    field, scale, required = _RESOURCE_FIELDS[row.id]
+    t, v = X.resource_column(scen, field, required=required)
+    if len(v) == 0:
+        return _undecided(row, sid, f"no resource samples with '{field}' in scenario {sid}", ctx.confidence)
+    v = v * scale
+    dur = X.duration_s(scen) or float(t[-1] - t[0])
+    out = []
+    for thr in row.thresholds:
+        agg = thr.expr.aggregate
+        if agg == "max":
+            est = _exact(float(v.max()), ctx.confidence, f"observed maximum of {len(v)} samples: no sampling CI")
+            note = "peak"
+        elif agg == "med":
+            half = v[t >= t[0] + (t[-1] - t[0]) / 2.0]
+            est = median_ci(half, confidence=ctx.confidence, seed=ctx.seed)
+            note = f"steady: median of the second half ({len(half)} samples)"
+        elif agg == "avg":
+            est = mean_ci(v, confidence=ctx.confidence)
+            note = f"mean of {len(v)} samples"
+        else:
+            raise ConfigError(f"row {row.id}: aggregate {agg!r} is not supported for resources: use max, med or avg")
+        out.append(_emit(row, thr, sid, est, duration=dur, note=note))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ quality
+def _error_rate(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    sid, scen = ctx.scenario("sustained")
+    ivs = X.intervals(scen)
+    errors, ok = int(X.counter(ivs, "errors", sid).sum()), int(X.counter(ivs, "ok", sid).sum())
+    if errors + ok == 0:
+        return _undecided(row, sid, f"no operations counted (counters ok/errors) in scenario {sid}", ctx.confidence)
+    est = wilson(errors, errors + ok, confidence=ctx.confidence)
+    return [_emit(row, t, sid, est, duration=_duration(scen, ivs, sid), note="errors / (ok + errors)")
+            for t in row.thresholds]
+
+
+def _uptime(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    probes = ok = 0
+    used: list[str] = []
+    for sid, scen in ctx.scenarios.items():
+        h = scen.get("health")
+        if isinstance(h, Mapping) and int(h.get("probes", 0)) > 0:
+            probes += int(h["probes"])
+            ok += int(h.get("ok", 0))
+            used.append(sid)
+    if probes == 0:
+        return _undecided(row, None, "not measured in this run (no scenario recorded health probes)", ctx.confidence)
+    if ok > probes:
+        raise ConfigError(f"health: {ok} ok probes out of {probes}: 'ok' cannot exceed 'probes'")
+    est = wilson(ok, probes, confidence=ctx.confidence)
+    dur = sum(X.duration_s(ctx.scenarios[s]) or 0.0 for s in used) or None
+    return [_emit(row, t, "+".join(used), est, duration=dur, note="health probes answered, all scenarios")
+            for t in row.thresholds]
+
+
+def _leak(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    sid, scen = ctx.scenario("soak", "sustained")
+    series = {"rss_slope": ("rss", X.resource_column(scen, "rss_bytes"))}
+    heap = X.resource_column(scen, "x_heap_bytes", required=False)
+    if len(heap[0]):
+        series["heap_slope"] = ("heap", heap)
+    thresholds = [(t, t.stat) for t in row.thresholds]
+    if "heap_slope" in series and not any(s == "heap_slope" for _, s in thresholds):
+        thresholds.append((row.thresholds[0], "heap_slope"))  # judge the heap with the RSS sensitivity
+    out = []
+    for thr, stat in thresholds:
+        name, (t, v) = series.get(stat, series["rss_slope"])
+        res = detect_leak(t, v, sensitivity_bph=thr.value, series=name, confidence=ctx.confidence,
+                          warmup_fraction=row.param("warmup_fraction", 0.2),
+                          warmup_max_s=row.param("warmup_max_s", 1800.0))
+        est = res.estimate() if math.isfinite(res.slope_bph) else None
+        v_ = None if est is not None else Verdict("inconclusive", None, None, res.note)
+        out.append(_emit(row, thr, sid, est, duration=res.analysed_s, verdict=v_, shrink=1.5, stat=stat,
+                         note=f"verdict '{res.verdict}'; sensitivity achieved {res.resolution_bph:.3g} bytes/h",
+                         confidence=ctx.confidence))
+    return out
+
+
+def _regression(ctx: _Ctx, row: SloRow, spec: SloSpec) -> list[dict[str, Any]]:
+    if ctx.baseline is None:
+        return _undecided(row, None, "no baseline", ctx.confidence)
+    base_scen = X.scenarios_by_id(ctx.baseline).get("sustained")
+    sid, scen = ctx.scenario("sustained")
+    if base_scen is None:
+        return _undecided(row, sid, "the baseline has no sustained scenario to compare with", ctx.confidence)
+    pairs = {}
+    for r in spec.rows:
+        if r.table != "latency":
+            continue
+        base = X.latency_series(X.intervals(base_scen), r.id, "baseline sustained")
+        head = X.latency_series(X.intervals(scen), r.id, sid)
+        if base.total and head.total:
+            pairs[r.id] = (base, head)
+    if not pairs:
+        return _undecided(row, sid, "no latency row has samples in both this run and the baseline", ctx.confidence)
+    thr = row.thresholds[0]
+    alpha = row.param("alpha", 0.05)
+    noise = thr.value - 1.0
+    corr = row.param_str("correction", "holm")
+    if corr not in ("holm", "bh", "none"):
+        raise ConfigError(f"row regression params.correction={corr!r}: use 'holm', 'bh' or 'none'")
+    comps = compare_series(pairs, alpha=alpha, noise=noise, correction=corr,  # type: ignore[arg-type]
+                           confidence=ctx.confidence, n_boot=ctx.n_boot, seed=ctx.seed)
+    dur = X.duration_s(scen)
+    base_id = ctx.baseline.get("run_id", "?")
+    out = []
+    for c in comps:
+        v = decide(c.ratio, thr.op, thr.value, duration_s=dur)
+        change = classify(c.ratio, c.p_adjusted, alpha=alpha, noise=noise)
+        if change == "regression":
+            v = Verdict("fail", v.margin, None, f"significant slowdown (adjusted p {c.p_adjusted:.2g})")
+        elif v.verdict == "fail":
+            v = Verdict("inconclusive", v.margin, v.more_time_s,
+                        f"slower, but not significant after correction (adjusted p {c.p_adjusted:.2g})")
+        out.append(_emit(row, thr, sid, c.ratio, duration=dur, verdict=v, stat=f"{c.name}.{thr.stat}",
+                         note=f"{c.name} vs baseline run {base_id}: {change}; {c.note}"))
+    return out
+
+
+_JUDGES: dict[str, Callable[[_Ctx, SloRow], list[dict[str, Any]]]] = {
+    "transactions_per_sec": _tps,
+    "concurrent_operations": _concurrency,
+    "websocket_messages_per_sec": _websocket,
+    "api_calls_per_sec": _api,
+    "memory_rss": _resources,
+    "cpu": _resources,
+    "network_bandwidth": _resources,
+    "disk_io": _resources,
+    "error_rate": _error_rate,
+    "uptime": _uptime,
+    "memory_leak": _leak,
+}
+
+
+def judge_run(
+    results: Mapping[str, Any],
+    spec: SloSpec,
+    *,
+    baseline: Mapping[str, Any] | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The ``verdicts`` list for ``results`` (a results.json document) judged against ``spec``."""
+    ctx = _Ctx(X.scenarios_by_id(results), baseline, confidence, n_boot, seed)
+    out: list[dict[str, Any]] = []
+    for row in spec.rows:
+        try:
+            if row.id == "regression":
+                out += _regression(ctx, row, spec)
+            elif row.table == "latency":
+                out += _latency(ctx, row)
+            else:
+                out += _JUDGES[row.id](ctx, row)
+        except X.MissingScenario as exc:
+            out += _undecided(row, None, f"not measured in this run (scenario {exc.args[0]} missing)", confidence)
+        except (ConfigError, KeyError, TypeError, ValueError) as exc:
+            out += _undecided(row, None, f"could not judge: malformed results: {exc}", confidence)
+    return out
