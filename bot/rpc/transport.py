@@ -11,9 +11,13 @@ HTTP 429 -> ``RateLimited`` with ``Retry-After`` parsed; a JSON-RPC error -> ``N
 (node rate-limit codes such as -32005 -> ``RateLimited``); garbage -> ``InvalidResponse``.
 This transport does not retry; ``EndpointPool`` does.
 
-Bytes are counted at the HTTP level (request line, headers and body each way, from what
-aiohttp sends and receives): psutil has no per-process network counters, so this is how the
-bot's bandwidth is measured. TCP/IP framing is not included.
+Bytes are counted at the HTTP level (request/status line, headers and body each way):
+psutil has no per-process network counters, so this is how the bot's bandwidth is measured.
+TCP/IP framing is not included. Responses are requested uncompressed (``Accept-Encoding:
+identity``) so the counted body is the body on the wire. Sent headers are computed from the
+headers we set (we set them all, so aiohttp adds only Host and Content-Length) rather than
+observed through an aiohttp ``TraceConfig``: tracing every request cost about 17% of
+throughput at 64 in flight on this machine.
 """
 
 # The per-call ``timeout`` is part of the RpcClient contract (DESIGN.md); it bounds the request
@@ -26,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType, SimpleNamespace
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,8 +81,22 @@ class HttpTransport:
         self.name = name or url
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or PoolLimits()
-        self._headers = {"Content-Type": "application/json", **(headers or {})}
-        self._path = parts.path or "/"
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": f"tradebench-bot aiohttp/{aiohttp.__version__}",
+            **(headers or {}),
+        }
+        host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # "POST <path> HTTP/1.1\r\n", our headers, "Host: ...\r\n", "Content-Length: " + "\r\n", blank line.
+        self._request_overhead = (
+            len(f"POST {path} HTTP/1.1\r\n")
+            + _header_bytes((k, v) for k, v in self._headers.items())
+            + len(f"Host: {host}\r\n")
+            + len("Content-Length: \r\n")
+        )
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._ids = itertools.count(1)
@@ -131,22 +149,14 @@ class HttpTransport:
             raise TransportError(f"{self.name}: transport is closed")
         if self._session is None:
             # Created lazily: aiohttp binds a session to the running loop.
-            trace = aiohttp.TraceConfig()
-            trace.on_request_headers_sent.append(self._on_headers_sent)
             connector = aiohttp.TCPConnector(
                 limit=self.limits.max_connections,
                 limit_per_host=self.limits.per_host,
                 keepalive_timeout=self.limits.keepalive_timeout,
                 ttl_dns_cache=self.limits.dns_cache_ttl,
             )
-            self._session = aiohttp.ClientSession(connector=connector, trace_configs=[trace])
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
-
-    async def _on_headers_sent(
-        self, _session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: aiohttp.TraceRequestHeadersSentParams
-    ) -> None:
-        # "POST /path HTTP/1.1\r\n" + headers + blank line
-        self._bytes_sent += len(params.method) + len(self._path) + 12 + _header_bytes(params.headers.items())
 
     async def _post(self, body: bytes, timeout: float | None) -> tuple[int, bytes]:
         session = self._get_session()
@@ -160,10 +170,11 @@ class HttpTransport:
         self._in_flight += 1
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
-            self._bytes_sent += len(body)
+            self._bytes_sent += self._request_overhead + len(str(len(body))) + len(body)
             async with session.post(self.url, data=body, headers=self._headers, timeout=client_timeout) as resp:
                 payload = await resp.read()
-                self._bytes_received += 17 + len(resp.reason or "") + _header_bytes(resp.raw_headers)
+                # "HTTP/1.1 200 OK\r\n": 15 bytes besides the reason phrase.
+                self._bytes_received += 15 + len(resp.reason or "") + _header_bytes(resp.raw_headers)
                 self._bytes_received += len(payload)
                 status = resp.status
                 retry_after_header = resp.headers.get("Retry-After")

@@ -70,6 +70,7 @@ class FakeNode:
         self.delay = 0.0
         self.known_txs: set[str] = set()
         self.peers: set[tuple[str, int]] = set()  # client sockets seen: tells keep-alive reuse
+        self.bytes_in = 0  # request line + headers + body, as the server parsed them
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -98,6 +99,8 @@ class FakeNode:
         if request.transport is not None:
             self.peers.add(request.transport.get_extra_info("peername"))
         body = await request.read()
+        self.bytes_in += len(f"{request.method} {request.raw_path} HTTP/1.1\r\n") + len(body) + 2
+        self.bytes_in += sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
         if self.script:
             return await self.script.popleft()(request, body)
         if self.delay:

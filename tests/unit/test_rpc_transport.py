@@ -44,12 +44,20 @@ async def test_call_returns_result_and_counts(transport: HttpTransport) -> None:
     assert dict(stats.errors) == {}
 
 
-async def test_byte_counts_include_headers_and_bodies(transport: HttpTransport) -> None:
+async def test_bytes_sent_match_what_the_server_parsed(node: FakeNode, transport: HttpTransport) -> None:
     await transport.call("echo", ["x" * 1000])
+    await transport.batch([("eth_blockNumber", []), ("echo", [1])])
+    await transport.call("eth_blockNumber")
     stats = transport.statistics()
-    # The body alone is over 1000 bytes each way; headers add at least a hundred more.
-    assert stats.bytes_sent > 1100
+    assert stats.bytes_sent == node.bytes_in
+    # The echoed body alone is over 1000 bytes; status line and headers come on top.
     assert stats.bytes_received > 1100
+
+
+async def test_bytes_count_the_path_and_extra_headers(node: FakeNode) -> None:
+    async with HttpTransport(node.url + "/?key=abc", headers={"Authorization": "Bearer t"}) as client:
+        await client.call("eth_blockNumber")
+        assert client.statistics().bytes_sent == node.bytes_in
 
 
 async def test_connections_are_reused(node: FakeNode, transport: HttpTransport) -> None:
