@@ -41,6 +41,21 @@ from bot.rpc.transport import HttpTransport, TransportStatistics
 
 T = TypeVar("T")
 
+# Methods whose second execution is a second action (a node-signed send, mining, time travel):
+# after a failure that may have reached the node they are not sent again. Only a rate-limit
+# answer (the node refused to process it) is retried.
+NOT_RESENDABLE = frozenset(
+    {
+        "eth_sendTransaction",
+        "evm_mine",
+        "anvil_mine",
+        "evm_increaseTime",
+        "evm_revert",
+        "evm_snapshot",
+        "hardhat_mine",
+    }
+)
+
 
 @dataclass(frozen=True, slots=True)
 class EndpointStatistics:
@@ -155,7 +170,7 @@ class EndpointPool:
     def _ranked(self) -> list[_Endpoint]:
         return [self._by_health[id(h)] for h in rank([ep.health for ep in self._endpoints])]
 
-    async def _run(self, op: Callable[[RpcClient], Awaitable[T]]) -> T:
+    async def _run(self, op: Callable[[RpcClient], Awaitable[T]], *, resendable: bool = True) -> T:
         """Run ``op`` on the best endpoint, retrying and failing over as the policy allows."""
         self._calls += 1
         started = self._clock()
@@ -195,7 +210,7 @@ class EndpointPool:
                 health.record_success(self._clock() - t0)
                 return result
             attempts += 1
-            if not codec.should_retry(err):
+            if not codec.should_retry(err) or not (resendable or isinstance(err, RateLimited)):
                 self._failed += 1
                 raise err
             others = [ep for ep in self._ranked() if ep is not current and ep.health.available()]
@@ -221,15 +236,20 @@ class EndpointPool:
             current = self._ranked()[0]
 
     async def call(self, method: str, params: Sequence[Any] = (), *, timeout: float | None = None) -> Any:
-        return await self._run(lambda c: c.call(method, params, timeout=timeout))
+        """Reads are retried freely; methods in ``NOT_RESENDABLE`` only after a rate-limit answer."""
+        return await self._run(
+            lambda c: c.call(method, params, timeout=timeout), resendable=method not in NOT_RESENDABLE
+        )
 
     async def batch(
         self, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None
     ) -> list[Any | RpcError]:
-        """The whole batch is retried on transport failure; per-call errors are returned as-is."""
+        """The whole batch is retried on transport failure (unless it holds a ``NOT_RESENDABLE``
+        method); per-call errors are returned as-is."""
         if not calls:
             return []
-        return await self._run(lambda c: c.batch(calls, timeout=timeout))
+        resendable = not any(method in NOT_RESENDABLE for method, _ in calls)
+        return await self._run(lambda c: c.batch(calls, timeout=timeout), resendable=resendable)
 
     async def send_raw_transaction(self, raw: bytes, *, timeout: float | None = None) -> str:
         expected = codec.tx_hash(raw)

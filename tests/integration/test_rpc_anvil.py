@@ -71,7 +71,7 @@ async def test_resending_the_same_bytes_returns_the_same_hash(anvil_factory: Anv
         assert pool.statistics().failed == 1
 
 
-async def take_heads(sub: WsSubscriber, n: int, within: float = 10.0) -> list[Event]:
+async def take_events(sub: WsSubscriber, n: int, within: float = 10.0) -> list[Event]:
     async with asyncio.timeout(within):
         return [await sub.get() for _ in range(n)]
 
@@ -89,7 +89,7 @@ async def test_new_heads_subscription(anvil: Anvil) -> None:
             start = int(await rpc.call("eth_blockNumber"), 16)
             for _ in range(3):
                 await rpc.call("evm_mine")
-            events = await take_heads(sub, 3)
+            events = await take_events(sub, 3)
             assert numbers(events) == [start + 1, start + 2, start + 3]
             assert await sub.request("eth_chainId") == "0x7a69"
         finally:
@@ -175,7 +175,7 @@ async def test_ws_drop_reconnects_resubscribes_and_backfills(anvil: Anvil, relay
         try:
             start = int(await rpc.call("eth_blockNumber"), 16)
             await rpc.call("evm_mine")
-            before = await take_heads(sub, 1)
+            before = await take_events(sub, 1)
             await relay.stop()
             async with asyncio.timeout(5):
                 while sub.statistics().connected:
@@ -187,12 +187,55 @@ async def test_ws_drop_reconnects_resubscribes_and_backfills(anvil: Anvil, relay
                 while sub.statistics().connects < 2:
                     await asyncio.sleep(0.01)
             await rpc.call("evm_mine")  # live again
-            after = await take_heads(sub, 4)
+            after = await take_events(sub, 4)
             assert numbers(before + after) == [start + i for i in range(1, 6)]
             assert [e.backfilled for e in after] == [True, True, True, False]
             await asyncio.sleep(0.2)
             stats = sub.statistics()
             assert stats.queue_depth == 0 and stats.backfilled == 3 and stats.reconnects >= 1
             assert stats.delivered == 5 and stats.dropped == 0
+        finally:
+            await sub.aclose()
+
+
+TOPIC = "0x" + "7e" * 32
+# Init code that emits LOG1(TOPIC) with empty data, then deploys empty code:
+# PUSH32 TOPIC, PUSH1 0, PUSH1 0, LOG1, STOP. Each deployment is one block with one log.
+EMIT_LOG = "0x7f" + TOPIC[2:] + "60006000a100"
+
+
+async def emit_log(rpc: HttpTransport) -> str:
+    sender = dev_accounts(1)[0].address
+    tx_hash: str = await rpc.call("eth_sendTransaction", [{"from": sender, "data": EMIT_LOG, "gas": "0x186a0"}])
+    return tx_hash
+
+
+async def test_ws_drop_backfills_logs_with_the_filter(anvil: Anvil, relay: WsRelay) -> None:
+    async with HttpTransport(anvil.url) as rpc:
+        sub = WsSubscriber(relay.url, WS_OPTS)
+        sub.subscribe_logs(topics=[TOPIC])
+        await sub.start()
+        try:
+            sent = [await emit_log(rpc)]
+            await rpc.call("evm_mine")  # a block without matching logs must not confuse the cursor
+            before = await take_events(sub, 1)
+            await relay.stop()
+            async with asyncio.timeout(5):
+                while sub.statistics().connected:
+                    await asyncio.sleep(0.01)
+            sent += [await emit_log(rpc) for _ in range(3)]
+            await relay.start()
+            async with asyncio.timeout(10):
+                while sub.statistics().connects < 2:
+                    await asyncio.sleep(0.01)
+            sent.append(await emit_log(rpc))
+            after = await take_events(sub, 4)
+            logs = [e.data for e in before + after]
+            assert [log["transactionHash"] for log in logs] == sent
+            assert all(log["topics"] == [TOPIC] for log in logs)
+            assert [e.backfilled for e in after] == [True, True, True, False]
+            await asyncio.sleep(0.2)
+            stats = sub.statistics()
+            assert stats.delivered == 5 and stats.queue_depth == 0 and stats.dropped == 0
         finally:
             await sub.aclose()

@@ -272,6 +272,24 @@ async def test_batch_fails_over_as_a_whole(nodes: list[FakeNode]) -> None:
         assert out == [[1], "0x10"]
 
 
+async def test_non_resendable_methods_are_not_sent_twice_after_an_ambiguous_failure(nodes: list[FakeNode]) -> None:
+    time = FakeTime()
+    async with make_pool(nodes, time) as pool:
+        for n in nodes:
+            n.script.append(drop())
+        with pytest.raises(TransportError):
+            await pool.call("evm_mine")
+        with pytest.raises(TransportError):
+            await pool.batch([("eth_blockNumber", []), ("evm_mine", [])])
+        assert sum(n.requests for n in nodes) == 2
+        # A rate-limit answer means "not processed": that one is retried.
+        first = pool.statistics().endpoints[0].name
+        {n.name: n for n in nodes}[first].script.append(status(429))
+        with pytest.raises(NodeError, match="not found"):  # the fake does not mine; it got there
+            await pool.call("evm_mine")
+        assert sum(n.requests for n in nodes) == 4
+
+
 def test_pool_needs_an_endpoint() -> None:
     with pytest.raises(ValueError, match="at least one"):
         EndpointPool([])
