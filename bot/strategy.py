@@ -19,7 +19,9 @@ FEE_NUM, FEE_DEN = 997, 1000  # the pool's 0.3% fee, exactly as Pool.sol compute
 
 @dataclass(frozen=True)
 class StrategyParams:
-    trade_size: int = 10**18  # in units of the token paid in (wei of an 18-decimal token)
+    # The trade's value in the quote token's smallest unit (1e18 = one USD); paying base, the size
+    # is converted at the pool's price, so every pair trades the same value whatever its price.
+    trade_size: int = 10**18
     deadband_bps: float = 0.0  # no trade while |pool/ref - 1| is within this
     max_slippage_bps: float = 100.0  # minAmountOut = quoted * (1 - this)
 
@@ -76,11 +78,13 @@ def decide(pool: PoolView, ref_price: float, params: StrategyParams) -> Order | 
     # Buying base means paying quote: token0 is paid iff quote is token0 (i.e. base is token1).
     pays_token0 = (not pool.base_is_token0) if buys_base else pool.base_is_token0
     r_in, r_out = (pool.reserve0, pool.reserve1) if pays_token0 else (pool.reserve1, pool.reserve0)
-    quoted = amount_out(params.trade_size, r_in, r_out)
+    pays_quote = buys_base
+    amount_in = params.trade_size if pays_quote else int(params.trade_size / price)
+    quoted = amount_out(amount_in, r_in, r_out)
     if quoted <= 0:
         return None
     # Integer math at 0.01 bp resolution: floats lose precision on 1e21-sized amounts.
     keep = 1_000_000 - round(params.max_slippage_bps * 100)
     min_out = quoted * keep // 1_000_000
-    return Order(zero_for_one=pays_token0, amount_in=params.trade_size, min_amount_out=min_out,
+    return Order(zero_for_one=pays_token0, amount_in=amount_in, min_amount_out=min_out,
                  buys_base=buys_base, pays_token0=pays_token0)

@@ -45,3 +45,12 @@ def test_min_out_respects_slippage(slip: float) -> None:
     assert order.min_amount_out <= quoted
     # 0.01 bp resolution
     assert order.min_amount_out >= quoted * (1 - slip / 10_000) - quoted * 1e-6
+
+
+def test_trade_value_is_the_same_in_quote_terms_whichever_side_pays() -> None:
+    pool = PoolView(reserve0=1000 * 10**18, reserve1=4000 * 10**18, base_is_token0=True)  # price 4.0
+    params = StrategyParams(trade_size=8 * 10**18)
+    buy = decide(pool, 5.0, params)
+    sell = decide(pool, 3.0, params)
+    assert buy is not None and buy.amount_in == 8 * 10**18  # pays 8 quote
+    assert sell is not None and sell.amount_in == 2 * 10**18  # pays 2 base, worth 8 quote

@@ -1,0 +1,261 @@
+"""The bot assembled: config -> RPC pool, chain subscriptions, signer, sender, engine, feed, API.
+
+Start order is dependency order and stop order is its reverse, each step bounded by
+``timeouts.shutdown``: stop taking signals (feed), let actors finish what they hold (engine),
+let submitted transactions reach a terminal state (sender drain: a swap in flight is followed
+to its receipt, never abandoned), then close subscriptions and connections. On SIGTERM the same
+path runs, so a stopped bot reports every transaction it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hdrh.histogram import HdrHistogram
+
+from bot.chain.fee_oracle import FeeOracle
+from bot.chain.nonces import NonceManager
+from bot.chain.receipts import ReceiptTracker
+from bot.chain.sender import SenderConfig, TxSender
+from bot.chain.signer import Signer
+from bot.config import BotConfig, ConfigError
+from bot.engine.actors import Engine, EngineSettings
+from bot.engine.watchdog import Watchdog
+from bot.feed import FeedClient
+from bot.rpc import EndpointPool, HttpTransport, PoolLimits, Timeouts, WsSubscriber
+from bot.strategy import StrategyParams
+from bot.telemetry.observer import TelemetryObserver
+from bot.telemetry.recorder import Telemetry
+from bot.trader import PairInfo, Trader
+
+log = logging.getLogger("bot")
+
+
+def load_pairs(config: BotConfig, accounts: list[str]) -> dict[str, PairInfo]:
+    try:
+        deployment = orjson.loads(Path(config.deployment).read_bytes())
+        raw = deployment["pairs"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"deployment: cannot read pairs from {config.deployment} ({exc}); "
+                          "point it at the deployment.json written by the harness's deploy step") from exc
+    wanted = None if config.pairs == "all" else set(config.pairs)
+    pairs: dict[str, PairInfo] = {}
+    for i, p in enumerate(raw):
+        if wanted is not None and p["id"] not in wanted:
+            continue
+        # Pairs are spread over accounts round-robin: each account's nonces are one queue at the
+        # node, so more accounts means more independent queues.
+        pairs[p["id"]] = PairInfo(p["id"], p["pool"], p["token0"], p["token1"], p["base"], p["quote"],
+                                  accounts[i % len(accounts)])
+    if wanted is not None and (missing := wanted - set(pairs)):
+        raise ConfigError(f"pairs: {sorted(missing)} are not in {config.deployment}; use ids from its 'pairs'")
+    if not pairs:
+        raise ConfigError(f"pairs: none selected from {config.deployment}")
+    return pairs
+
+
+@dataclass
+class Summary:
+    seconds: float
+    counters: dict[str, int]
+    latency_ms: dict[str, dict[str, float]]
+
+    def render(self) -> str:
+        lines = [f"bot ran {self.seconds:.1f} s"]
+        keys = ("tx_accepted", "trades_ok", "trades_reverted", "trades_dropped", "trades_rejected", "trades_failed",
+                "trades_skipped", "ticks_handled")
+        lines.append("  " + "  ".join(f"{k}={self.counters.get(k, 0)}" for k in keys))
+        errors = {k: v for k, v in self.counters.items() if k.startswith("errors")}
+        lines.append("  errors by kind: " + (", ".join(f"{k[7:-1]}={v}" for k, v in sorted(errors.items())) or "none"))
+        lines.append(f"  {'operation':<28}{'count':>8}{'mean':>9}{'p50':>9}{'p95':>9}{'p99':>9}  (ms)")
+        for op, s in self.latency_ms.items():
+            lines.append(f"  {op:<28}{s['count']:>8.0f}{s['mean']:>9.2f}{s['p50']:>9.2f}{s['p95']:>9.2f}"
+                         f"{s['p99']:>9.2f}")
+        return "\n".join(lines)
+
+
+def summarize(telemetry: Telemetry) -> dict[str, dict[str, float]]:
+    """Latency per operation over the retained intervals (the last ``keep`` seconds), in ms."""
+    merged: dict[str, HdrHistogram] = {}
+    for iv in telemetry.intervals_since(None):
+        for op, enc in iv.histograms.items():
+            h = HdrHistogram.decode(enc)
+            if op in merged:
+                merged[op].add(h)
+            else:
+                merged[op] = h
+    out: dict[str, dict[str, float]] = {}
+    for op in sorted(merged):
+        h = merged[op]
+        out[op] = {"count": float(h.get_total_count()), "mean": h.get_mean_value() / 1000,
+                   **{f"p{p}": h.get_value_at_percentile(p) / 1000 for p in (50, 95, 99)}}
+    return out
+
+
+class Bot:
+    def __init__(self, config: BotConfig) -> None:
+        self.config = config
+        self.accounts = config.accounts.load()
+        self.addresses = [a.address for a in self.accounts]
+        self.pairs = load_pairs(config, self.addresses)
+        c = config
+        self.telemetry = Telemetry(keep=c.telemetry.keep, interval_s=c.telemetry.interval_s)
+        timeouts = Timeouts(connect=c.timeouts.connect, read=c.timeouts.read, total=c.timeouts.total)
+        limits = PoolLimits(max_connections=c.engine.rpc_concurrency)
+        self.transports = [HttpTransport(url, timeouts, limits) for url in c.endpoints.http]
+        self.rpc = EndpointPool(self.transports)
+        self.ws = WsSubscriber(c.endpoints.ws, backfill_client=self.rpc) if c.endpoints.ws else None
+        self.heads_key = self.ws.subscribe_new_heads() if self.ws else None
+        self.signer = Signer(self.accounts, mode=c.engine.signing, workers=c.engine.workers)
+        self.nonces = NonceManager(self.rpc)
+        self.receipts = ReceiptTracker(self.rpc)
+        self.fees = FeeOracle(self.rpc)
+        self.sender: TxSender | None = None
+        self.trader: Trader | None = None
+        self.engine: Engine | None = None
+        self.feed: FeedClient | None = None
+        self.watchdog: Watchdog | None = None
+        self._heads: asyncio.Queue[int] = asyncio.Queue(1024)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._api_runner: Any = None
+        self.started_at = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<Bot pairs={len(self.pairs)} accounts={len(self.accounts)} {self.rpc!r}>"
+
+    async def _pump_heads(self) -> None:
+        """newHeads over WebSocket -> receipts and the fee oracle (no polling while subscribed)."""
+        assert self.ws is not None
+        async for event in self.ws:
+            if event.kind != "newHeads":
+                continue
+            header = event.data
+            number = int(header["number"], 16)
+            base_fee = header.get("baseFeePerGas")
+            self.fees.on_head(int(base_fee, 16) if base_fee else None)
+            if self._heads.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self._heads.get_nowait()  # only the newest head matters to the receipt cursor
+            self._heads.put_nowait(number)
+
+    async def _head_numbers(self) -> Any:
+        while True:
+            yield await self._heads.get()
+
+    async def start(self) -> None:
+        c = self.config
+        chain_id = int(await self.rpc.call("eth_chainId", [], timeout=c.timeouts.total), 16)
+        self.telemetry.start()
+        if self.ws is not None:
+            await self.ws.start()
+            self._tasks.append(asyncio.create_task(self._pump_heads(), name="heads"))
+            self.receipts.start(self._head_numbers())
+        else:
+            self.receipts.start(None)
+        await self.signer.warm_up()
+        self.sender = TxSender(self.rpc, self.signer, self.nonces, self.receipts, self.fees,
+                               config=SenderConfig(chain_id=chain_id, send_timeout=c.timeouts.submit,
+                                                   confirm_timeout=c.timeouts.confirm,
+                                                   max_in_flight=c.engine.max_in_flight),
+                               on_latency=self.telemetry.record)
+        params = StrategyParams(c.strategy.trade_size, c.strategy.deadband_bps, c.strategy.max_slippage_bps)
+        self.trader = Trader(self.rpc, self.sender, self.telemetry, self.pairs, params,
+                             read_timeout=c.timeouts.price_fetch, balance_timeout=c.timeouts.balance_check)
+        self.engine = Engine(self.trader.handle, EngineSettings(mailbox_size=c.engine.mailbox_size,
+                                                                dispatch_slots=c.engine.dispatch_slots,
+                                                                handler_timeout_s=c.timeouts.handler),
+                             observer=TelemetryObserver(self.telemetry))
+        for pair_id in self.pairs:
+            self.engine.add_pair(pair_id)
+        await self.engine.start()
+        self.watchdog = Watchdog(self.engine.running_handlers, telemetry=self.telemetry)
+        self.watchdog.start()
+        self._gauges()
+        self._tasks.append(asyncio.create_task(self._peaks(), name="peaks"))
+        from bot.api import start_api
+
+        self._api_runner = await start_api(self)
+        if c.feed.url:
+            self.feed = FeedClient(c.feed.url, self.telemetry, self.engine.post, self.trader.reference, self.pairs)
+            self.feed.start()
+        log.info("bot started: %d pairs, %d accounts, chain %d, api http://%s:%d", len(self.pairs),
+                 len(self.accounts), chain_id, c.api.host, c.api.port)
+
+    def _gauges(self) -> None:
+        t = self.telemetry
+        assert self.trader is not None and self.sender is not None
+        trader, sender = self.trader, self.sender
+        t.gauge_provider("in_flight", lambda: float(trader.in_flight.now))
+        t.gauge_provider("tx_in_flight", lambda: float(sender.statistics().in_flight))
+        t.gauge_provider("net_bytes_sent", lambda: float(sum(x.statistics().bytes_sent for x in self.transports)))
+        t.gauge_provider("net_bytes_received",
+                         lambda: float(sum(x.statistics().bytes_received for x in self.transports)))
+
+    async def _peaks(self) -> None:
+        """Keep ``in_flight_max`` right for intervals in which nothing new entered."""
+        assert self.trader is not None
+        while True:
+            await asyncio.sleep(self.telemetry.interval_s / 4)
+            self.trader.in_flight.observe()
+
+    async def stop(self) -> None:
+        c = self.config
+        if self.feed is not None:
+            await self.feed.stop()
+        if self.engine is not None:
+            await self.engine.stop(deadline_s=c.timeouts.shutdown / 2, drain=False)
+        if self.sender is not None:
+            if not await self.sender.drain(c.timeouts.shutdown):
+                log.warning("shutdown: transactions still in flight after %.0f s; recorded as failed",
+                            c.timeouts.shutdown)
+            await self.sender.aclose()
+        if self.trader is not None:
+            await self.trader.drain(1.0)
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.watchdog is not None:
+            await self.watchdog.stop()
+        await self.receipts.aclose()
+        if self.ws is not None:
+            await self.ws.aclose()
+        await self.signer.aclose()
+        await self.rpc.aclose()
+        self.telemetry.rotate()
+        await self.telemetry.stop()
+
+    def summary(self) -> Summary:
+        counters = self.telemetry.counter_totals()
+        return Summary(time.monotonic() - self.started_at, counters, summarize(self.telemetry))
+
+
+async def run_bot(config: BotConfig, seconds: float | None = None) -> int:
+    bot = Bot(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await bot.start()
+    try:
+        if seconds is None:
+            await stop.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=seconds)
+    finally:
+        await bot.stop()
+    print(bot.summary().render(), flush=True)
+    return 0

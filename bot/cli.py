@@ -1,0 +1,60 @@
+"""The ``bot`` command: ``bot run --config bot.toml [--seconds N]``.
+
+Exit codes: 0 clean stop, 2 bad config (the message names the field and the fix), 3 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bot", description="The reference asyncio trading bot (system under test).")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    r = sub.add_parser("run", help="trade against the configured endpoint(s) until stopped",
+                       description="Trade against the configured endpoint(s) until SIGTERM/Ctrl-C or --seconds.",
+                       epilog="example:\n  bot run --config bot.toml --seconds 60",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--config", type=Path, required=True, help="bot.toml (see docs/bot.md for every field)")
+    r.add_argument("--seconds", type=float, help="stop after this many seconds and print a summary")
+    r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    c = sub.add_parser("check-config", help="validate a bot.toml and print the effective settings",
+                       epilog="example:\n  bot check-config --config bot.toml",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--config", type=Path, required=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bot.config import ConfigError, load_config
+
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"bot: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.verb == "check-config":
+        print(config.describe() if hasattr(config, "describe") else config)
+        return 0
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.app import run_bot
+
+    runner = asyncio.run
+    if getattr(config, "loop", "asyncio") == "uvloop":
+        import uvloop
+
+        runner = uvloop.run  # type: ignore[assignment]
+    try:
+        return int(runner(run_bot(config, seconds=args.seconds)))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""What the bot does with a trading signal: read the pool, check funds, swap, confirm.
+
+``Trader.handle`` is the per-pair actor handler (``bot.engine.Engine`` runs at most one per
+pair at a time, so a pair's reads and its submission are never interleaved with another of its
+own). It does the latency-critical part: ``price_fetch``, ``balance_check``, the decision and
+``tx_submission``. Waiting for the receipt is handed to a confirmation task, so the actor can
+take the pair's next signal while earlier swaps are still being mined; the sender's in-flight
+limit bounds how many such tasks exist.
+
+Every signal ends in exactly one counter: ``trades_ok``, ``trades_reverted``, ``trades_dropped``,
+``trades_rejected``, ``trades_failed`` or ``trades_skipped`` (inside the deadband, or not
+enough balance: counted as ``errors{kind=insufficient_balance}`` too). ``tx_accepted`` counts
+swaps the node acknowledged. Latencies, as slo-tables.md defines them: ``trade_execution``
+runs from the tick's *scheduled* time to the receipt (free of coordinated omission by
+construction), ``trade_execution.service`` from the moment the actor took the signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.chain.abi import GET_RESERVES, decode_reserves, decode_uint256, encode_balance_of, encode_swap
+from bot.chain.ledger import TxState
+from bot.chain.sender import TxSender
+from bot.chain.tx import TxRequest
+from bot.engine.mailbox import Message
+from bot.rpc.errors import RpcError
+from bot.rpc.protocol import RpcClient
+from bot.strategy import PoolView, StrategyParams, decide
+from bot.telemetry.recorder import Telemetry
+
+log = logging.getLogger(__name__)
+
+SWAP_GAS = 150_000
+_OUTCOME = {
+    TxState.MINED_OK: "trades_ok",
+    TxState.REVERTED: "trades_reverted",
+    TxState.DROPPED: "trades_dropped",
+    TxState.REJECTED: "trades_rejected",
+    TxState.FAILED: "trades_failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PairInfo:
+    id: str
+    pool: str
+    token0: str
+    token1: str
+    base: str
+    quote: str
+    account: str  # the address that trades this pair
+
+    @property
+    def base_is_token0(self) -> bool:
+        return self.base.lower() == self.token0.lower()
+
+
+class InFlight:
+    """Operations in flight now, and the peak of each telemetry interval as counter ``in_flight_max``.
+
+    Counters are sums within an interval, so the peak is published as increments: whenever the
+    level passes the interval's peak so far, the difference is counted. ``observe`` also runs
+    periodically so that an interval with a steady level (no new entries) still shows it.
+    """
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._t = telemetry
+        self.now = 0
+        self._seq = -1
+        self._peak = 0
+
+    def observe(self) -> None:
+        seq = self._t.seq
+        if seq != self._seq:
+            self._seq, self._peak = seq, 0
+        if self.now > self._peak:
+            self._t.count("in_flight_max", self.now - self._peak)
+            self._peak = self.now
+
+    def enter(self) -> None:
+        self.now += 1
+        self.observe()
+
+    def leave(self) -> None:
+        self.now -= 1
+
+
+class Trader:
+    def __init__(self, rpc: RpcClient, sender: TxSender, telemetry: Telemetry, pairs: Mapping[str, PairInfo],
+                 params: StrategyParams, *, read_timeout: float = 2.0, balance_timeout: float = 2.0) -> None:
+        self._rpc = rpc
+        self._sender = sender
+        self._t = telemetry
+        self.pairs = pairs
+        self.params = params
+        self.read_timeout = read_timeout
+        self.balance_timeout = balance_timeout
+        self.reference: dict[str, float] = {}
+        self.in_flight = InFlight(telemetry)
+        self._confirming: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<Trader pairs={len(self.pairs)} in_flight={self.in_flight.now} confirming={len(self._confirming)}>"
+
+    # -- reads (timed as the SLO rows define them) ----------------------------------------------
+
+    async def pool_view(self, pair: PairInfo, scheduled: float | None) -> PoolView:
+        t0 = time.perf_counter_ns()
+        raw = await self._rpc.call("eth_call", [{"to": pair.pool, "data": "0x" + GET_RESERVES.hex()}, "latest"],
+                                   timeout=self.read_timeout)
+        r0, r1, _ts = decode_reserves(raw)
+        self._t.record_since_ns("price_fetch", t0)
+        if scheduled is not None:
+            self._t.record_since_scheduled("price_fetch.from_tick", scheduled)
+        return PoolView(r0, r1, pair.base_is_token0)
+
+    async def token_balance(self, token: str, owner: str, scheduled: float | None) -> int:
+        t0 = time.perf_counter_ns()
+        raw = await self._rpc.call("eth_call", [{"to": token, "data": "0x" + encode_balance_of(owner).hex()},
+                                                "latest"], timeout=self.balance_timeout)
+        value = decode_uint256(raw, "balanceOf")
+        self._t.record_since_ns("balance_check", t0)
+        if scheduled is not None:
+            self._t.record_since_scheduled("balance_check.from_tick", scheduled)
+        return value
+
+    # -- the actor handler ------------------------------------------------------------------------
+
+    async def handle(self, pair_id: str, message: Message) -> None:
+        if message.kind == "trade":
+            await self.trade(pair_id, message.payload, message.scheduled)
+        elif message.kind == "order":
+            await self.trade(pair_id, message.payload, None)
+
+    async def trade(self, pair_id: str, tick: Mapping[str, Any], scheduled: float | None) -> None:
+        pair = self.pairs[pair_id]
+        started = time.perf_counter_ns()
+        self.in_flight.enter()
+        handed_off = False
+        try:
+            ref = float(tick.get("price") or self.reference.get(pair_id) or 0.0)
+            pool = await self.pool_view(pair, scheduled)
+            order = decide(pool, ref, self.params)
+            if order is None:
+                self._t.count("trades_skipped")
+                return
+            token_in = pair.token0 if order.zero_for_one else pair.token1
+            balance = await self.token_balance(token_in, pair.account, scheduled)
+            if balance < order.amount_in:
+                self._t.count("trades_skipped")
+                self._t.error("insufficient_balance")
+                return
+            data = encode_swap(order.amount_in, order.zero_for_one, order.min_amount_out, pair.account)
+            rec = await self._sender.submit(pair.account, TxRequest(to=pair.pool, data=data, gas=SWAP_GAS,
+                                                                    label=pair_id))
+            if rec.terminal:  # refused before the node took it: rejected or failed
+                self._t.count(_OUTCOME.get(rec.state, "trades_failed"))
+                self._t.error(rec.error_kind or str(rec.state))
+                return
+            self._t.count("tx_accepted")
+            if scheduled is not None:
+                self._t.record_since_scheduled("tx_submission.from_tick", scheduled)
+            task = asyncio.create_task(self._confirm(rec, scheduled, started), name=f"confirm-{pair_id}")
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
+            handed_off = True
+        except RpcError as exc:
+            self._t.count("trades_failed")
+            self._t.error(exc.kind)
+        finally:
+            if not handed_off:
+                self.in_flight.leave()
+
+    async def _confirm(self, rec: Any, scheduled: float | None, started_ns: int) -> None:
+        try:
+            final = await self._sender.wait(rec)
+            self._t.count(_OUTCOME.get(final.state, "trades_failed"))
+            if final.state is TxState.MINED_OK:
+                if scheduled is not None:
+                    self._t.record_since_scheduled("trade_execution", scheduled)
+                    self._t.record_since_ns("trade_execution.service", started_ns)
+                else:
+                    self._t.record_since_ns("trade_execution", started_ns)
+            else:
+                self._t.error(final.error_kind or str(final.state))
+                log.info("trade %s ended %s: %s", final.label, final.state, final.reason)
+        finally:
+            self.in_flight.leave()
+
+    async def drain(self, within: float) -> None:
+        if self._confirming:
+            await asyncio.wait(set(self._confirming), timeout=within)

@@ -1,0 +1,93 @@
+"""The ``run``, ``soak``, ``profile`` and ``node`` verbs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessError
+from harness.run.runner import RunOptions, execute
+from harness.run.scenarios import Profile, Scenario, Step, profile
+from harness.run.verdicts import exit_code
+
+COLOURS = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+
+
+def _options(args: argparse.Namespace, **extra: Any) -> RunOptions:
+    return RunOptions(profile=getattr(args, "profile", "custom"), pairs=args.pairs, out=args.out,
+                      node_url=args.node_url, deployment=args.deployment, block_time=args.block_time, slo=args.slo,
+                      baseline=args.baseline, seed=args.seed, progress=not args.no_progress, **extra)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def print_verdicts(doc: dict[str, Any], run_dir: Path) -> int:
+    console = Console()
+    table = Table(title=f"run {doc['run_id']} ({doc['profile']}, {doc['status']})", show_lines=False)
+    for col in ("row", "stat", "scenario", "value", "95% CI", "threshold", "verdict", "note"):
+        table.add_column(col, overflow="fold")
+    for v in doc["verdicts"]:
+        ci = v.get("ci") or [None, None]
+        th = v.get("threshold") or {}
+        verdict = v["verdict"]
+        note = v.get("note", "")
+        if verdict == "inconclusive" and v.get("more_time_s"):
+            note = f"~{v['more_time_s'] / 60:.0f} min more would decide. {note}"
+        table.add_row(v["row"], v.get("stat", ""), v.get("scenario") or "-", f"{_fmt(v.get('value'))} {v.get('unit', '')}",
+                      f"[{_fmt(ci[0])}, {_fmt(ci[1])}]", f"{th.get('op', '')} {_fmt(th.get('value'))} {th.get('level', '')}",
+                      f"[{COLOURS.get(verdict, 'white')}]{verdict}[/]", note[:80])
+    console.print(table)
+    counts = {k: sum(1 for v in doc["verdicts"] if v["verdict"] == k) for k in COLOURS}
+    console.print(f"{counts['pass']} pass, {counts['fail']} fail, {counts['inconclusive']} inconclusive")
+    console.print(f"results: {run_dir / 'results.json'}")
+    console.print(f"report:  {run_dir / 'index.html'}")
+    return exit_code(doc["verdicts"])
+
+
+def _run(opts: RunOptions, prof: Profile) -> int:
+    run_dir, doc = asyncio.run(execute(opts, prof))
+    code = print_verdicts(doc, run_dir)
+    if doc["status"] == "interrupted":
+        print("harness: interrupted; partial results and report written", file=sys.stderr)
+        return 4
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    prof = profile(args.profile, args.minutes).select(args.only)
+    return _run(_options(args), prof)
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    minutes = args.minutes if args.minutes is not None else (args.hours or 24.0) * 60.0
+    if minutes <= 0:
+        raise HarnessError("--hours/--minutes must be positive")
+    if args.rate <= 0:
+        raise HarnessError("--rate must be positive (trades per second)")
+    prof = Profile("soak", (Scenario("soak", "trades", (Step(args.rate, minutes * 60.0),), drain_s=8.0,
+                                     description=f"{args.rate:g} trades/s for {minutes / 60:g} h with memory tracking"),))
+    args.profile = "soak"
+    return _run(_options(args, memray=not args.no_memray), prof)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from harness.run.profilecmd import run_profile
+
+    args.profile = "profile"
+    return run_profile(_options(args), args.seconds, args.rate, args.format)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from harness.run.nodecmd import run_node
+
+    return asyncio.run(run_node(args.pairs, args.block_time, args.out))

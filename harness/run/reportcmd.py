@@ -1,0 +1,35 @@
+"""``harness report``: re-render a run (partial ones too), the history page, or a comparison."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def _run_dir(p: Path) -> Path:
+    d = p.parent if p.name == "results.json" else p
+    if not (d / "results.json").is_file():
+        raise HarnessError(f"{p}: no results.json there; give a run folder such as reports/<run-id>")
+    return d
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import render_from_results, write_comparison, write_history
+
+    if args.compare:
+        base, head = (_run_dir(p) for p in args.compare)
+        out = args.out / f"compare-{base.name}-{head.name}"
+        page = write_comparison(base, head, out)
+        print(f"comparison: {page}")
+        return 0
+    if args.run is not None:
+        page = render_from_results(_run_dir(args.run))
+        print(f"report: {page}")
+        write_history(args.out)
+        return 0
+    if args.history:
+        print(f"history: {write_history(args.out)}")
+        return 0
+    raise HarnessError("say what to render: a run folder, --compare BASE HEAD, or --history")

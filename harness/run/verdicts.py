@@ -1,0 +1,73 @@
+"""After the scenarios: judge every SLO row, write the reports, choose the exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from harness.run.results import ResultsWriter
+
+if TYPE_CHECKING:
+    from harness.run.runner import RunOptions
+
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 2
+
+
+def load_spec(path: Path | None) -> Any:
+    from harness.slo.spec import load_spec as _load
+
+    return _load(path)
+
+
+def latency_limits(writer: ResultsWriter, slo: Path | None = None) -> dict[str, dict[str, float]]:
+    """row -> {"mean"|"p95"|"p99": ms}, for the stress stopping rule."""
+    from harness.slo.spec import latency_limits_ms
+
+    return latency_limits_ms(load_spec(slo))
+
+
+def find_baseline(out: Path, run_dir: Path, profile: str, explicit: Path | None) -> dict[str, Any] | None:
+    """The explicit baseline, else the newest complete earlier run of the same profile."""
+    if explicit is not None:
+        path = explicit / "results.json" if explicit.is_dir() else explicit
+        return dict(orjson.loads(path.read_bytes()))
+    candidates = sorted((p for p in out.glob("*/results.json") if p.parent != run_dir), reverse=True)
+    for path in candidates:
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if doc.get("status") == "complete" and doc.get("profile") == profile:
+            return dict(doc)
+    return None
+
+
+def exit_code(verdicts: list[dict[str, Any]]) -> int:
+    kinds = {v["verdict"] for v in verdicts}
+    if "fail" in kinds:
+        return EXIT_FAIL
+    if "inconclusive" in kinds:
+        return EXIT_INCONCLUSIVE
+    return EXIT_PASS
+
+
+def finalize(writer: ResultsWriter, opts: RunOptions, status: str) -> None:
+    """Judge and report whatever was measured, even for an interrupted run."""
+    from harness.slo.judge import judge_run
+
+    baseline = find_baseline(opts.out, writer.run_dir, writer.doc["profile"], opts.baseline)
+    if baseline is not None:
+        writer.doc["conditions"]["baseline_run"] = baseline.get("run_id")
+    writer.set_verdicts(judge_run(writer.doc, load_spec(opts.slo), baseline=baseline))
+    writer.finish(status)
+    render(writer.run_dir, opts.out)
+
+
+def render(run_dir: Path, out: Path) -> Path:
+    from harness.report import render_from_results, write_history
+
+    page = Path(render_from_results(run_dir))
+    write_history(out)
+    return page
