@@ -74,6 +74,10 @@ class EndpointStatistics:
 
 @dataclass(frozen=True, slots=True)
 class PoolStatistics:
+    """``size``: endpoints; ``retries``: extra attempts; ``failovers``: retries that moved to another
+    endpoint; ``waits``: backoff or Retry-After sleeps; ``failed``: calls that raised;
+    ``sends_recovered_by_lookup``: sends found by hash after an ambiguous attempt."""
+
     size: int
     calls: int
     retries: int

@@ -44,6 +44,11 @@ from bot.rpc.errors import InvalidResponse, NodeError, RateLimited, RpcError, Rp
 
 @dataclass(frozen=True, slots=True)
 class TransportStatistics:
+    """``requests``: HTTP requests; ``calls``: JSON-RPC calls (a batch of n is n calls);
+    ``in_flight``/``max_in_flight``: requests started and not finished, including those waiting
+    for one of the ``max_connections`` pooled connections; ``already_known``: resends the node
+    already had; ``errors``: count by ``RpcError.kind`` (per-call errors in batches included)."""
+
     url: str
     requests: int
     calls: int

@@ -62,6 +62,11 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class WsStatistics:
+    """``connects``: connections that subscribed and caught up; ``reconnects``: reconnect attempts;
+    ``messages``: subscription pushes received; ``delivered`` = live + ``backfilled`` items queued;
+    ``duplicates``: items suppressed by the dedupe; ``dropped``: events discarded by the full
+    queue; ``backfill_skipped``: missed blocks beyond ``max_backfill_blocks``."""
+
     url: str
     connected: bool
     connects: int
@@ -291,8 +296,10 @@ class WsSubscriber:
                 await self._connection(self._session)
                 # The connection synchronised and later dropped: a fresh run of reconnects.
                 failures = 0
-            except (aiohttp.ClientError, OSError, TimeoutError, RpcError) as exc:
-                self._errors["transport" if not isinstance(exc, RpcError) else exc.kind] += 1
+            except RpcError:
+                pass  # counted where it was raised
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                self._errors["transport"] += 1
             if self._closed:
                 return
             failures += 1
@@ -338,6 +345,7 @@ class WsSubscriber:
         for sub in self._subs:
             server_id = await self._request_on(ws, "eth_subscribe", sub.params(), None)
             if not isinstance(server_id, str):
+                self._errors["invalid_response"] += 1
                 raise InvalidResponse(f"eth_subscribe returned {server_id!r}, expected a subscription id")
             self._by_server_id[server_id] = sub
         head = codec.from_hex(await self._backfill_call(ws, "eth_blockNumber", []), "eth_blockNumber")
@@ -368,6 +376,7 @@ class WsSubscriber:
         query = {**(sub.filter or {}), "fromBlock": codec.to_hex(gap.start), "toBlock": codec.to_hex(gap.end)}
         logs = await self._backfill_call(ws, "eth_getLogs", [query])
         if not isinstance(logs, list):
+            self._errors["invalid_response"] += 1
             raise InvalidResponse(f"eth_getLogs returned {str(logs)[:120]}, expected an array")
         for log in logs:
             self._deliver_log(sub, log, backfilled=True)
@@ -398,6 +407,10 @@ class WsSubscriber:
             if isinstance(decoded, codec.Notification):
                 self._messages += 1
                 if self._held is not None:
+                    # Held pushes obey the queue's bound and drop policy too.
+                    if len(self._held) >= self.options.queue_size:
+                        del self._held[0]
+                        self._dropped += 1
                     self._held.append(decoded)
                 else:
                     self._on_notification(decoded)
