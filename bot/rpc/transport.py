@@ -62,6 +62,9 @@ class TransportStatistics:
     errors: Mapping[str, int]
 
 
+_RESERVED_HEADERS = frozenset({"accept-encoding", "content-length", "host", "transfer-encoding"})
+
+
 def _header_bytes(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> int:
     # "Name: value\r\n" per header, then the blank line.
     return sum(len(k) + len(v) + 4 for k, v in pairs) + 2
@@ -86,13 +89,20 @@ class HttpTransport:
         self.name = name or url
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or PoolLimits()
+        extra = dict(headers or {})
+        for name_ in extra:
+            if name_.lower() in _RESERVED_HEADERS:
+                raise ValueError(
+                    f"HttpTransport headers: {name_!r} is set by the transport (byte counting relies on it); remove it"
+                )
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
+            # Bodies are read undecompressed (auto_decompress=False) so the byte count is the wire's.
             "Accept-Encoding": "identity",
             "User-Agent": f"tradebench-bot aiohttp/{aiohttp.__version__}",
-            **(headers or {}),
         }
+        self._headers.update(extra)
         host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         # "POST <path> HTTP/1.1\r\n", our headers, "Host: ...\r\n", "Content-Length: " + "\r\n", blank line.

@@ -201,6 +201,11 @@ async def test_closed_transport_refuses_calls(transport: HttpTransport) -> None:
     assert "closed=True" in repr(transport)
 
 
+def test_headers_the_transport_owns_are_refused() -> None:
+    with pytest.raises(ValueError, match="accept-encoding"):
+        HttpTransport("http://127.0.0.1:8545", headers={"accept-encoding": "gzip"})
+
+
 def test_bad_url_names_the_field() -> None:
     with pytest.raises(ValueError, match="url"):
         HttpTransport("localhost:8545")
