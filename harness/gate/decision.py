@@ -239,7 +239,7 @@ def decide(
     callgrind: Mapping[str, CallgrindComparison],
     acknowledgements: Sequence[Acknowledgement] = (),
     *,
-    alpha: float = 0.05,
+    alpha: float = 0.01,
     min_effect: float = 0.0,
     skipped: Mapping[str, str] | None = None,
 ) -> list[Decision]:

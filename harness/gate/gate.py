@@ -33,10 +33,10 @@ class GateOptions:
     base: str
     head: str = "HEAD"
     cases: tuple[str, ...] = ()  # fnmatch patterns; empty = all
-    processes: int = 6
+    processes: int = 8
     rounds: int = 20
     slot_s: float = 0.01
-    alpha: float = 0.05
+    alpha: float = 0.01
     min_effect: float = 0.0
     callgrind: str = "auto"  # auto | on | off
     callgrind_cases: tuple[str, ...] = ()  # patterns; empty = the cases marked callgrind=True
@@ -115,7 +115,14 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
         listed = _list_cases(runner_dir, python)
         names = _select([str(c["name"]) for c in listed], opts.cases, "--case")
         head_env = {PLANT_ENV: opts.plant_head} if opts.plant_head else {}
-        base_side = runner.Side("base", trees["base"])
+        # The base gets a same-length spec that matches no case: the environment is part of what
+        # callgrind counts, so only the planted work may differ between the two sides.
+        base_env = (
+            {PLANT_ENV: "~" * len(opts.plant_head.rpartition(":")[0]) + ":" + opts.plant_head.rpartition(":")[2]}
+            if opts.plant_head
+            else {}
+        )
+        base_side = runner.Side("base", trees["base"], base_env)
         head_side = runner.Side("head", trees["head"], head_env)
         if not opts.quiet:
             console.print(
@@ -124,9 +131,7 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
             )
         settings = runner.WallSettings(opts.processes, opts.rounds, opts.slot_s, opts.seed)
         wall_result = runner.run_wall_tier([base_side, head_side], names, settings, runner_dir, python)
-        wall = {
-            case: dec.compare_wallclock(case, t["base"], t["head"]) for case, t in wall_result.timings.items()
-        }
+        wall = {case: dec.compare_wallclock(case, t["base"], t["head"]) for case, t in wall_result.timings.items()}
         cg_default = [str(c["name"]) for c in listed if c["callgrind"] and str(c["name"]) in names]
         cg_names = _select(names, opts.callgrind_cases, "--callgrind-case") if opts.callgrind_cases else cg_default
         cg_names = [n for n in cg_names if n not in wall_result.skipped]
@@ -164,9 +169,7 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
         "loops": wall_result.loops,
         "callgrind_used": use_cg,
     }
-    ctx = report.GateContext(
-        base.ref, base.sha, head.ref, head.sha, settings_dict, tuple(notes), wall_result.origins
-    )
+    ctx = report.GateContext(base.ref, base.sha, head.ref, head.sha, settings_dict, tuple(notes), wall_result.origins)
     out_dir = opts.out_dir or repo / "reports" / f"gate-{base.short}-{head.short}"
     report.write_report(out_dir, decisions, ctx, exit_code)
     if not opts.quiet:
@@ -191,21 +194,41 @@ def add_gate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", required=True, help="the revision to compare against (branch, tag, SHA)")
     p.add_argument("--head", default="HEAD", help="the revision under test (default: HEAD)")
     p.add_argument("--case", action="append", default=[], help="only benchmarks matching this glob (repeatable)")
-    p.add_argument("--processes", type=int, default=6, help="worker processes per revision (default 6)")
+    p.add_argument("--processes", type=int, default=8, help="worker processes per revision (default 8)")
     p.add_argument("--rounds", type=int, default=20, help="interleaved slots per process (default 20)")
     p.add_argument("--slot", type=float, default=0.01, help="seconds per measurement slot (default 0.01)")
-    p.add_argument("--alpha", type=float, default=0.05, help="family-wise false-alarm rate (default 0.05)")
-    p.add_argument("--min-effect", type=float, default=0.0,
-                   help="policy floor for wall-clock regressions, as a fraction (default 0: noise decides)")
-    p.add_argument("--callgrind", choices=("auto", "on", "off"), default="auto",
-                   help="instruction-count tier (auto: when valgrind is installed)")
-    p.add_argument("--callgrind-case", action="append", default=[],
-                   help="benchmarks for the instruction-count tier (default: those marked small)")
+    p.add_argument("--alpha", type=float, default=0.01, help="family-wise false-alarm rate (default 0.01)")
+    p.add_argument(
+        "--min-effect",
+        type=float,
+        default=0.0,
+        help="policy floor for wall-clock regressions, as a fraction (default 0: noise decides)",
+    )
+    p.add_argument(
+        "--callgrind",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="instruction-count tier (auto: when valgrind is installed)",
+    )
+    p.add_argument(
+        "--callgrind-case",
+        action="append",
+        default=[],
+        help="benchmarks for the instruction-count tier (default: those marked small)",
+    )
     p.add_argument("--callgrind-iterations", type=int, default=10_000, help="iterations counted (default 10000)")
-    p.add_argument("--callgrind-min-effect", type=float, default=0.005,
-                   help="smallest instruction-count change that fails, as a fraction (default 0.005)")
-    p.add_argument("--plant-head", default=None, metavar="CASE:FRACTION",
-                   help="proofs only: plant an exact slowdown in the head side (e.g. hdrh.record:0.10)")
+    p.add_argument(
+        "--callgrind-min-effect",
+        type=float,
+        default=0.005,
+        help="smallest instruction-count change that fails, as a fraction (default 0.005)",
+    )
+    p.add_argument(
+        "--plant-head",
+        default=None,
+        metavar="CASE:FRACTION",
+        help="proofs only: plant an exact slowdown in the head side (e.g. hdrh.record:0.10)",
+    )
     p.add_argument("--out", type=Path, default=None, help="report directory (default reports/gate-BASE-HEAD)")
     p.add_argument("--seed", type=int, default=0, help="seed of the slot order (default 0)")
     p.set_defaults(func=gate_main)  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.gate.decision import Decision
 
@@ -62,8 +63,8 @@ def print_table(decisions: Sequence[Decision], ctx: GateContext, console: Consol
     table.add_column("verdict")
     for d in decisions:
         base = f"{d.wall.base_ns / 1000:.2f} µs" if d.wall is not None else "-"
-        verdict = d.status + (f" ({', '.join(d.tiers)})" if d.tiers else "")
-        table.add_row(d.case, base, _wall_cell(d), _cg_cell(d), f"[{_STYLE.get(d.status, '')}]{verdict}[/]")
+        verdict = Text(d.status + (f" ({', '.join(d.tiers)})" if d.tiers else ""), style=_STYLE.get(d.status, ""))
+        table.add_row(d.case, base, _wall_cell(d), _cg_cell(d), verdict)
     console.print(table)
     for d in decisions:
         for note in d.notes:

@@ -147,7 +147,7 @@ def worker_pool(
 
 @dataclass(frozen=True)
 class WallSettings:
-    processes: int = 6
+    processes: int = 8
     rounds: int = 20
     slot_s: float = 0.01
     seed: int = 0
