@@ -32,7 +32,7 @@ class Plant:
     @property
     def every(self) -> int:
         """One extra call after every ``every`` calls gives ``1/every`` extra work."""
-        return max(1, round(1.0 / self.fraction))
+        return min(256, max(1, round(1.0 / self.fraction)))
 
     @property
     def exact_fraction(self) -> float:
@@ -55,8 +55,8 @@ def parse_plant(spec: str | None) -> Plant | None:
         raise PlantSpecError(
             f"{ENV_VAR}={spec!r}: fraction {frac_text!r} is not a number; use e.g. 0.10 for +10%"
         ) from None
-    if not 0.0 < fraction <= 1.0:
-        raise PlantSpecError(f"{ENV_VAR}={spec!r}: fraction must be in (0, 1], e.g. 0.10 for +10%")
+    if not 1 / 256 <= fraction <= 1.0:
+        raise PlantSpecError(f"{ENV_VAR}={spec!r}: fraction must be in [1/256, 1], e.g. 0.10 for +10%")
     return Plant(case=case, fraction=fraction)
 
 
@@ -73,8 +73,10 @@ def planted(fn: Callable[[], object], plant: Plant | None) -> Callable[[], objec
     benchmark is wrapped, planted or not, so the wrapper's own small cost is the same on both sides
     of a comparison and only the planted work differs.
     """
-    # A counter that never reaches ``every`` keeps the unplanted path identical to the planted one.
-    every = plant.every if plant is not None else -1
+    # The counter wraps on both paths: an ever-growing counter would leave CPython's small-int cache
+    # (< 257) and allocate an int per call, making the *unplanted* wrapper the slower one.
+    every = plant.every if plant is not None else 100
+    extra = plant is not None
     counter = 0
 
     def wrapper() -> object:
@@ -82,7 +84,8 @@ def planted(fn: Callable[[], object], plant: Plant | None) -> Callable[[], objec
         counter += 1
         if counter == every:
             counter = 0
-            fn()
+            if extra:
+                fn()
         return fn()
 
     return wrapper
