@@ -163,13 +163,162 @@ def _setup_orjson_decode_batch() -> Op:
     return op
 
 
+# --- the project's own hot paths (skipped in revisions that predate them) ---------------------
+
+
+def _setup_codec_encode_request() -> Op:
+    codec = require("bot.rpc.codec", "encode_request")
+    encode = codec.encode_request
+    params = [{"to": _POOL, "data": _GET_RESERVES}, "latest"]
+
+    def op() -> object:
+        return encode("eth_call", params, 42)
+
+    return op
+
+
+def _setup_codec_decode_response() -> Op:
+    codec = require("bot.rpc.codec", "decode_response")
+    orjson = require("orjson", "dumps")
+    body = orjson.dumps({"jsonrpc": "2.0", "id": 42, "result": _RESERVES_RESULT})
+    decode = codec.decode_response
+
+    def op() -> object:
+        return decode(body, 42)
+
+    return op
+
+
+def _setup_codec_decode_batch() -> Op:
+    codec = require("bot.rpc.codec", "decode_batch")
+    orjson = require("orjson", "dumps")
+    # Answered out of order, as nodes may: the codec must match by id.
+    body = orjson.dumps([_block_response(i) for i in reversed(range(20))])
+    ids = list(range(20))
+    decode = codec.decode_batch
+
+    def op() -> object:
+        return decode(body, ids)
+
+    return op
+
+
+def _setup_tx_build_sign() -> Op:
+    tx = require("bot.chain.tx", "build", "sign_direct", "TxRequest")
+    fees_mod = require("bot.chain.fees", "Fees")
+    coincurve = require("coincurve", "PrivateKey")
+    key = coincurve.PrivateKey(bytes.fromhex(_DEV_KEY[2:]))
+    request = tx.TxRequest(to=_POOL, data=bytes.fromhex("ab" * 132), gas=120_000)
+    fees = fees_mod.Fees(max_fee_per_gas=3_000_000_000, max_priority_fee_per_gas=1_000_000_000)
+    build, sign = tx.build, tx.sign_direct
+    nonce = 0
+
+    def op() -> object:
+        nonlocal nonce
+        nonce = (nonce + 1) & 1023
+        return sign(key, build(31337, nonce, request, fees))
+
+    return op
+
+
+def _setup_nonce_cycle() -> Op:
+    nonces = require("bot.chain.nonces", "NonceAllocator")
+    allocator = nonces.NonceAllocator(0)
+
+    def op() -> object:
+        n = allocator.allocate()
+        allocator.mark_sent(n)
+        return allocator.confirm(n)
+
+    return op
+
+
+def _setup_mailbox_put_get() -> Op:
+    mailbox = require("bot.engine.mailbox", "Mailbox", "Message", "Priority")
+    box = mailbox.Mailbox(1024, name="bench")
+    message = mailbox.Message(mailbox.Priority.MARKET_DATA, "tick", None, 1764068400.0)
+    put, get = box.put, box.get_nowait
+
+    def op() -> object:
+        put(message)
+        return get()
+
+    return op
+
+
+def _setup_scheduler_request_next() -> Op:
+    scheduler = require("bot.engine.scheduler", "FairScheduler")
+    mailbox = require("bot.engine.mailbox", "Priority")
+    sched = scheduler.FairScheduler()
+    pairs = [f"T{i:03d}/USD" for i in range(100)]
+    prio = mailbox.Priority.ENTRY
+    index = 0
+
+    def op() -> object:
+        nonlocal index
+        index = (index + 1) % 100
+        sched.request(pairs[index], prio)
+        return sched.next()
+
+    return op
+
+
+def _interval_texts(hist_mod: Any, intervals: int, per_interval: int) -> list[str]:
+    texts = []
+    for k in range(intervals):
+        h = hist_mod.new_histogram()
+        for i in range(per_interval):
+            # A deterministic, skewed latency spread (µs): mostly ~1-5 ms with a long tail.
+            h.record_value(800 + (i * 7919 + k * 104729) % 4_000 + (60_000 if i % 97 == 0 else 0))
+        texts.append(hist_mod.encode(h))
+    return texts
+
+
+def _setup_stats_merge_encoded() -> Op:
+    hist_mod = require("harness.stats.histograms", "merge_encoded", "new_histogram", "encode")
+    texts = _interval_texts(hist_mod, 10, 2_000)
+    merge = hist_mod.merge_encoded
+
+    def op() -> object:
+        return merge(texts).get_value_at_percentile(99.0)
+
+    return op
+
+
+def _setup_stats_verdict_1m() -> Op:
+    hist_mod = require("harness.stats.histograms", "series_from_encoded", "new_histogram", "encode")
+    intervals = require("harness.stats.intervals", "latency_cis")
+    verdict = require("harness.stats.verdict", "decide")
+    # 1M samples in 100 one-second intervals: the size of a sustained scenario's judging step.
+    texts = _interval_texts(hist_mod, 100, 10_000)
+    series = hist_mod.series_from_encoded(texts)
+
+    def op() -> object:
+        cis = intervals.latency_cis(series, (95.0, 99.0), n_boot=200)
+        return verdict.decide(cis["p99"], "<", 200_000.0, duration_s=100.0)
+
+    return op
+
+
 CASES: tuple[Case, ...] = (
     Case("hdrh.record", _setup_hdrh_record, "HdrHistogram.record_value of one latency (µs)", callgrind=True),
     Case("hdrh.decode_merge", _setup_hdrh_merge, "decode a 5k-sample interval histogram, add, read p99"),
     Case("eth_account.sign_tx", _setup_eth_account_sign, "sign one EIP-1559 transaction (eth-account)"),
-    Case("orjson.encode_request", _setup_orjson_encode_request, "orjson.dumps of one eth_call request",
-         callgrind=True),
+    Case("orjson.encode_request", _setup_orjson_encode_request, "orjson.dumps of one eth_call request"),
     Case("orjson.decode_batch", _setup_orjson_decode_batch, "orjson.loads of a 20-block batch reply"),
+    Case("codec.encode_request", _setup_codec_encode_request, "bot.rpc.codec: encode one eth_call request",
+         callgrind=True),
+    Case("codec.decode_response", _setup_codec_decode_response, "bot.rpc.codec: decode one getReserves reply"),
+    Case("codec.decode_batch", _setup_codec_decode_batch, "bot.rpc.codec: decode a 20-reply batch, out of order"),
+    Case("tx.build_sign", _setup_tx_build_sign, "bot.chain.tx: build + sign (direct codec) one EIP-1559 tx"),
+    Case("nonces.allocate_send_confirm", _setup_nonce_cycle, "bot.chain.nonces: one nonce's life cycle",
+         callgrind=True),
+    Case("mailbox.put_get", _setup_mailbox_put_get, "bot.engine.mailbox: enqueue + dequeue one tick",
+         callgrind=True),
+    Case("scheduler.request_next", _setup_scheduler_request_next, "bot.engine.scheduler: request + grant"),
+    Case("stats.merge_encoded", _setup_stats_merge_encoded, "harness.stats: merge 10 encoded interval histograms"),
+    Case("stats.verdict_1m", _setup_stats_verdict_1m,
+         "harness.stats: block-bootstrap p95/p99 CIs + verdict over 1M samples (100 intervals)"),
 )
 
 
