@@ -10,6 +10,8 @@ The pipeline for one intent (a ``TxRequest`` from one account):
    timeouts and rate limits are retried with backoff, up to ``send_attempts``). A node's
    refusal is classified by ``ledger.classify_send_error``: the nonce is either freed for
    reuse or marked taken (and the allocator resynced). The intent is never re-signed.
+   A "nonce too low" on a *retry* is checked against our own hash first: anvil says exactly
+   that when an earlier attempt, whose answer was lost, has already been mined.
 4. ``tx_submission`` ends when the node acknowledges the hash (``on_latency`` is called).
 5. A tracking task waits for the receipt (``ReceiptTracker``); on its deadline it asks the
    node for the transaction: unknown -> ``dropped`` (or ``failed`` when no send was ever
@@ -278,6 +280,16 @@ class TxSender:
                 node_hash = await self._rpc.send_raw_transaction(raw, timeout=self.config.send_timeout)
             except RpcError as exc:
                 decision = classify_send_error(exc, attempt)
+                if (
+                    isinstance(decision, Reject)
+                    and decision.nonce is NonceEffect.TAKEN
+                    and attempt > 1
+                    and await self._lookup_tx(rec.hash) in ("pending", "mined")
+                ):
+                    # An earlier attempt reached the node (its answer was lost) and the nonce is
+                    # taken by *our* transaction: that is an acknowledgement, not a conflict.
+                    self._acknowledge(rec, alloc, receipt_fut, t0)
+                    return
                 if isinstance(decision, Reject):
                     self._receipts.unwatch(rec.hash)
                     if decision.nonce is NonceEffect.TAKEN:
@@ -294,10 +306,7 @@ class TxSender:
                 continue
             if node_hash.lower() != rec.hash:
                 log.warning("node returned hash %s for our %s; tracking ours", node_hash, rec.hash)
-            self.ledger.transition(rec, TxState.SUBMITTED, self._clock())
-            if self._on_latency is not None:
-                self._on_latency("tx_submission", max((self._clock() - t0) // 1000, 1))
-            self._spawn(self._track(rec, alloc, receipt_fut))
+            self._acknowledge(rec, alloc, receipt_fut, t0)
             return
         self.ledger.transition(
             rec,
@@ -306,6 +315,12 @@ class TxSender:
             error_kind=last.kind if last else None,
             reason=f"no acknowledgement after {self.config.send_attempts} attempts: {last}",
         )
+        self._spawn(self._track(rec, alloc, receipt_fut))
+
+    def _acknowledge(self, rec: TxRecord, alloc: NonceAllocator, receipt_fut: asyncio.Future[Receipt], t0: int) -> None:
+        self.ledger.transition(rec, TxState.SUBMITTED, self._clock())
+        if self._on_latency is not None:
+            self._on_latency("tx_submission", max((self._clock() - t0) // 1000, 1))
         self._spawn(self._track(rec, alloc, receipt_fut))
 
     async def _track(self, rec: TxRecord, alloc: NonceAllocator, fut: asyncio.Future[Receipt]) -> None:

@@ -46,6 +46,7 @@ class FakeNode:
         self.calls: list[str] = []
         self.eth_calls: dict[tuple[str, bytes], bytes] = {}  # (to, calldata) -> result
         self.balances: dict[str, int] = {}
+        self.on_accept: Callable[[PoolTx], None] | None = None  # runs once a tx enters the pool
 
     # -- fault injection --------------------------------------------------------------------
     def fail(self, method: str, exc: RpcError, *, times: int = 1, after: bool = False) -> None:
@@ -101,9 +102,11 @@ class FakeNode:
         nonce = int.from_bytes(items[1], "big")
         h = tx_hash(raw)
         self.raw_seen.setdefault((sender, nonce), set()).add(raw)
-        if h in self.pool or h in self.mined:
+        if h in self.pool:
             self._maybe_fail("eth_sendRawTransaction", self.faults_after)
             return h  # the rpc layer turns "already imported" into success
+        if h in self.mined:
+            raise NodeError(-32003, "nonce too low")  # what anvil says to a resend of a mined tx
         if nonce < self.nonces.get(sender, 0):
             raise NodeError(-32003, "nonce too low")
         if any(t.sender == sender and t.nonce == nonce for t in self.pool.values()):
@@ -113,6 +116,8 @@ class FakeNode:
         if int.from_bytes(items[3], "big") < self.base_fee:
             raise NodeError(-32003, "max fee per gas less than block base fee")
         self.pool[h] = PoolTx(h, sender, nonce, items[5], int.from_bytes(items[6], "big"), items[7], raw)
+        if self.on_accept is not None:
+            self.on_accept(self.pool[h])
         self._maybe_fail("eth_sendRawTransaction", self.faults_after)
         return h
 

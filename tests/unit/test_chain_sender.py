@@ -18,7 +18,7 @@ from bot.chain.sender import SenderConfig, TxSender, outcome_error
 from bot.chain.signer import Signer
 from bot.chain.tx import SignedTx, TxRequest, UnsignedTx
 from bot.rpc.errors import RpcTimeout, TransportError
-from tests.unit.chain_fakes import FakeNode
+from tests.unit.chain_fakes import FakeNode, PoolTx
 
 ACCOUNTS = from_mnemonic(count=2)
 ME = ACCOUNTS[0].address
@@ -133,6 +133,24 @@ async def test_lost_response_is_retried_with_the_same_bytes_and_mined_once(stack
     assert len(stack.latencies) == 1
 
 
+async def test_lost_answer_then_mined_before_the_retry_is_ours_not_a_conflict(stack: Stack) -> None:
+    # anvil answers "nonce too low" to a resend of a mined tx; the sender must recognise its own.
+    stack.node.fail("eth_sendRawTransaction", TransportError("reset"), after=True)
+
+    def mine_now(_: PoolTx) -> None:
+        stack.node.mine()
+
+    stack.node.on_accept = mine_now
+    rec = await stack.sender.submit(ME, PAY)
+    stack.node.on_accept = None
+    assert (rec.state, rec.attempts) == (TxState.SUBMITTED, 2)
+    stack.start_mining()
+    rec = await stack.sender.wait(rec)
+    assert rec.history == [TxState.CREATED, TxState.SIGNED, TxState.SUBMITTED, TxState.MINED_OK]
+    assert "eth_getTransactionByHash" in stack.node.calls
+    assert (await stack.sender.execute(ME, PAY)).nonce == 1
+
+
 async def test_exhausted_transport_errors_end_failed_and_free_the_nonce(stack: Stack) -> None:
     stack.start_mining()
     stack.node.fail("eth_sendRawTransaction", RpcTimeout("read timeout"), times=4)
@@ -147,9 +165,11 @@ async def test_exhausted_transport_errors_end_failed_and_free_the_nonce(stack: S
 
 async def test_transport_errors_then_success_is_unacked_until_mined(stack: Stack) -> None:
     # The node took the transaction but every response was lost: still mined_ok, not failed.
-    stack.start_mining()
     stack.node.fail("eth_sendRawTransaction", TransportError("reset"), times=4, after=True)
-    rec = await stack.sender.execute(ME, PAY)
+    rec = await stack.sender.submit(ME, PAY)
+    assert rec.state is TxState.UNACKED
+    stack.start_mining()
+    rec = await stack.sender.wait(rec)
     assert rec.state is TxState.MINED_OK
     assert rec.history == [TxState.CREATED, TxState.SIGNED, TxState.UNACKED, TxState.MINED_OK]
 
