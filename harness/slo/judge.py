@@ -23,7 +23,7 @@ from harness.stats.change import classify, compare_series
 from harness.stats.histograms import summarize_counts
 from harness.stats.intervals import Estimate, latency_cis, mean_ci, median_ci, rate_ci, stat_key, wilson
 from harness.stats.leak import detect_leak
-from harness.stats.verdict import Verdict, combine, decide
+from harness.stats.verdict import Verdict, combine, decide, relative_margin
 
 NAN = float("nan")
 MB = 1e6
@@ -281,11 +281,14 @@ def _leak(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
         name, (t, v) = series.get(stat, series["rss_slope"])
         res = detect_leak(t, v, sensitivity_bph=thr.value, series=name, confidence=ctx.confidence,
                           warmup_fraction=row.param("warmup_fraction", 0.2),
-                          warmup_max_s=row.param("warmup_max_s", 1800.0))
+                          warmup_max_s=row.param("warmup_max_s", 1800.0),
+                          min_analysed_s=row.param("min_analysed_s", 1800.0))
         est = res.estimate() if math.isfinite(res.slope_bph) else None
-        v_ = None if est is not None else Verdict("inconclusive", None, None, res.note)
-        out.append(_emit(row, thr, sid, est, duration=res.analysed_s, verdict=v_, shrink=1.5, stat=stat,
-                         note=f"verdict '{res.verdict}'; sensitivity achieved {res.resolution_bph:.3g} bytes/h",
+        outcome = {"no leak": "pass", "leak": "fail"}.get(res.verdict, "inconclusive")
+        verdict = Verdict(outcome, relative_margin(res.slope_bph, thr.op, thr.value),  # type: ignore[arg-type]
+                          res.more_time_s, f"leak detector: {res.verdict}")
+        out.append(_emit(row, thr, sid, est, duration=res.analysed_s, verdict=verdict, stat=stat,
+                         note=f"sensitivity achieved {res.resolution_bph:.3g} bytes/h" if est else res.note,
                          confidence=ctx.confidence))
     return out
 

@@ -358,7 +358,10 @@ def wilson_bounds(p: float, n: float, confidence: float) -> tuple[float, float]:
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     h = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - h), min(1.0, centre + h)
+    # At p = 0 or 1 the exact bound is 0 or 1; rounding must not push it past the estimate.
+    lo = 0.0 if p <= 0.0 else min(max(0.0, centre - h), p)
+    hi = 1.0 if p >= 1.0 else max(min(1.0, centre + h), p)
+    return lo, hi
 
 
 def wilson_trials_needed(p: float, n: float, threshold: float, confidence: float) -> float | None:
@@ -423,6 +426,28 @@ def andrews_lags(resid: FloatArray) -> tuple[int, float]:
     return int(min(max(lags, 0), n // 2)), rho
 
 
+def integrated_autocorr_time(x: FloatArray, c: float = 5.0) -> float:
+    """Integrated autocorrelation time (in samples) with Sokal's automatic window (M >= c * tau).
+
+    1 for white noise; ~ (1 + rho)/(1 - rho) for AR(1). The variance of a smooth weighted sum of
+    the series is about ``tau`` times what independence would give.
+    """
+    n = len(x)
+    if n < 4:
+        return 1.0
+    d = x - x.mean()
+    f = np.fft.rfft(d, 2 * n)
+    acov = np.fft.irfft(f * np.conj(f))[:n]
+    if acov[0] <= 0:
+        return 1.0
+    rho = acov / acov[0]
+    taus = 1.0 + 2.0 * np.cumsum(rho[1:])
+    window = np.arange(1, n)
+    ok = np.nonzero(window >= c * taus)[0]
+    tau = float(taus[ok[0]]) if len(ok) else float(taus[-1])
+    return max(tau, 1.0)
+
+
 def _ols(t: FloatArray, y: FloatArray) -> tuple[float, float, FloatArray, FloatArray, float]:
     """slope, intercept, centred t, residuals, Sxx."""
     tc = t - t.mean()
@@ -481,10 +506,19 @@ def linear_trend(
         tm = np.array([tt[a:b].mean() for a, b in itertools.pairwise(edges)])
         ym = np.array([yy[a:b].mean() for a, b in itertools.pairwise(edges)])
         _, _, _, bres, bsxx = _ols(tm, ym)
-        se = math.sqrt(float((bres * bres).sum()) / (batches - 2) / bsxx) if bsxx > 0 else math.inf
-        df = float(batches - 2)
+        se_batch = math.sqrt(float((bres * bres).sum()) / (batches - 2) / bsxx) if bsxx > 0 else math.inf
+        # Batches shorter than the noise's correlation time make batch means look independent when
+        # they are not; the integrated autocorrelation time tau catches that (var x tau).
+        tau = integrated_autocorr_time(resid)
+        se_tau = math.sqrt(float((resid * resid).sum()) / (n - 2) / sxx * tau)
+        se = max(se_batch, se_tau)
+        # Few correlation times in the run = few independent pieces of information: fewer df.
+        df = float(min(batches - 2, max(1.0, n / tau - 2.0)))
         method = "ols-batch-means"
-        detail = f"OLS slope of {n} samples; CI from {batches} batch means (t, {batches - 2} df)"
+        detail = (f"OLS slope of {n} samples; CI from {batches} batch means (t, {df:.0f} df), "
+                  f"widened to the residual autocorrelation time {tau:.1f} samples if larger")
+        if tau * 20 > n:
+            detail += f"; the run spans only {n / tau:.0f} correlation times: treat the CI with care"
     else:
         lags, rho = andrews_lags(resid)
         se = _hac_se(tc, resid, sxx, lags)
