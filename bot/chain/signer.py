@@ -1,10 +1,13 @@
 """Where signing runs: inline on the event loop, in a thread pool, or in a process pool.
 
 Signing is the bot's main CPU cost, so where it runs decides how much of the event loop it
-takes. Measured numbers and the recommended default are in ``docs/chain.md`` (and the chain
-engineer's report); in short: with the ``direct`` codec (~60 µs per transaction) inline signing
-beats both pools, whose per-call hand-off costs more than the signature; the process pool only
-pays off with the slow ``eth_account`` codec or when signing in batches.
+takes. Measured with ``python -m bot.chain.bench_signing`` (2-core shared box, 64 in flight,
+medians of 3): inline+direct ~25k tx/s (~40 µs of loop time per transaction), thread+direct
+~16k, process+direct 6-10k, inline+eth_account ~3.2k, thread+eth_account ~2.7k. The pools'
+per-call hand-off costs more than a direct signature, so **inline with the direct codec is the
+default**: at the 1000 tx/s target it takes about 4% of one core. A pool only pays off with
+the slow ``eth_account`` codec; the process mode exists for measurement and for signers slower
+than this one.
 
 Every mode bounds the number of signatures queued at once (``max_pending``): callers beyond it
 wait on a semaphore rather than piling futures into an executor's unbounded queue.

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from bot.chain import abi
 from bot.chain.accounts import Account, AccountLoadError, from_env, from_file, from_keys, from_mnemonic
 from bot.chain.fees import FeePolicy, Fees, blocks_of_headroom, next_base_fee, price
-from bot.chain.tx import TxRequest, UnsignedTx, build, coincurve_backend_active, recover_sender, tx_hash
+from bot.chain.tx import (
+    TxRequest,
+    UnsignedTx,
+    build,
+    coincurve_backend_active,
+    recover_sender,
+    rlp_encode,
+    tx_hash,
+)
 
 ACCOUNTS = from_mnemonic(count=2)
 ANVIL0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -173,3 +181,22 @@ def test_decoders_reject_wrong_shapes() -> None:
     assert abi.decode_address("0x" + "00" * 12 + "ab" * 20) == "0x" + "ab" * 20
     with pytest.raises(ValueError, match="not hex"):
         abi.address_bytes("0xzz")
+
+
+rlp_items = st.recursive(
+    st.one_of(st.integers(0, 2**300), st.binary(max_size=80)), lambda inner: st.lists(inner, max_size=6), max_leaves=20
+)
+
+
+@given(item=rlp_items)
+def test_rlp_encoder_matches_the_reference_library(item: object) -> None:
+    import rlp  # type: ignore[import-untyped]
+
+    assert rlp_encode(item) == rlp.encode(item)
+
+
+def test_rlp_rejects_what_a_transaction_never_holds() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        rlp_encode(-1)
+    with pytest.raises(TypeError, match="str"):
+        rlp_encode("text")

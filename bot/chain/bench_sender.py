@@ -1,0 +1,114 @@
+"""Sender throughput against a raw client of pre-signed transactions, on the same node.
+
+``python -m bot.chain.bench_sender --url http://127.0.0.1:8545 [--count 3000] [--concurrency 64]``
+
+Needs an anvil dev node (dev accounts 0 and 1 funded), ideally with interval mining and no
+block gas limit (``--block-time 0.1 --disable-block-gas-limit``). Three measurements:
+
+- ``raw``: transactions pre-signed before the clock starts, sent with ``send_raw_transaction``
+  from account 0, ``--concurrency`` in flight: the ceiling for this client and node;
+- ``sender accept``: ``TxSender.submit`` from account 1 (nonce, fees, build, sign, send),
+  same concurrency, until every hash is acknowledged;
+- ``sender mined``: the same intents until every one reached a terminal state.
+
+Loopback, one process, client and node sharing the machine's cores: numbers are conditions-bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from bot.chain.accounts import from_mnemonic
+from bot.chain.fee_oracle import FeeOracle
+from bot.chain.fees import price
+from bot.chain.nonces import NonceManager
+from bot.chain.receipts import ReceiptTracker
+from bot.chain.sender import SenderConfig, TxSender
+from bot.chain.signer import Mode, Signer
+from bot.chain.tx import TxRequest, build
+from bot.rpc import HttpTransport
+
+
+async def _bounded(concurrency: int, jobs: list[object]) -> None:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(job: object) -> None:
+        async with sem:
+            await job  # type: ignore[misc]
+
+    await asyncio.gather(*(one(j) for j in jobs))
+
+
+async def run(url: str, count: int, concurrency: int, mode: Mode) -> None:
+    a0, a1 = from_mnemonic(count=2)
+    async with HttpTransport(url) as rpc:
+        chain_id = int(await rpc.call("eth_chainId"), 16)
+        block = await rpc.call("eth_getBlockByNumber", ["latest", False])
+        fees = price(int(block["baseFeePerGas"], 16))
+        n0 = int(await rpc.call("eth_getTransactionCount", [a0.address, "pending"]), 16)
+        pay = TxRequest(to=a1.address, value=1)
+        raws = [a0.sign(build(chain_id, n0 + i, pay, fees)).raw for i in range(count)]
+        t0 = time.perf_counter()
+        await _bounded(concurrency, [rpc.send_raw_transaction(r) for r in raws])
+        raw_s = time.perf_counter() - t0
+        print(f"raw pre-signed     {count / raw_s:8.0f} tx/s accepted  ({count} in {raw_s:.2f}s)")
+
+        tracker = ReceiptTracker(rpc, poll_interval=0.02)
+        tracker.start()
+        signer = Signer([a1], mode=mode)
+        await signer.warm_up()
+        sender = TxSender(
+            rpc,
+            signer,
+            NonceManager(rpc),
+            tracker,
+            FeeOracle(rpc),
+            config=SenderConfig(chain_id=chain_id, max_in_flight=max(count, 1), confirm_timeout=60.0),
+        )
+        try:
+            back = TxRequest(to=a0.address, value=1)
+            t0 = time.perf_counter()
+            recs = []
+
+            async def submit() -> None:
+                recs.append(await sender.submit(a1.address, back))
+
+            await _bounded(concurrency, [submit() for _ in range(count)])
+            acc_s = time.perf_counter() - t0
+            ok = await sender.drain(120.0)
+            mined_s = time.perf_counter() - t0
+            st = sender.statistics()
+            print(f"sender accept      {count / acc_s:8.0f} tx/s acknowledged ({count} in {acc_s:.2f}s, signer={mode})")
+            print(f"sender mined       {count / mined_s:8.0f} tx/s to terminal  (drained={ok}, states={st.by_state})")
+            print(f"signer             {signer.statistics()}")
+        finally:
+            await sender.aclose()
+            await tracker.aclose()
+            await signer.aclose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--count", type=int, default=3000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--signer", choices=["inline", "thread", "process"], default="inline")
+    ap.add_argument("--uvloop", action="store_true")
+    args = ap.parse_args()
+    if not 1 <= args.count <= 100_000 or not 1 <= args.concurrency <= 4096:
+        ap.error("--count must be in 1..100000 and --concurrency in 1..4096")
+    if not args.url.startswith(("http://127.0.0.1", "http://localhost")):
+        ap.error("--url: this benchmark sends load; point it at a local node (http://127.0.0.1:PORT)")
+    coro = run(args.url, args.count, args.concurrency, args.signer)
+    if args.uvloop:
+        import uvloop  # local: optional speed-up
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    main()
