@@ -104,7 +104,7 @@ def _select(names: Sequence[str], patterns: Sequence[str], flag: str) -> list[st
 
 def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
     validate(opts)
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, width=None if Console(stderr=True).is_terminal else 150)
     python = opts.python or runner.default_python()
     repo = revisions.repo_root(opts.repo)
     base = revisions.resolve(repo, opts.base)

@@ -36,18 +36,10 @@ def _pct(ratio: float) -> str:
     return f"{(ratio - 1) * 100:+.2f}%"
 
 
-def _wall_cell(d: Decision) -> str:
-    if d.wall is None:
-        return "-"
-    lo, hi = d.wall.ci95
-    thr = f"{d.wall_threshold * 100:.1f}%" if d.wall_threshold is not None else "-"
-    return f"{_pct(d.wall.ratio)} [{_pct(lo)}, {_pct(hi)}] thr {thr} p={d.wall_p_adjusted:.3g}"
-
-
 def _cg_cell(d: Decision) -> str:
     if d.callgrind is None:
         return "-"
-    return f"{_pct(d.callgrind.ratio)} thr {d.callgrind.threshold * 100:.2f}%"
+    return f"{_pct(d.callgrind.ratio)} (thr {d.callgrind.threshold * 100:.2f}%)"
 
 
 _STYLE = {"regression": "bold red", "acknowledged": "yellow", "improvement": "green", "skipped": "dim"}
@@ -56,15 +48,24 @@ _STYLE = {"regression": "bold red", "acknowledged": "yellow", "improvement": "gr
 def print_table(decisions: Sequence[Decision], ctx: GateContext, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"perf gate: {ctx.base_ref} ({ctx.base_sha[:10]}) -> {ctx.head_ref} ({ctx.head_sha[:10]})")
-    table.add_column("benchmark")
-    table.add_column("base")
-    table.add_column("wall-clock change [95% CI], threshold, Holm p")
-    table.add_column("instructions")
-    table.add_column("verdict")
+    for name in ("benchmark", "base", "change", "95% CI", "noise thr", "Holm p", "instr.", "instr. thr", "verdict"):
+        table.add_column(name, no_wrap=name == "benchmark")
     for d in decisions:
-        base = f"{d.wall.base_ns / 1000:.2f} µs" if d.wall is not None else "-"
+        row = [d.case]
+        if d.wall is not None:
+            lo, hi = d.wall.ci95
+            row += [
+                f"{d.wall.base_ns / 1000:.2f} µs", _pct(d.wall.ratio), f"[{_pct(lo)}, {_pct(hi)}]",
+                f"{(d.wall_threshold or 0) * 100:.1f}%", f"{d.wall_p_adjusted:.2g}",
+            ]  # fmt: skip
+        else:
+            row += ["-"] * 5
+        if d.callgrind is not None:
+            row += [_pct(d.callgrind.ratio), f"{d.callgrind.threshold * 100:.2f}%"]
+        else:
+            row += ["-", "-"]
         verdict = Text(d.status + (f" ({', '.join(d.tiers)})" if d.tiers else ""), style=_STYLE.get(d.status, ""))
-        table.add_row(d.case, base, _wall_cell(d), _cg_cell(d), verdict)
+        table.add_row(*row, verdict)
     console.print(table)
     for d in decisions:
         for note in d.notes:

@@ -62,6 +62,9 @@ def worker_env(runner_dir: Path, side: Side, *, hash_seed: str | None = None) ->
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRADEBENCH_PLANT_SLOWDOWN")}
     env["PYTHONPATH"] = f"{runner_dir}{os.pathsep}{side.root}"
     env["PYTHONNOUSERSITE"] = "1"
+    # One thread per worker: sixteen workers each spinning a BLAS thread pool would measure contention.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
     if hash_seed is not None:
         env["PYTHONHASHSEED"] = hash_seed
     env.update(side.env)
