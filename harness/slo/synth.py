@@ -50,6 +50,7 @@ class Synth:
     api_failure_prob: float = 0.0
     health_probes_per_s: float = 1.0
     health_fail_prob: float = 0.0
+    soak_s: int = 3600  # the soak scenario carries resource samples only (1 per second)
 
 
 def _hist(rng: np.random.Generator, median_ms: float, sigma: float, n: int, scale: float) -> str:
@@ -73,6 +74,16 @@ def _health(rng: np.random.Generator, s: Synth, duration: float) -> tuple[int, i
     return probes, probes - int(rng.binomial(probes, s.health_fail_prob))
 
 
+def _resources(rng: np.random.Generator, s: Synth, seconds: int) -> list[dict[str, Any]]:
+    t = np.arange(seconds, dtype=np.float64)
+    rss = (s.rss_mb + s.leak_mb_per_h * t / 3600.0 + rng.normal(0, s.rss_noise_mb, len(t))) * 1e6
+    return [{"t": float(ti), "rss_bytes": int(max(r, 0)), "cpu_percent": float(max(c, 0)),
+             "net_bytes_per_s": float(max(n, 0)), "disk_bytes_per_s": float(max(d, 0))}
+            for ti, r, c, n, d in zip(t, rss, rng.normal(s.cpu_percent, 5, len(t)),
+                                      rng.normal(s.net_mb_s * 1e6, s.net_mb_s * 1e5, len(t)),
+                                      rng.normal(s.disk_mb_s * 1e6, s.disk_mb_s * 1e5, len(t)), strict=True)]
+
+
 def _sustained(rng: np.random.Generator, s: Synth) -> dict[str, Any]:
     ivs = []
     for i in range(s.sustained_s):
@@ -84,13 +95,7 @@ def _sustained(rng: np.random.Generator, s: Synth) -> dict[str, Any]:
         ivs.append({"start": float(i), "end": float(i + 1), "histograms": hists,
                     "counters": {"sent": s.samples_per_interval, "ok": s.samples_per_interval - errors,
                                  "errors": errors, "dropped": 0}})
-    t = np.arange(s.sustained_s, dtype=np.float64)
-    rss = (s.rss_mb + s.leak_mb_per_h * t / 3600.0 + rng.normal(0, s.rss_noise_mb, len(t))) * 1e6
-    res = [{"t": float(ti), "rss_bytes": int(max(r, 0)), "cpu_percent": float(max(c, 0)),
-            "net_bytes_per_s": float(max(n, 0)), "disk_bytes_per_s": float(max(d, 0))}
-           for ti, r, c, n, d in zip(t, rss, rng.normal(s.cpu_percent, 5, len(t)),
-                                     rng.normal(s.net_mb_s * 1e6, s.net_mb_s * 1e5, len(t)),
-                                     rng.normal(s.disk_mb_s * 1e6, s.disk_mb_s * 1e5, len(t)), strict=True)]
+    res = _resources(rng, s, s.sustained_s)
     probes, ok = _health(rng, s, s.sustained_s)
     return _scenario("sustained", float(s.sustained_s), "constant", ivs, resources=res, probes=probes, ok=ok,
                      summary={"target_rate": float(s.samples_per_interval),
@@ -151,9 +156,9 @@ def synth_results(s: Synth | None = None) -> dict[str, Any]:
             fail = rng.binomial(req, s.api_failure_prob)
             scenarios.append(_rate_scenario(rng, "api", {"api_requests": req, "api_failures": fail}, s, 30))
         elif sid == "soak":
-            soak = _sustained(rng, s)
-            soak["id"] = "soak"
-            scenarios.append(soak)
+            probes, ok = _health(rng, s, s.soak_s)
+            scenarios.append(_scenario("soak", float(s.soak_s), "constant", [],
+                                       resources=_resources(rng, s, s.soak_s), probes=probes, ok=ok, summary={}))
     return {"schema_version": 1, "run_id": f"synth-{s.seed}", "status": "complete",
             "started_at": "2026-11-25T11:00:00Z", "finished_at": "2026-11-25T12:00:00Z", "profile": "custom",
             "conditions": {"machine": {"cores": 2, "memory_bytes": 0, "cpu_model": "synthetic", "python": "3.11",

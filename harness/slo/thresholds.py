@@ -27,6 +27,7 @@ _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _PATTERN = re.compile(
     rf"^\s*(?:(?P<agg>[a-z]+)|p\s*\(\s*(?P<pct>{_NUMBER})\s*\))\s*(?P<op><=|>=|==|!=|<|>|=)\s*(?P<num>{_NUMBER})\s*$"
 )
+_BARE_PCT = re.compile(r"^\s*p(\d+(?:\.\d+)?)\s*[<>=!]")
 EXAMPLES = '"p(95) < 100", "avg < 50", "rate < 0.001", "value >= 500"'
 
 
@@ -63,6 +64,10 @@ def parse_threshold(text: object, *, where: str = "threshold") -> Threshold:
     if not isinstance(text, str):
         raise ConfigError(f"{where}: expected a string like {EXAMPLES}, got {type(text).__name__}")
     m = _PATTERN.match(text)
+    bare = _BARE_PCT.match(text)
+    if m is None and bare is not None:
+        raise ConfigError(f"{where}: {text!r}: write the percentile as p({bare.group(1)}), not p{bare.group(1)} "
+                          f"(aggregates: {', '.join(AGGREGATES)}, p(N))")
     if m is None:
         raise ConfigError(
             f"{where}: cannot parse {text!r}: write '<aggregate> <op> <number>', e.g. {EXAMPLES} "

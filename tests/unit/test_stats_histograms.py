@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +12,7 @@ from harness.errors import ConfigError
 from harness.stats import histograms as H
 
 
-def _hist(values: list[int]) -> H.HdrHistogram:
+def _hist(values: list[int]) -> HdrHistogram:
     h = H.new_histogram()
     for v in values:
         h.record_value(v)
@@ -77,8 +78,6 @@ def test_garbage_encoding_names_the_field() -> None:
 
 
 def test_other_layout_is_re_recorded_into_the_standard_one() -> None:
-    from hdrh.histogram import HdrHistogram
-
     other = HdrHistogram(1, 3_600_000_000, 2)
     for v in (10, 2000, 300_000):
         other.record_value(v)
