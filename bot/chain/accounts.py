@@ -153,3 +153,28 @@ def _reject_duplicates(accounts: Sequence[Account], source: str) -> None:
                 f"{source}: {acc.address} is listed twice; two nonce allocators for one account would collide"
             )
         seen.add(acc.address)
+
+
+def load(
+    *,
+    keys: Sequence[str] | None = None,
+    key_file: str | Path | None = None,
+    env: str | None = None,
+    mnemonic: str | None = None,
+    count: int = 1,
+) -> list[Account]:
+    """One entry point for config: exactly one source, else an error naming the choices.
+
+    With no source at all the anvil dev mnemonic is used (``count`` accounts): the project's
+    default chain is a local anvil whose dev keys are public.
+    """
+    given = [name for name, v in (("keys", keys), ("key_file", key_file), ("env", env), ("mnemonic", mnemonic)) if v]
+    if len(given) > 1:
+        raise AccountLoadError(f"accounts: give one key source, not {' and '.join(given)}")
+    if keys:
+        return from_keys(keys)
+    if key_file:
+        return from_file(key_file)
+    if env:
+        return from_env(env)
+    return from_mnemonic(mnemonic or ANVIL_MNEMONIC, count)

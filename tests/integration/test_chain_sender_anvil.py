@@ -17,6 +17,7 @@ import pytest
 from bot.chain import abi
 from bot.chain.accounts import Account, from_mnemonic
 from bot.chain.fee_oracle import FeeOracle
+from bot.chain.heads import head_numbers
 from bot.chain.ledger import TxState
 from bot.chain.nonces import NonceManager
 from bot.chain.receipts import ReceiptTracker
@@ -25,7 +26,7 @@ from bot.chain.signer import Signer
 from bot.chain.tx import TxRequest
 from bot.market.balances import BalanceReader
 from bot.market.prices import Pair, PriceReader, swap_outcome
-from bot.rpc import HttpTransport
+from bot.rpc import HttpTransport, WsSubscriber
 from bot.rpc.errors import RpcError, TransportError
 from bot.rpc.protocol import RpcClient
 from harness.node.anvil import AnvilOptions
@@ -52,13 +53,22 @@ class Chain:
 @pytest.fixture
 async def chain_factory(anvil_factory: AnvilFactory) -> AsyncIterator[Any]:
     opened: list[tuple[TxSender, ReceiptTracker, HttpTransport]] = []
+    subscribers: list[WsSubscriber] = []
 
-    async def make(accounts: Sequence[Account] = ACCOUNTS, wrap: Any = None, **cfg: Any) -> Chain:
+    async def make(accounts: Sequence[Account] = ACCOUNTS, wrap: Any = None, ws: bool = False, **cfg: Any) -> Chain:
         node = await anvil_factory(AnvilOptions(mining=INTERVAL, quiet=True))
         transport = HttpTransport(node.url)
         rpc: RpcClient = wrap(transport) if wrap else transport
         tracker = ReceiptTracker(rpc, poll_interval=0.02)
-        tracker.start()
+        oracle = FeeOracle(rpc)
+        if ws:
+            sub = WsSubscriber(node.ws_url, backfill_client=transport)
+            sub.subscribe_new_heads()
+            await sub.start()
+            subscribers.append(sub)
+            tracker.start(head_numbers(sub, oracle))
+        else:
+            tracker.start()
         latencies: list[tuple[str, int]] = []
         config = SenderConfig(chain_id=31337, confirm_timeout=10.0, pending_grace=2.0, max_pending_wait=30.0, **cfg)
         sender = TxSender(
@@ -66,7 +76,7 @@ async def chain_factory(anvil_factory: AnvilFactory) -> AsyncIterator[Any]:
             Signer(accounts),
             NonceManager(rpc),
             tracker,
-            FeeOracle(rpc),
+            oracle,
             config=config,
             on_latency=lambda op, us: latencies.append((op, us)),
         )
@@ -80,6 +90,8 @@ async def chain_factory(anvil_factory: AnvilFactory) -> AsyncIterator[Any]:
             await sender.aclose()
             await tracker.aclose()
             await transport.aclose()
+        for sub in subscribers:
+            await sub.aclose()
 
 
 async def _assert_nonces_exact(rpc: RpcClient, hashes: Sequence[str], expected: range) -> None:
@@ -98,6 +110,16 @@ async def test_200_concurrent_submissions_from_one_account(chain_factory: Any) -
     assert len(c.latencies) == 200 and {op for op, _ in c.latencies} == {"tx_submission"}
     assert c.sender.statistics().by_state == {"mined_ok": 200}
     assert c.tracker.statistics().receipts_matched == 200
+
+
+async def test_receipts_driven_by_new_heads_over_websocket(chain_factory: Any) -> None:
+    c: Chain = await chain_factory(ws=True)
+    pay = TxRequest(to=OTHER, value=1)
+    recs = await asyncio.wait_for(asyncio.gather(*(c.sender.execute(ME, pay) for _ in range(30))), 30)
+    assert {r.state for r in recs} == {TxState.MINED_OK}
+    st = c.tracker.statistics()
+    assert not st.polling and st.receipts_matched == 30 and st.direct_lookups == 0
+    assert st.blocks_fetched >= 1
 
 
 async def test_insufficient_balance_is_a_clear_counted_rejection(chain_factory: Any) -> None:

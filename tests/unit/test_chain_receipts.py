@@ -196,3 +196,34 @@ async def test_fee_oracle_raises_without_any_known_value() -> None:
     node.fail("eth_getBlockByNumber", TransportError("down"))
     with pytest.raises(TransportError):
         await FeeOracle(node).fees()
+
+
+async def test_head_numbers_feeds_base_fees_and_skips_other_events() -> None:
+    from dataclasses import dataclass as _dc
+    from typing import Any
+
+    from bot.chain.heads import head_numbers
+
+    @_dc
+    class Ev:
+        kind: str
+        data: Any
+
+    async def events() -> AsyncIterator[Ev]:
+        for e in (
+            Ev("logs", {"number": "0x9"}),
+            Ev("newHeads", {"number": "0x5", "baseFeePerGas": "0x3b9aca00"}),
+            Ev("newHeads", {"hash": "0x1"}),
+            Ev("newHeads", {"number": "0x6"}),
+        ):
+            yield e
+
+    node = FakeNode(base_fee=5)
+    oracle = FeeOracle(node, max_age=60.0)
+    got = []
+    async for n in head_numbers(events(), oracle):
+        got.append(n)
+        if n == 5:
+            assert oracle.statistics().base_fee == 10**9
+    assert got == [5, 6]
+    assert (await oracle.fees()).max_fee_per_gas == 2 * 5 + 10**9  # head 6 had no fee: refetched

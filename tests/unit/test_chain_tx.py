@@ -200,3 +200,13 @@ def test_rlp_rejects_what_a_transaction_never_holds() -> None:
         rlp_encode(-1)
     with pytest.raises(TypeError, match="str"):
         rlp_encode("text")
+
+
+def test_load_dispatches_to_exactly_one_source() -> None:
+    from bot.chain.accounts import load
+
+    assert [a.address for a in load()] == [ANVIL0]
+    assert [a.address for a in load(keys=[KEY0])] == [ANVIL0]
+    assert len(load(count=3)) == 3
+    with pytest.raises(AccountLoadError, match="not keys and env"):
+        load(keys=[KEY0], env="X")
