@@ -1,0 +1,512 @@
+"""The bot's configuration: ``bot.toml`` loaded with ``tomllib`` into frozen, validated dataclasses.
+
+Every mistake is a ``ConfigError`` whose message names the field by its dotted path and says what
+would be accepted, e.g. ``api.port: expected an integer 1-65535, got 'abc'``. Unknown keys are
+errors too (with a "did you mean" hint), because a misspelt setting that is silently ignored is a
+benchmark measured under the wrong conditions.
+
+A complete file (every key optional except ``deployment`` and ``endpoints.http``)::
+
+    deployment = "deployment.json"   # written by the harness's deploy step; relative to this file
+    pairs = "all"                    # or ["T000/USD", "T001/USD"]
+    loop = "uvloop"                  # uvloop | asyncio
+    json = "orjson"                  # orjson | json
+
+    [endpoints]
+    http = ["http://127.0.0.1:8545"] # one or more; more than one enables failover
+    ws = "ws://127.0.0.1:8545"       # optional: new heads / logs subscriptions
+
+    [accounts]                       # exactly one of source / env / key_file
+    source = "anvil-dev:4"           # the first N anvil dev accounts (standard test mnemonic)
+    # env = "BOT_PRIVATE_KEYS"       # comma-separated private keys in this environment variable
+    # key_file = "keys.txt"          # one key per line
+
+    [strategy]
+    trade_size = 1000000000000000000 # integer amount of the token paid in (wei)
+    deadband_bps = 30.0
+    max_slippage_bps = 100.0
+
+    [engine]
+    mailbox_size = 256               # per pair
+    dispatch_slots = 64              # pair handlers running at once
+    max_in_flight = 128              # transactions submitted and not yet confirmed
+    rpc_concurrency = 64             # RPC calls in flight
+    signing = "inline"               # inline | thread | process
+    workers = 2                      # signing threads/processes
+
+    [timeouts]                       # seconds
+    connect = 2.0
+    read = 10.0
+    total = 15.0
+    price_fetch = 2.0
+    balance_check = 2.0
+    submit = 5.0
+    confirm = 30.0
+    handler = 60.0
+    shutdown = 10.0
+
+    [api]
+    host = "127.0.0.1"               # loopback only
+    port = 8600
+    token_env = "BOT_API_TOKEN"      # bearer token for the mutating endpoints
+
+    [feed]
+    url = "ws://127.0.0.1:9100/ticks" # optional market-data feed
+
+    [telemetry]
+    interval_s = 1.0
+    keep = 600
+
+Secrets never live in this file or in the dataclasses: only the *names* of environment variables
+or key files. ``to_dict()`` is therefore safe to write into a results file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from bot.chain.accounts import Account
+
+SigningMode = Literal["inline", "thread", "process"]
+LoopKind = Literal["uvloop", "asyncio"]
+JsonKind = Literal["orjson", "json"]
+
+MAX_DEV_ACCOUNTS = 1000
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the field (dotted path) and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointsConfig:
+    http: tuple[str, ...] = ("http://127.0.0.1:8545",)
+    ws: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsConfig:
+    source: str | None = "anvil-dev:1"  # "anvil-dev:N"
+    env: str | None = None
+    key_file: Path | None = None
+
+    @property
+    def dev_count(self) -> int | None:
+        if self.source is None:
+            return None
+        return int(self.source.split(":", 1)[1])
+
+    def load(self, environ: Mapping[str, str] | None = None) -> list[Account]:
+        """Load the signing accounts (keys stay inside ``bot.chain.accounts.Account``)."""
+        from bot.chain import accounts
+
+        if self.source is not None:
+            return accounts.from_mnemonic(accounts.ANVIL_MNEMONIC, self.dev_count or 1)
+        if self.env is not None:
+            return accounts.from_env(self.env, dict(os.environ if environ is None else environ))
+        assert self.key_file is not None
+        return accounts.from_file(self.key_file)
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyConfig:
+    trade_size: int = 10**18
+    deadband_bps: float = 30.0
+    max_slippage_bps: float = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    mailbox_size: int = 256
+    dispatch_slots: int = 64
+    max_in_flight: int = 128
+    rpc_concurrency: int = 64
+    signing: SigningMode = "inline"
+    workers: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutsConfig:
+    connect: float = 2.0
+    read: float = 10.0
+    total: float = 15.0
+    price_fetch: float = 2.0
+    balance_check: float = 2.0
+    submit: float = 5.0
+    confirm: float = 30.0
+    handler: float = 60.0
+    shutdown: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8600
+    token_env: str = "BOT_API_TOKEN"
+
+    def token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The bearer token, or None when the variable is unset (mutating endpoints then refuse)."""
+        value = (os.environ if environ is None else environ).get(self.token_env)
+        return value if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    interval_s: float = 1.0
+    keep: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class BotConfig:
+    deployment: Path
+    endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    pairs: Literal["all"] | tuple[str, ...] = "all"
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    loop: LoopKind = "uvloop"
+    json: JsonKind = "orjson"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able settings (no secrets: only variable names and paths) for a report."""
+        d = asdict(self)
+        d["deployment"] = str(self.deployment)
+        d["accounts"]["key_file"] = None if self.accounts.key_file is None else str(self.accounts.key_file)
+        d["endpoints"]["http"] = list(self.endpoints.http)
+        d["pairs"] = self.pairs if self.pairs == "all" else list(self.pairs)
+        return d
+
+    def to_toml(self) -> str:
+        """A ``bot.toml`` that ``loads`` reads back to an equal config (absolute paths)."""
+        d = self.to_dict()
+        lines: list[str] = []
+        for key in ("deployment", "pairs", "loop", "json"):
+            lines.append(f"{key} = {_toml_value(d[key])}")
+        for section in ("endpoints", "accounts", "strategy", "engine", "timeouts", "api", "feed", "telemetry"):
+            lines.append(f"\n[{section}]")
+            for k, v in d[section].items():
+                if v is not None:
+                    lines.append(f"{k} = {_toml_value(v)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Table:
+    """Typed access to one TOML table; remembers which keys were read so leftovers are reported."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a table ([{path}]), got {_show(data)}")
+        self.data: dict[str, Any] = data
+        self.path = path
+        self.seen: set[str] = set()
+
+    def name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str) -> Any:
+        self.seen.add(key)
+        return self.data.get(key)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def integer(self, key: str, default: int, lo: int, hi: int | None = None) -> int:
+        v = self.raw(key)
+        if v is None:
+            return default
+        rng = f"{lo}-{hi}" if hi is not None else f">= {lo}"
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+            raise ConfigError(f"{self.name(key)}: expected an integer {rng}, got {_show(v)}")
+        return v
+
+    def number(self, key: str, default: float, *, lo: float, hi: float | None = None,
+               lo_open: bool = False) -> float:
+        v = self.raw(key)
+        if v is None:
+            return default
+        want = f"a number {'>' if lo_open else '>='} {lo:g}" + (f" and < {hi:g}" if hi is not None else "")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ConfigError(f"{self.name(key)}: expected {want}, got {_show(v)}")
+        if (v <= lo if lo_open else v < lo) or (hi is not None and v >= hi):
+            raise ConfigError(f"{self.name(key)}: expected {want}, got {_show(v)}")
+        return float(v)
+
+    def string(self, key: str, default: str | None) -> str | None:
+        v = self.raw(key)
+        if v is None:
+            return default
+        if not isinstance(v, str) or not v.strip():
+            raise ConfigError(f"{self.name(key)}: expected a non-empty string, got {_show(v)}")
+        return v.strip()
+
+    def choice(self, key: str, default: str, options: Sequence[str]) -> str:
+        v = self.raw(key)
+        if v is None:
+            return default
+        if v not in options:
+            raise ConfigError(f"{self.name(key)}: expected one of {', '.join(map(repr, options))}, got {_show(v)}")
+        return str(v)
+
+    def table(self, key: str) -> _Table:
+        v = self.raw(key)
+        return _Table({} if v is None else v, self.name(key))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, sorted(self.seen), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(self.seen))}"
+            raise ConfigError(f"{self.name(key)}: unknown key{hint}")
+
+
+def _url(t: _Table, key: str, value: Any, schemes: Sequence[str], where: str | None = None) -> str:
+    name = where or t.name(key)
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL string, got {_show(value)}")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL like "
+                          f"'{schemes[0]}://127.0.0.1:8545', got {_show(value)}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ConfigError(f"{name}: the port in {_show(value)} is not a number 1-65535") from None
+    return value.strip()
+
+
+def _endpoints(t: _Table) -> EndpointsConfig:
+    http = t.raw("http")
+    if http is None:
+        raise ConfigError(f"{t.name('http')}: required; list the node's JSON-RPC URLs, "
+                          "e.g. http = [\"http://127.0.0.1:8545\"]")
+    if isinstance(http, str):
+        http = [http]
+    if not isinstance(http, list) or not http:
+        raise ConfigError(f"{t.name('http')}: expected a non-empty list of http(s) URLs, got {_show(http)}")
+    urls = tuple(_url(t, "http", u, ("http", "https"), f"{t.name('http')}[{i}]") for i, u in enumerate(http))
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"{t.name('http')}: lists the same URL twice; list each endpoint once")
+    ws_raw = t.raw("ws")
+    ws = None if ws_raw is None else _url(t, "ws", ws_raw, ("ws", "wss"))
+    t.finish()
+    return EndpointsConfig(http=urls, ws=ws)
+
+
+_DEV = re.compile(r"^anvil-dev:(\d+)$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _accounts(t: _Table, base: Path) -> AccountsConfig:
+    given = [k for k in ("source", "env", "key_file") if t.has(k)]
+    for k in ("source", "env", "key_file"):
+        t.raw(k)
+    t.finish()
+    if len(given) > 1:
+        raise ConfigError(f"{t.path}: give exactly one of source, env, key_file (got {', '.join(given)})")
+    if not given:
+        return AccountsConfig()
+    key = given[0]
+    value = t.data[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{t.name(key)}: expected a non-empty string, got {_show(value)}")
+    if key == "source":
+        m = _DEV.match(value.strip())
+        if not m or not 1 <= int(m.group(1)) <= MAX_DEV_ACCOUNTS:
+            raise ConfigError(f"{t.name(key)}: expected 'anvil-dev:N' with N 1-{MAX_DEV_ACCOUNTS} "
+                              f"(the first N anvil dev accounts), got {_show(value)}")
+        return AccountsConfig(source=f"anvil-dev:{int(m.group(1))}")
+    if key == "env":
+        if not _ENV_NAME.match(value):
+            raise ConfigError(f"{t.name(key)}: expected an environment variable name like BOT_PRIVATE_KEYS, "
+                              f"got {_show(value)}")
+        return AccountsConfig(source=None, env=value)
+    return AccountsConfig(source=None, key_file=(base / value).resolve())
+
+
+def _pairs(value: Any) -> Literal["all"] | tuple[str, ...]:
+    if value is None or value == "all":
+        return "all"
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"pairs: expected \"all\" or a non-empty list of pair ids like [\"T000/USD\"], "
+                          f"got {_show(value)}")
+    for i, p in enumerate(value):
+        if not isinstance(p, str) or not p.strip():
+            raise ConfigError(f"pairs[{i}]: expected a pair id string like \"T000/USD\", got {_show(p)}")
+    if len(set(value)) != len(value):
+        dup = next(p for p in value if value.count(p) > 1)
+        raise ConfigError(f"pairs: {dup!r} is listed twice; list each pair once")
+    return tuple(value)
+
+
+def _strategy(t: _Table) -> StrategyConfig:
+    d = StrategyConfig()
+    size = t.raw("trade_size")
+    if size is None:
+        size = d.trade_size
+    elif isinstance(size, str) and size.strip().isdigit():
+        size = int(size.strip())  # TOML integers stop at 2**63-1; big amounts may come as strings
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ConfigError(f"strategy.trade_size: expected a positive integer amount in wei "
+                          f"(e.g. 1000000000000000000 for 1 token), got {_show(size)}")
+    cfg = StrategyConfig(
+        trade_size=size,
+        deadband_bps=t.number("deadband_bps", d.deadband_bps, lo=0, hi=10_000),
+        max_slippage_bps=t.number("max_slippage_bps", d.max_slippage_bps, lo=0, hi=10_000),
+    )
+    t.finish()
+    return cfg
+
+
+def _engine(t: _Table) -> EngineConfig:
+    d = EngineConfig()
+    cfg = EngineConfig(
+        mailbox_size=t.integer("mailbox_size", d.mailbox_size, 1, 1_000_000),
+        dispatch_slots=t.integer("dispatch_slots", d.dispatch_slots, 1, 100_000),
+        max_in_flight=t.integer("max_in_flight", d.max_in_flight, 1, 1_000_000),
+        rpc_concurrency=t.integer("rpc_concurrency", d.rpc_concurrency, 1, 100_000),
+        signing=cast(SigningMode, t.choice("signing", d.signing, ("inline", "thread", "process"))),
+        workers=t.integer("workers", d.workers, 1, 256),
+    )
+    t.finish()
+    return cfg
+
+
+def _timeouts(t: _Table) -> TimeoutsConfig:
+    d = TimeoutsConfig()
+    values = {k: t.number(k, getattr(d, k), lo=0, hi=3600, lo_open=True) for k in asdict(d)}
+    t.finish()
+    cfg = TimeoutsConfig(**values)
+    if cfg.connect > cfg.total or cfg.read > cfg.total:
+        raise ConfigError(f"timeouts.total: must be at least timeouts.connect ({cfg.connect}) and "
+                          f"timeouts.read ({cfg.read}), got {cfg.total}; raise total or lower the phase")
+    return cfg
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _api(t: _Table) -> ApiConfig:
+    d = ApiConfig()
+    host = t.string("host", d.host) or d.host
+    if not _is_loopback(host):
+        raise ConfigError(f"api.host: the control API binds to loopback only (127.0.0.1, ::1 or localhost), "
+                          f"got {_show(host)}")
+    port = t.integer("port", d.port, 1, 65535)
+    token_env = t.string("token_env", d.token_env) or d.token_env
+    if not _ENV_NAME.match(token_env):
+        raise ConfigError(f"api.token_env: expected an environment variable name like BOT_API_TOKEN, "
+                          f"got {_show(token_env)}")
+    t.finish()
+    return ApiConfig(host=host, port=port, token_env=token_env)
+
+
+def _feed(t: _Table) -> FeedConfig:
+    raw = t.raw("url")
+    t.finish()
+    return FeedConfig(url=None if raw is None else _url(t, "url", raw, ("ws", "wss")))
+
+
+def _telemetry(t: _Table) -> TelemetryConfig:
+    d = TelemetryConfig()
+    cfg = TelemetryConfig(
+        interval_s=t.number("interval_s", d.interval_s, lo=0.01, hi=3600),
+        keep=t.integer("keep", d.keep, 1, 1_000_000),
+    )
+    t.finish()
+    return cfg
+
+
+def parse(data: Mapping[str, Any], *, base_dir: Path | str = ".") -> BotConfig:
+    """Validate an already-parsed TOML document. Relative paths resolve against ``base_dir``."""
+    base = Path(base_dir)
+    top = _Table(dict(data), "")
+    dep = top.string("deployment", None)
+    if dep is None:
+        raise ConfigError("deployment: required; the path of the deployment.json the harness's deploy step wrote")
+    cfg = BotConfig(
+        deployment=(base / dep).resolve(),
+        endpoints=_endpoints(top.table("endpoints")) if top.has("endpoints") else _endpoints_missing(),
+        accounts=_accounts(top.table("accounts"), base),
+        pairs=_pairs(top.raw("pairs")),
+        strategy=_strategy(top.table("strategy")),
+        engine=_engine(top.table("engine")),
+        timeouts=_timeouts(top.table("timeouts")),
+        api=_api(top.table("api")),
+        feed=_feed(top.table("feed")),
+        telemetry=_telemetry(top.table("telemetry")),
+        loop=cast(LoopKind, top.choice("loop", "uvloop", ("uvloop", "asyncio"))),
+        json=cast(JsonKind, top.choice("json", "orjson", ("orjson", "json"))),
+    )
+    top.finish()
+    return cfg
+
+
+def _endpoints_missing() -> EndpointsConfig:
+    raise ConfigError("endpoints.http: required; add [endpoints] with http = [\"http://127.0.0.1:8545\"]")
+
+
+def loads(text: str, *, base_dir: Path | str = ".") -> BotConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"bot.toml is not valid TOML: {exc}") from None
+    return parse(data, base_dir=base_dir)
+
+
+def load(path: Path | str) -> BotConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}; pass --config PATH") from None
+    try:
+        return loads(text, base_dir=p.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
