@@ -218,6 +218,11 @@ class BucketSeries:
     cols: IntArray
     vals: FloatArray
 
+    def __repr__(self) -> str:
+        # The arrays can hold millions of entries: show the shape of the data, not the data.
+        return (f"BucketSeries(intervals={self.n_intervals}, samples={self.total}, buckets={self.n_columns}, "
+                f"nonzero={len(self.vals)})")
+
     @property
     def n_columns(self) -> int:
         return len(self.columns)
