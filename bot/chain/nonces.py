@@ -16,7 +16,9 @@ Rules (``NonceStateError`` on a transition the rules do not allow: it is a bug i
 - ``allocate()``: lowest released nonce, else ``next_nonce`` (then incremented).
 - ``mark_sent(n)``: allocated -> sent.
 - ``release(n)``: allocated|sent -> released. If the released nonces reach the top
-  (``next_nonce - 1``), ``next_nonce`` shrinks instead, so no hole is left behind.
+  (``next_nonce - 1``), ``next_nonce`` shrinks instead, so no hole is left behind. Releasing
+  a nonce the chain already took is a no-op returning False (e.g. our transaction was lost
+  but another one, signed elsewhere, used the nonce).
 - ``confirm(n)``: allocated|sent|released|untracked-below-next -> taken. Idempotent for taken.
 - ``resync(chain_nonce)``: the node says every nonce below ``chain_nonce`` is used
   (``eth_getTransactionCount``). Released nonces below it become taken, ``next_nonce`` rises to
@@ -124,17 +126,21 @@ class NonceAllocator:
         self._allocated.remove(n)
         self._sent.add(n)
 
-    def release(self, n: int) -> None:
+    def release(self, n: int) -> bool:
+        """Free n for reuse. Returns False (and changes nothing) if the chain already took it."""
         if n in self._allocated:
             self._allocated.remove(n)
         elif n in self._sent:
             self._sent.remove(n)
+        elif n < self._next and (n < self._floor or n in self._taken):
+            return False  # the chain is the authority: a consumed nonce cannot be freed
         else:
             raise NonceStateError(f"release({n}): nonce is {self.state_of(n)}, expected allocated or sent")
         self._releases += 1
         self._released.add(n)
         heapq.heappush(self._released_heap, n)
         self._compact()
+        return True
 
     def confirm(self, n: int) -> bool:
         """Mark n consumed on chain. Returns False if it already was."""
@@ -264,6 +270,10 @@ class NonceManager:
     async def resync(self, address: str, block: str = "pending") -> int:
         alloc = await self.allocator(address)
         return alloc.resync(await self.chain_nonce(address, block))
+
+    def get(self, address: str) -> NonceAllocator | None:
+        """The allocator if already seeded (no I/O)."""
+        return self._allocators.get(address)
 
     def statistics(self) -> dict[str, NonceStatistics]:
         return {addr: a.statistics() for addr, a in self._allocators.items()}

@@ -235,7 +235,10 @@ class TxSender:
         except BaseException as exc:
             if rec is not None and not rec.terminal and rec.state in (TxState.CREATED, TxState.SIGNED):
                 self._abandon(rec, exc)
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            # A bug, now recorded on the transaction; logged here because no caller awaits this task.
+            log.exception("tx pipeline for %s raised; recorded as %s", sender, rec.state if rec else "nothing")
         finally:
             if slot_held:
                 self._slots.release()
@@ -253,16 +256,20 @@ class TxSender:
     def _abandon(self, rec: TxRecord, exc: BaseException) -> None:
         # Cancelled (sender closing) or a bug before the first send attempt: the node never got it.
         if rec.nonce is not None and rec.state is TxState.CREATED:
-            alloc = self._nonces_for(rec.sender)
+            alloc = self._nonces.get(rec.sender)
             if alloc is not None:
                 alloc.release(rec.nonce)
         if rec.state is TxState.SIGNED:
-            # mark_sent already happened; the send may have reached the node: keep it tracked.
+            # mark_sent already happened and a send may have reached the node: keep it tracked
+            # (unless the sender is closing, which settles every live record itself).
+            alloc = self._nonces.get(rec.sender)
+            if isinstance(exc, Exception) and alloc is not None and rec.hash is not None and not self._closed:
+                self.ledger.transition(
+                    rec, TxState.UNACKED, self._clock(), error_kind="internal", reason=f"send raised {exc!r}"
+                )
+                self._spawn(self._track(rec, alloc, self._receipts.watch(rec.hash)))
             return
         self._finish(rec, TxState.FAILED, error_kind="internal", reason=f"abandoned: {exc!r}")
-
-    def _nonces_for(self, sender: str) -> NonceAllocator | None:
-        return self._nonces._allocators.get(sender)
 
     async def _send(
         self,
@@ -360,7 +367,9 @@ class TxSender:
                         )
                     return
                 if loop.time() - started >= self.config.max_pending_wait:
-                    self._receipts.unwatch(rec.hash)
+                    # Still in the pool: keep the receipt waiter (bounded by the tracker's
+                    # max_watching) so that a late inclusion still marks the nonce taken.
+                    fut.add_done_callback(_confirm_when_mined(alloc, rec.nonce))
                     self._finish(
                         rec,
                         TxState.FAILED,
@@ -455,3 +464,11 @@ class TxSender:
             log.warning("nonce resync for %s failed: %s", sender, exc)
         finally:
             self._resyncs_pending.discard(sender)
+
+
+def _confirm_when_mined(alloc: NonceAllocator, nonce: int) -> Callable[[asyncio.Future[Receipt]], None]:
+    def done(fut: asyncio.Future[Receipt]) -> None:
+        if not fut.cancelled():
+            alloc.confirm(nonce)
+
+    return done

@@ -74,8 +74,10 @@ def test_forbidden_transitions_raise() -> None:
     with pytest.raises(NonceStateError, match="expected allocated"):
         a.mark_sent(n)
     a.confirm(n)
-    with pytest.raises(NonceStateError, match="taken"):
-        a.release(n)
+    assert a.release(n) is False  # consumed on chain: nothing to free
+    assert a.holes() == []
+    with pytest.raises(NonceStateError, match="unallocated"):
+        a.release(n + 1)
     with pytest.raises(NonceStateError, match="never allocated"):
         a.confirm(5)
 

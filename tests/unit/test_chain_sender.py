@@ -290,3 +290,39 @@ def test_config_validation_names_the_field() -> None:
         SenderConfig(chain_id=1, send_attempts=0)
     with pytest.raises(ValueError, match=r"sender\.confirm_timeout"):
         SenderConfig(chain_id=1, confirm_timeout=0)
+
+
+async def test_still_pending_at_max_wait_fails_but_a_late_inclusion_takes_the_nonce() -> None:
+    node = FakeNode()
+    s = await _stack(node, max_pending_wait=0.3, confirm_timeout=0.1, pending_grace=0.1)
+    try:
+        rec = await s.sender.execute(ME, PAY)  # nobody mines: it stays in the pool
+        assert (rec.state, rec.error_kind) == (TxState.FAILED, "failed")
+        assert "still pending" in (rec.reason or "")
+        alloc = s.nonces.get(ME)
+        assert alloc is not None and alloc.state_of(0) == "sent"
+        s.start_mining()
+        for _ in range(200):
+            if alloc.state_of(0) == "taken":
+                break
+            await asyncio.sleep(0.01)
+        assert alloc.state_of(0) == "taken"
+        assert s.sender.statistics().by_state == {"failed": 1}  # still exactly one terminal state
+    finally:
+        await s.stop_mining()
+        await s.sender.aclose()
+        await s.tracker.aclose()
+
+
+async def test_unexpected_exception_from_the_client_keeps_the_tx_tracked(stack: Stack) -> None:
+    real = stack.node.send_raw_transaction
+
+    async def broken(raw: bytes, *, timeout: float | None = None) -> str:  # noqa: ASYNC109
+        await real(raw, timeout=timeout)
+        raise KeyError("a bug in a client wrapper")
+
+    stack.node.send_raw_transaction = broken  # type: ignore[method-assign]
+    rec = await stack.sender.submit(ME, PAY)
+    assert (rec.state, rec.error_kind) == (TxState.UNACKED, "internal")
+    stack.start_mining()
+    assert (await stack.sender.wait(rec)).state is TxState.MINED_OK
