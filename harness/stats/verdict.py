@@ -97,7 +97,9 @@ def decide(
     toward = est.hi - est.value if threshold > est.value else est.value - est.lo
     if duration_s is None or duration_s <= 0:
         return Verdict("inconclusive", margin, None, "the CI straddles the threshold; run duration unknown")
-    factor = (toward / distance) ** (1.0 / shrink_exponent) - 1.0
+    log_growth = (math.log(toward) - math.log(distance)) / shrink_exponent if toward > distance else 0.0
+    # A threshold a hair from the estimate would overflow the power; anything past 1e12x is "never".
+    factor = math.exp(log_growth) - 1.0 if log_growth < 27.6 else math.inf
     if est.method == "wilson" and est.n > 0:
         needed = wilson_trials_needed(est.value, float(est.n), threshold, est.confidence)
         factor = math.inf if needed is None else needed / est.n - 1.0
