@@ -1,0 +1,280 @@
+"""The bot's HTTP control API (aiohttp), bound to loopback only.
+
+Read-only endpoints (no token):
+
+- ``GET /health``: 200 ``{"status": "ok", ...}`` or 503 ``{"status": "unhealthy", "reasons": [...]}``.
+- ``GET /metrics``: Prometheus text exposition.
+- ``GET /status``: pairs, in-flight, nonces, queue and limiter statistics: whatever the injected
+  status provider returns (the API knows nothing of the engine's internals).
+- ``GET /stats?since=SEQ``: the telemetry payload of docs/DESIGN.md (closed intervals with
+  ``seq > SEQ``).
+
+Mutating endpoints need ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one,
+compared in constant time; 403 for everyone when no token is configured):
+
+- ``POST /pairs/{id}/pause`` and ``POST /pairs/{id}/resume`` (pair ids contain ``/``, e.g.
+  ``/pairs/T000/USD/pause``; a percent-encoded ``T000%2FUSD`` works too). 404 for an unknown pair.
+- ``POST /orders`` with a JSON body validated by ``parse_order`` (400 naming the field on bad
+  input); 202 with the submitter's answer.
+
+Everything the API does is through ``ApiHooks`` callables, so it is tested without a bot.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_BODY_BYTES = 64 * 1024
+MAX_CLIENT_ID = 64
+
+
+class OrderError(ValueError):
+    """An invalid order request; the message names the field and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    pair: str
+    side: Literal["buy", "sell"]
+    amount: int  # wei of the token paid in
+    max_slippage_bps: float | None = None
+    client_id: str | None = None
+
+
+_ORDER_FIELDS = ("pair", "side", "amount", "max_slippage_bps", "client_id")
+
+
+def parse_order(body: Any) -> OrderRequest:
+    """Validate a decoded JSON order body (pure)."""
+    if not isinstance(body, dict):
+        raise OrderError("body: expected a JSON object like {\"pair\": \"T000/USD\", \"side\": \"buy\", "
+                         "\"amount\": \"1000000000000000000\"}")
+    unknown = sorted(set(body) - set(_ORDER_FIELDS))
+    if unknown:
+        raise OrderError(f"{unknown[0]}: unknown field; allowed fields are {', '.join(_ORDER_FIELDS)}")
+    pair = body.get("pair")
+    if not isinstance(pair, str) or not pair.strip():
+        raise OrderError("pair: required; a pair id string like \"T000/USD\"")
+    side = body.get("side")
+    if side not in ("buy", "sell"):
+        raise OrderError(f"side: expected \"buy\" or \"sell\", got {side!r}"[:200])
+    amount = body.get("amount")
+    if isinstance(amount, str) and amount.isascii() and amount.isdigit() and len(amount) <= 78:
+        amount = int(amount)
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0 or amount >= 2**256:
+        raise OrderError("amount: expected a positive integer amount in wei (a JSON integer or a string of "
+                         "digits, below 2**256)")
+    slip = body.get("max_slippage_bps")
+    if slip is not None and (
+        isinstance(slip, bool) or not isinstance(slip, int | float) or not 0 <= slip < 10_000
+    ):
+        raise OrderError("max_slippage_bps: expected a number >= 0 and < 10000 (basis points)")
+    client_id = body.get("client_id")
+    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID):
+        raise OrderError(f"client_id: expected a string of 1-{MAX_CLIENT_ID} characters")
+    return OrderRequest(
+        pair=pair.strip(),
+        side=side,
+        amount=amount,
+        max_slippage_bps=None if slip is None else float(slip),
+        client_id=client_id,
+    )
+
+
+PairAction = Callable[[str], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiHooks:
+    """What the API calls. Raise ``LookupError`` from a pair action or the submitter for an unknown pair."""
+
+    health: Callable[[], tuple[bool, Mapping[str, Any]]]
+    status: Callable[[], Mapping[str, Any]]
+    stats: Callable[[int | None], Mapping[str, Any]]
+    metrics: Callable[[], bytes]
+    pause: PairAction | None = None
+    resume: PairAction | None = None
+    submit_order: Callable[[OrderRequest], Awaitable[Mapping[str, Any]]] | None = None
+
+
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    # OPT_NON_STR_KEYS: status maps may be keyed by ints (e.g. nonces by account index).
+    body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS, default=str)
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return _json({"error": message}, status, headers)
+
+
+HOOKS_KEY = web.AppKey("hooks", ApiHooks)
+TOKEN_KEY = web.AppKey("token", bytes)  # empty = mutating endpoints disabled
+
+
+def _authorize(request: web.Request) -> web.Response | None:
+    token = request.app[TOKEN_KEY]
+    if not token:
+        return _error(403, "control endpoints are disabled: start the bot with the environment variable named "
+                           "by api.token_env set to a token")
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return _error(401, "missing bearer token: send 'Authorization: Bearer <token>'",
+                      {"WWW-Authenticate": 'Bearer realm="bot"'})
+    if not hmac.compare_digest(given.strip().encode(), token):
+        return _error(403, "wrong bearer token")
+    return None
+
+
+async def _health(request: web.Request) -> web.Response:
+    try:
+        ok, details = request.app[HOOKS_KEY].health()
+    except Exception as exc:  # a broken health check is itself unhealthy, never a 500
+        log.exception("health provider failed")
+        return _json({"status": "unhealthy", "reasons": [f"health check failed: {type(exc).__name__}"]}, 503)
+    return _json({"status": "ok" if ok else "unhealthy", **details}, 200 if ok else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[HOOKS_KEY].metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def _status(request: web.Request) -> web.Response:
+    return _json(request.app[HOOKS_KEY].status())
+
+
+async def _stats(request: web.Request) -> web.Response:
+    raw = request.query.get("since")
+    since: int | None = None
+    if raw is not None:
+        try:
+            since = int(raw)
+        except ValueError:
+            return _error(400, f"since: expected an integer interval sequence number, got {raw[:40]!r}")
+    return _json(request.app[HOOKS_KEY].stats(since))
+
+
+async def _pair_action(request: web.Request, which: Literal["pause", "resume"]) -> web.Response:
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    action = getattr(request.app[HOOKS_KEY], which)
+    if action is None:
+        return _error(501, f"{which} is not available in this bot")
+    pair = request.match_info["id"]
+    try:
+        result = action(pair)
+        if inspect.isawaitable(result):
+            await result
+    except LookupError:
+        return _error(404, f"unknown pair {pair!r}; GET /status lists the pairs")
+    return _json({"pair": pair, "state": "paused" if which == "pause" else "running"})
+
+
+async def _pause(request: web.Request) -> web.Response:
+    return await _pair_action(request, "pause")
+
+
+async def _resume(request: web.Request) -> web.Response:
+    return await _pair_action(request, "resume")
+
+
+async def _orders(request: web.Request) -> web.Response:
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    submit = request.app[HOOKS_KEY].submit_order
+    if submit is None:
+        return _error(501, "order submission is not available in this bot")
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return _error(400, "body: not valid JSON; send a JSON object with Content-Type application/json")
+    try:
+        order = parse_order(body)
+    except OrderError as exc:
+        return _error(400, str(exc))
+    try:
+        answer = await submit(order)
+    except LookupError:
+        return _error(404, f"pair: unknown pair {order.pair!r}; GET /status lists the pairs")
+    except OrderError as exc:
+        return _error(400, str(exc))
+    return _json(dict(answer), 202)
+
+
+def create_app(hooks: ApiHooks, *, token: str | None) -> web.Application:
+    """The control API. ``token`` None or empty disables the mutating endpoints (403)."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[HOOKS_KEY] = hooks
+    app[TOKEN_KEY] = (token or "").encode()
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/status", _status)
+    app.router.add_get("/stats", _stats)
+    # {id:.+} because pair ids contain a slash ("T000/USD").
+    app.router.add_post("/pairs/{id:.+}/pause", _pause)
+    app.router.add_post("/pairs/{id:.+}/resume", _resume)
+    app.router.add_post("/orders", _orders)
+    return app
+
+
+def _require_loopback(host: str) -> None:
+    ok = host == "localhost"
+    if not ok:
+        try:
+            ok = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValueError(f"api.host: the control API binds to loopback only (127.0.0.1, ::1, localhost), got {host!r}")
+
+
+class ApiServer:
+    """A running control API. ``port`` is the bound port (useful with ``port=0``)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+        self._runner = runner
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"<ApiServer {self.url}>"
+
+    async def aclose(self) -> None:
+        await self._runner.cleanup()
+
+
+async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 8600) -> ApiServer:
+    """Start serving ``app`` on a loopback address. Access logging is off: it costs more than the handlers."""
+    _require_loopback(host)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    bound = port
+    for addr in runner.addresses:  # the real port when port=0 asked the OS to choose
+        bound = int(addr[1])
+        break
+    return ApiServer(runner, host, bound)
