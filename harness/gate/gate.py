@@ -13,6 +13,7 @@ import dataclasses
 import fnmatch
 import json
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,9 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
                 f"per revision, interleaved"
             )
         settings = runner.WallSettings(opts.processes, opts.rounds, opts.slot_s, opts.seed)
+        t_wall = time.monotonic()
         wall_result = runner.run_wall_tier([base_side, head_side], names, settings, runner_dir, python)
+        durations = {"wall_s": round(time.monotonic() - t_wall, 1)}
         wall = {case: dec.compare_wallclock(case, t["base"], t["head"]) for case, t in wall_result.timings.items()}
         cg_default = [str(c["name"]) for c in listed if c["callgrind"] and str(c["name"]) in names]
         cg_names = _select(names, opts.callgrind_cases, "--callgrind-case") if opts.callgrind_cases else cg_default
@@ -141,6 +144,7 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
             raise HarnessError("--callgrind on, but valgrind is not installed (apt-get install valgrind)")
         if opts.callgrind == "auto" and not use_cg:
             notes.append("valgrind not found: instruction-count tier skipped")
+        t_cg = time.monotonic()
         if use_cg:
             cg_settings = runner.CallgrindSettings(
                 iterations=opts.callgrind_iterations, min_effect=opts.callgrind_min_effect
@@ -155,6 +159,7 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
                 callgrind[case] = dec.compare_callgrind(
                     case, counts.base, counts.base_repeat, counts.head, min_effect=opts.callgrind_min_effect
                 )
+        durations["callgrind_s"] = round(time.monotonic() - t_cg, 1)
         acks = [
             *revisions.trailer_acknowledgements(repo, base, head),
             *revisions.file_acknowledgements(trees["head"]),
@@ -168,6 +173,7 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
         "python": python,
         "loops": wall_result.loops,
         "callgrind_used": use_cg,
+        "durations": durations,
     }
     ctx = report.GateContext(base.ref, base.sha, head.ref, head.sha, settings_dict, tuple(notes), wall_result.origins)
     out_dir = opts.out_dir or repo / "reports" / f"gate-{base.short}-{head.short}"
