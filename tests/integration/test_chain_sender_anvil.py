@@ -55,8 +55,14 @@ async def chain_factory(anvil_factory: AnvilFactory) -> AsyncIterator[Any]:
     opened: list[tuple[TxSender, ReceiptTracker, HttpTransport]] = []
     subscribers: list[WsSubscriber] = []
 
-    async def make(accounts: Sequence[Account] = ACCOUNTS, wrap: Any = None, ws: bool = False, **cfg: Any) -> Chain:
-        node = await anvil_factory(AnvilOptions(mining=INTERVAL, quiet=True))
+    async def make(
+        accounts: Sequence[Account] = ACCOUNTS,
+        wrap: Any = None,
+        ws: bool = False,
+        mining: MiningMode = INTERVAL,
+        **cfg: Any,
+    ) -> Chain:
+        node = await anvil_factory(AnvilOptions(mining=mining, quiet=True))
         transport = HttpTransport(node.url)
         rpc: RpcClient = wrap(transport) if wrap else transport
         tracker = ReceiptTracker(rpc, poll_interval=0.02)
@@ -70,7 +76,8 @@ async def chain_factory(anvil_factory: AnvilFactory) -> AsyncIterator[Any]:
         else:
             tracker.start()
         latencies: list[tuple[str, int]] = []
-        config = SenderConfig(chain_id=31337, confirm_timeout=10.0, pending_grace=2.0, max_pending_wait=30.0, **cfg)
+        settings: dict[str, Any] = {"confirm_timeout": 10.0, "pending_grace": 2.0, "max_pending_wait": 30.0, **cfg}
+        config = SenderConfig(chain_id=31337, **settings)
         sender = TxSender(
             rpc,
             Signer(accounts),
@@ -120,6 +127,33 @@ async def test_receipts_driven_by_new_heads_over_websocket(chain_factory: Any) -
     st = c.tracker.statistics()
     assert not st.polling and st.receipts_matched == 30 and st.direct_lookups == 0
     assert st.blocks_fetched >= 1
+
+
+async def test_dropped_txs_are_recorded_and_their_nonces_reused(chain_factory: Any) -> None:
+    # anvil_dropTransaction also drops the dependent (higher-nonce) transactions of the sender:
+    # all three must end "dropped", and their nonces must be free again with no gap.
+    c: Chain = await chain_factory(mining=MiningMode.manual(), confirm_timeout=0.3, pending_grace=0.2)
+    pay = TxRequest(to=OTHER, value=1)
+    recs = [await c.sender.submit(ME, pay) for _ in range(3)]
+    await c.rpc.call("anvil_dropTransaction", [recs[0].hash])
+    done = [await asyncio.wait_for(c.sender.wait(r), 20) for r in recs]
+    assert [d.state for d in done] == [TxState.DROPPED] * 3
+    assert all("not in the pool" in (d.reason or "") for d in done)
+    await c.rpc.call("evm_setIntervalMining", [1])
+    again = await asyncio.wait_for(c.sender.execute(ME, pay), 20)
+    assert (again.state, again.nonce) == (TxState.MINED_OK, 0)
+
+
+async def test_a_rejected_nonce_between_sent_ones_is_filled(chain_factory: Any) -> None:
+    c: Chain = await chain_factory(hole_fill_after=0.1)
+    pay, too_much = TxRequest(to=OTHER, value=1), TxRequest(to=OTHER, value=10**30)
+    recs = await asyncio.wait_for(asyncio.gather(*(c.sender.execute(ME, r) for r in (pay, too_much, pay, pay))), 30)
+    assert [r.state for r in recs] == [TxState.MINED_OK, TxState.REJECTED, TxState.MINED_OK, TxState.MINED_OK]
+    assert await c.sender.drain(10.0)
+    st = c.sender.statistics()
+    mined = st.by_state["mined_ok"]
+    assert mined == 3 + st.fillers  # every filler was mined too, and nothing else was sent
+    assert int(await c.rpc.call("eth_getTransactionCount", [ME, "latest"]), 16) == mined  # no gap left
 
 
 async def test_insufficient_balance_is_a_clear_counted_rejection(chain_factory: Any) -> None:
