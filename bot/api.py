@@ -18,6 +18,7 @@ compared in constant time; 403 for everyone when no token is configured):
   input); 202 with the submitter's answer.
 
 Everything the API does is through ``ApiHooks`` callables, so it is tested without a bot.
+``start_api(bot)`` builds those hooks from a running bot by duck typing (see ``ControlledBot``).
 """
 
 from __future__ import annotations
@@ -28,10 +29,15 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from bot.config import BotConfig
+    from bot.engine.actors import Engine
+    from bot.telemetry.recorder import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +267,8 @@ class ApiServer:
     async def aclose(self) -> None:
         await self._runner.cleanup()
 
+    cleanup = aclose  # the name aiohttp's AppRunner uses, so either handle stops the server
+
 
 async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 8600) -> ApiServer:
     """Start serving ``app`` on a loopback address. Access logging is off: it costs more than the handlers."""
@@ -278,3 +286,76 @@ async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 8600)
         bound = int(addr[1])
         break
     return ApiServer(runner, host, bound)
+
+
+class ControlledBot(Protocol):
+    """What ``start_api`` needs of a bot. Optional extras, found by name if present:
+    ``status() -> Mapping`` (replaces the default status body) and
+    ``submit_order(OrderRequest) -> Awaitable[Mapping]`` (enables ``POST /orders``)."""
+
+    config: BotConfig
+    telemetry: Telemetry
+    engine: Engine | None
+
+
+# Components of a bot whose statistics() GET /status reports, when the bot has them.
+STATUS_COMPONENTS = ("engine", "sender", "signer", "nonces", "rpc", "receipts", "fees", "ws", "feed", "watchdog")
+
+
+def default_status(bot: ControlledBot) -> dict[str, Any]:
+    """Pairs with their actor state, queue depth and errors, plus every component's ``statistics()``."""
+    out: dict[str, Any] = {"gauges": bot.telemetry.gauges(), "telemetry": bot.telemetry.statistics()}
+    engine = bot.engine
+    if engine is not None:
+        out["pairs"] = {
+            p: {"state": a.state.value, "queued": len(a.mailbox), "handled": a.handled_total, "errors": a.errors,
+                "restarts": a.restarts}
+            for p in engine.pairs
+            for a in (engine.actor(p),)
+        }
+    for name in STATUS_COMPONENTS:
+        component = getattr(bot, name, None)
+        stats = getattr(component, "statistics", None)
+        if callable(stats):
+            try:
+                out[name] = stats()
+            except Exception as exc:  # one broken component must not hide the others
+                out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def hooks_for(bot: ControlledBot) -> ApiHooks:
+    from bot.telemetry.prometheus import make_registry, render
+
+    registry = make_registry(bot.telemetry)
+
+    def health() -> tuple[bool, Mapping[str, Any]]:
+        if bot.engine is None:
+            return False, {"reasons": ["engine not started"]}
+        ok, reasons = bot.engine.health()
+        return ok, ({"pairs": len(bot.engine.pairs)} if ok else {"reasons": reasons})
+
+    def engine_action(which: str) -> PairAction:
+        def act(pair: str) -> None:
+            if bot.engine is None:
+                raise LookupError(pair)
+            getattr(bot.engine, which)(pair)  # UnknownPair is a LookupError -> 404
+        return act
+
+    custom_status = getattr(bot, "status", None)
+    submit = getattr(bot, "submit_order", None)
+    return ApiHooks(
+        health=health,
+        status=custom_status if callable(custom_status) else (lambda: default_status(bot)),
+        stats=bot.telemetry.payload,
+        metrics=lambda: render(registry),
+        pause=engine_action("pause"),
+        resume=engine_action("resume"),
+        submit_order=submit if callable(submit) else None,
+    )
+
+
+async def start_api(bot: ControlledBot, environ: Mapping[str, str] | None = None) -> ApiServer:
+    """Serve the control API for ``bot`` on ``bot.config.api`` (token from the variable it names)."""
+    api = bot.config.api
+    return await serve(create_app(hooks_for(bot), token=api.token(environ)), api.host, api.port)
