@@ -380,5 +380,5 @@ def judge_run(
         except X.MissingScenario as exc:
             out += _undecided(row, None, f"not measured in this run (scenario {exc.args[0]} missing)", confidence)
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
-            out += _undecided(row, None, f"could not judge: malformed results: {exc}", confidence)
+            out += _undecided(row, None, f"could not judge: {exc}", confidence)
     return out

@@ -174,3 +174,17 @@ thresholds = [ { expr = "p(50) < 5" }, { expr = "med < 500", level = "maximum" }
 """)
     verdicts = judge_run(synth_results(Synth(seed=14, sustained_s=15, scenarios=("sustained",))), spec, n_boot=N_BOOT)
     assert [(v["stat"], v["verdict"]) for v in verdicts] == [("p50", "fail"), ("p50", "pass")]
+
+
+def test_an_interrupted_or_empty_run_still_lists_every_row() -> None:
+    empty_sustained = {"id": "sustained", "duration_s": 0, "intervals": [], "resources": [],
+                       "health": {"probes": 0, "ok": 0}, "summary": {}}
+    stress_without_steps = {"id": "stress", "intervals": [], "summary": {}}
+    n_rows = sum(len(r.thresholds) for r in _spec().rows)
+    for doc in ({}, {"scenarios": [empty_sustained, stress_without_steps]}):
+        verdicts = judge_run(doc, _spec(), n_boot=N_BOOT)
+        assert len(verdicts) == n_rows
+        assert {v["verdict"] for v in verdicts} == {"inconclusive"}
+        assert all(v["note"] for v in verdicts)
+    tps = _pick(judge_run({"scenarios": [stress_without_steps]}, _spec()), "transactions_per_sec")[0]
+    assert "summary.steps" in tps["note"]
