@@ -1,0 +1,321 @@
+"""Base vs head: ``compare(base, head) -> Comparison`` and ``reports/compare-<base>-<head>/index.html``.
+
+For every SLO verdict row present in either run, the comparison gives base value, head value, the
+change as a ratio head/base with its confidence interval, and a verdict: regression, improvement,
+no significant change, or not comparable (missing on one side, or no CI to judge by).
+
+Method (stated on the page as well):
+
+- Latency rows are recomputed from the interval histograms with ``harness.stats.change``: the ratio's
+  CI comes from independent circular block bootstraps of both runs' interval series; the p-value is
+  a two-sided Mann-Whitney U test on per-interval means (samples within an interval are not
+  independent, intervals nearly are).
+- Other rows (throughput, resources, quality) only have a value and a CI in results.json; they are
+  compared by a normal approximation from those CIs (on the log scale when both values are positive).
+- p-values of all rows are adjusted together with Holm's method. A change is called only when the
+  adjusted p-value is below alpha, the ratio's CI excludes 1 and the ratio is beyond the noise
+  threshold; direction (worse or better) follows the row's threshold (``<`` means lower is better).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scipy import stats as sps
+
+from harness.report import histograms as H
+from harness.report import plots
+from harness.report.html import environment, flatten, generated_at, slug
+from harness.report.model import (
+    SERVICE_SUFFIX,
+    Run,
+    Scenario,
+    Verdict,
+    load_results,
+    parse_results,
+    sorted_verdicts,
+)
+from harness.stats.change import adjust, classify, mann_whitney_p, ratio_ci_series, window_means
+from harness.stats.histograms import series_from_encoded
+from harness.stats.intervals import Estimate
+
+LATENCY_METHOD = "histograms: block bootstrap + Mann-Whitney"
+SUMMARY_METHOD = "recorded CIs: normal approximation"
+VERDICT_LABELS = {
+    "regression": "regression",
+    "improvement": "improvement",
+    "no_change": "no change",
+    "not_comparable": "not comparable",
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One SLO row/stat compared. ``ratio`` is head/base; whether > 1 is worse depends on the row."""
+
+    table: str
+    row: str
+    stat: str
+    scenario: str
+    unit: str
+    base: float | None
+    head: float | None
+    ratio: float | None
+    ci: tuple[float, float] | None
+    p_value: float | None
+    p_adjusted: float | None
+    verdict: str  # regression | improvement | no_change | not_comparable
+    method: str
+    note: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.row}.{self.stat}" + (f" [{self.scenario}]" if self.scenario else "")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base_id: str
+    head_id: str
+    changes: tuple[Change, ...]
+    alpha: float
+    noise: float
+    confidence: float
+    correction: str
+    n_boot: int
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(VERDICT_LABELS, 0)
+        for c in self.changes:
+            out[c.verdict] += 1
+        return out
+
+    def regressions(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.verdict == "regression")
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A row before the multiple-comparison adjustment."""
+
+    key: tuple[str, str, str, str]
+    unit: str
+    lower_is_better: bool
+    estimate: Estimate | None
+    base: float | None
+    head: float | None
+    p: float
+    method: str
+    note: str
+
+
+def _series(scn: Scenario, op: str) -> Any:
+    texts = [iv.histograms.get(op) for iv in scn.intervals]
+    if not any(texts):
+        return None
+    return series_from_encoded(texts, where=f"scenario {scn.id!r} {op}")
+
+
+def _latency_pending(
+    b: Verdict | None, h: Verdict | None, base: Run, head: Run, *, n_boot: int, confidence: float, seed: int
+) -> _Pending | None:
+    """A latency row recomputed from histograms; None when either run lacks them (caller falls back)."""
+    v = h or b
+    if v is None or v.scenario is None:
+        return None
+    sb, sh = base.scenario(v.scenario), head.scenario(v.scenario)
+    if sb is None or sh is None:
+        return None
+    xb, xh = _series(sb, v.row), _series(sh, v.row)
+    if xb is None or xh is None or xb.total == 0 or xh.total == 0:
+        return None
+    try:
+        est = ratio_ci_series(xb, xh, statistic=v.stat, confidence=confidence, n_boot=n_boot, seed=seed)
+    except ValueError:
+        return None  # a statistic the bootstrap does not know (e.g. "max"): compare the summaries instead
+    p = mann_whitney_p(window_means(xb), window_means(xh))
+    ms = 1.0 / H.US_PER_MS
+    base_v = xb.mean_us() * ms if v.stat == "mean" else None
+    head_v = xh.mean_us() * ms if v.stat == "mean" else None
+    if v.stat != "mean":
+        q = float(v.stat[1:])
+        base_v, head_v = xb.percentile_us(q) * ms, xh.percentile_us(q) * ms
+    return _Pending(v.key, v.unit, v.lower_is_better, est, base_v, head_v, p, LATENCY_METHOD,
+                    f"{xb.n_intervals}/{xh.n_intervals} intervals")
+
+
+def _z(confidence: float) -> float:
+    return float(sps.norm.ppf(0.5 + confidence / 2.0))
+
+
+def summary_estimate(b: Verdict, h: Verdict, confidence: float) -> tuple[Estimate | None, float]:
+    """Ratio head/base and p-value from two verdict rows' values and CIs (normal approximation)."""
+    if b.value is None or h.value is None or b.ci is None or h.ci is None:
+        return None, math.nan
+    se_b = (b.ci[1] - b.ci[0]) / (2 * _z(b.confidence))
+    se_h = (h.ci[1] - h.ci[0]) / (2 * _z(h.confidence))
+    z = _z(confidence)
+    if b.ci[0] > 0 and h.ci[0] > 0:  # log scale only for quantities whose whole CI is positive
+        d = math.log(h.value / b.value)
+        se = math.hypot(se_b / b.value, se_h / h.value)  # delta method: se(log x) ~ se(x)/x
+        p = (0.0 if d else 1.0) if se == 0 else float(2 * sps.norm.sf(abs(d) / se))
+        est = Estimate(h.value / b.value, math.exp(d - z * se), math.exp(d + z * se), confidence,
+                       "normal-log", 0, SUMMARY_METHOD)
+        return est, p
+    # A zero or sign-changing quantity (no errors at all, a memory slope) has no log: test the difference.
+    se = math.hypot(se_b, se_h)
+    diff = h.value - b.value
+    p = (0.0 if diff else 1.0) if se == 0 else float(2 * sps.norm.sf(abs(diff) / se))
+    ratio = h.value / b.value if b.value else (1.0 if h.value == b.value else math.inf)
+    return Estimate(ratio, math.nan, math.nan, confidence, "normal-diff", 0, SUMMARY_METHOD), p
+
+
+def _verdict(p: _Pending, p_adj: float, alpha: float, noise: float) -> str:
+    est = p.estimate
+    if est is None or math.isnan(p_adj):
+        return "not_comparable"
+    if not est.has_ci:
+        # No ratio CI (a zero value): decide on the adjusted p-value and the direction of the difference.
+        if p_adj >= alpha or p.base is None or p.head is None or p.base == p.head:
+            return "no_change"
+        worse = (p.head > p.base) == p.lower_is_better
+        return "regression" if worse else "improvement"
+    slower = classify(est, p_adj, alpha=alpha, noise=noise)  # in terms of "ratio > 1 is worse"
+    if slower == "no change":
+        return "no_change"
+    if p.lower_is_better:
+        return slower
+    return "improvement" if slower == "regression" else "regression"
+
+
+def compare(
+    base_results: Run | Mapping[str, Any],
+    head_results: Run | Mapping[str, Any],
+    *,
+    alpha: float = 0.05,
+    noise: float = 0.05,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Comparison:
+    """Compare every SLO row/stat of two runs (results documents or parsed runs)."""
+    base = base_results if isinstance(base_results, Run) else parse_results(base_results, "base results.json")
+    head = head_results if isinstance(head_results, Run) else parse_results(head_results, "head results.json")
+    b_rows = {v.key: v for v in base.verdicts}
+    h_rows = {v.key: v for v in head.verdicts}
+    order = [v.key for v in sorted_verdicts([*head.verdicts, *(v for v in base.verdicts if v.key not in h_rows)])]
+    pending: list[_Pending] = []
+    for key in order:
+        b, h = b_rows.get(key), h_rows.get(key)
+        ref = h or b
+        if ref is None:  # cannot happen: every key comes from one of the two runs
+            continue
+        got = None
+        if key[0] == "latency" and b is not None and h is not None:
+            got = _latency_pending(b, h, base, head, n_boot=n_boot, confidence=confidence, seed=seed)
+        if got is None:
+            if b is None or h is None:
+                side = "base" if b is None else "head"
+                got = _Pending(key, ref.unit, ref.lower_is_better, None, None if b is None else b.value,
+                               None if h is None else h.value, math.nan,
+                               "", f"no verdict for this row in the {side} run")
+            else:
+                est, p_value = summary_estimate(b, h, confidence)
+                note = "" if est is not None else "a value or CI is missing"
+                got = _Pending(key, ref.unit, ref.lower_is_better, est, b.value, h.value, p_value, SUMMARY_METHOD,
+                               note)
+        pending.append(got)
+    adjusted = _holm_nan_safe([p.p for p in pending])
+    changes = []
+    for pend, p_adj in zip(pending, adjusted, strict=True):
+        est = pend.estimate
+        changes.append(Change(
+            table=pend.key[0], row=pend.key[1], stat=pend.key[2], scenario=pend.key[3], unit=pend.unit,
+            base=pend.base, head=pend.head,
+            ratio=None if est is None else est.value,
+            ci=None if est is None or not est.has_ci else (est.lo, est.hi),
+            p_value=None if math.isnan(pend.p) else pend.p,
+            p_adjusted=None if math.isnan(p_adj) else p_adj,
+            verdict=_verdict(pend, p_adj, alpha, noise),
+            method=pend.method,
+            note=pend.note,
+        ))
+    return Comparison(base.run_id, head.run_id, tuple(changes), alpha, noise, confidence, "holm", n_boot)
+
+
+def _holm_nan_safe(ps: list[float]) -> list[float]:
+    """Holm over the finite p-values only (rows that cannot be tested do not enlarge the family)."""
+    idx = [i for i, p in enumerate(ps) if not math.isnan(p)]
+    adj = adjust([ps[i] for i in idx], "holm")
+    out = [math.nan] * len(ps)
+    for i, a in zip(idx, adj, strict=True):
+        out[i] = a
+    return out
+
+
+@dataclass(frozen=True)
+class SpectrumBlock:
+    scenario: str
+    op: str
+    image: str
+
+
+def _spectra(base: Run, head: Run, plot_dir: Path) -> list[SpectrumBlock]:
+    out = []
+    for sb in base.scenarios:
+        sh = head.scenario(sb.id)
+        if sh is None:
+            continue
+        for op in [o for o in sh.operations() if o in sb.operations()]:
+            pairs = []
+            for run_id, scn, colour in ((base.run_id, sb, plots.GREY), (head.run_id, sh, plots.BLUE)):
+                corr = H.merge(H.decode(iv.histograms[op]) for iv in scn.intervals if op in iv.histograms)
+                serv = H.merge(H.decode(iv.histograms[op + SERVICE_SUFFIX]) for iv in scn.intervals
+                               if op + SERVICE_SUFFIX in iv.histograms)
+                role = "base" if scn is sb else "head"
+                pairs.append(plots.SpectrumPair(f"{role} {run_id}", colour, corr, serv))
+            name = f"spectrum-{slug(sb.id)}-{slug(op)}.png"
+            plots.compare_spectrum_figure(f"{op} · {sb.id}", pairs, plot_dir / name)
+            out.append(SpectrumBlock(sb.id, op, f"plots/{name}"))
+    return out
+
+
+def condition_diffs(base: Run, head: Run) -> list[tuple[str, str, str]]:
+    """Conditions that differ between the runs: a change may come from them rather than the code."""
+    fb = dict(flatten(base.conditions))
+    fh = dict(flatten(head.conditions))
+    return [(k, fb.get(k, "–"), fh.get(k, "–")) for k in sorted(set(fb) | set(fh)) if fb.get(k) != fh.get(k)]
+
+
+def render_comparison(base_dir: Path, head_dir: Path, out_dir: Path | None = None) -> Path:
+    """Load two run folders, compare them and write the comparison page; returns its index.html."""
+    base, head = load_results(base_dir), load_results(head_dir)
+    out_dir = out_dir or base_dir.parent / f"compare-{slug(base.run_id)}-{slug(head.run_id)}"
+    return write_comparison_page(base, head, out_dir)
+
+
+def write_comparison_page(base: Run, head: Run, out_dir: Path, comparison: Comparison | None = None) -> Path:
+    comparison = comparison or compare(base, head)
+    plot_dir = out_dir / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for old in plot_dir.glob("*.png"):
+        old.unlink()
+    html = environment().get_template("compare.html.j2").render(
+        cmp=comparison,
+        base=base,
+        head=head,
+        counts=comparison.counts(),
+        labels=VERDICT_LABELS,
+        spectra=_spectra(base, head, plot_dir),
+        diffs=condition_diffs(base, head),
+        latency_method=LATENCY_METHOD,
+        summary_method=SUMMARY_METHOD,
+        generated=generated_at(),
+    )
+    out = out_dir / "index.html"
+    out.write_text(html, encoding="utf-8")
+    return out
