@@ -1,7 +1,8 @@
 """``TelemetryObserver``: routes the engine's events into ``Telemetry`` counters.
 
 Counter keys (per interval in ``/stats``, cumulative in Prometheus):
-``messages_handled``, ``ticks_handled`` (messages of kind ``tick``), ``errors{kind=...}``,
+``messages_handled``, ``ticks_handled`` (only if ``tick_kind`` is given: messages of that kind; leave
+it None when the feed client counts ticks itself, or they are counted twice), ``errors{kind=...}``,
 ``drops{reason=<priority>.<reason>}`` (e.g. ``market_data.dropped_oldest``), ``actor_restarts``.
 Keys are cached so the per-message path builds no strings.
 """
@@ -13,14 +14,14 @@ from bot.telemetry.recorder import Telemetry, counter_key
 
 
 class TelemetryObserver:
-    def __init__(self, telemetry: Telemetry, *, tick_kind: str = "tick") -> None:
+    def __init__(self, telemetry: Telemetry, *, tick_kind: str | None = None) -> None:
         self._t = telemetry
         self._tick_kind = tick_kind
         self._drop_keys: dict[tuple[Priority, str], str] = {}
 
     def handled(self, pair_id: str, message: Message, duration_ns: int) -> None:
         self._t.count("messages_handled")
-        if message.kind == self._tick_kind:
+        if self._tick_kind is not None and message.kind == self._tick_kind:
             self._t.count("ticks_handled")
 
     def error(self, pair_id: str, kind: str, exc: BaseException | None) -> None:

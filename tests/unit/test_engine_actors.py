@@ -55,7 +55,7 @@ async def test_errors_counted_by_kind_and_actor_survives() -> None:
             raise RpcTimeout("slow node")
 
     tele = Telemetry()
-    eng = Engine(handler, observer=TelemetryObserver(tele))
+    eng = Engine(handler, observer=TelemetryObserver(tele, tick_kind="tick"))
     eng.add_pair("A")
     await eng.start()
     for p in ("boom", "rpc", "ok", "boom"):
@@ -65,7 +65,7 @@ async def test_errors_counted_by_kind_and_actor_survives() -> None:
     assert eng.actor("A").state is ActorState.RUNNING
     totals = tele.counter_totals()
     assert totals["errors{kind=ValueError}"] == 2 and totals["errors{kind=timeout}"] == 1
-    assert totals["ticks_handled"] == 4
+    assert totals["ticks_handled"] == 4 and totals["messages_handled"] == 4
     await eng.stop(1.0)
 
 
