@@ -217,7 +217,7 @@ class PairActor:
             await self._resumed.wait()
             await self.mailbox.wait()
             priority = self.mailbox.peek_priority()
-            if priority is None:
+            if priority is None or not self._resumed.is_set():  # paused while we waited for mail
                 continue
             await self._gate.acquire(self.pair_id, priority)
             self._busy = True
@@ -344,11 +344,13 @@ class Engine:
         task.add_done_callback(lambda t, a=actor: self._on_exit(a, t))  # type: ignore[misc]
 
     def _on_exit(self, actor: PairActor, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self._stopping:
+        if self._stopping:
             if actor.state is not ActorState.FAILED:
                 actor.state = ActorState.STOPPED
             return
-        exc = task.exception()
+        # The engine cancels actors only in stop(); any other cancellation (a handler letting a stray
+        # CancelledError escape) would leave a silently dead pair, so it counts as a crash.
+        exc: BaseException | None = asyncio.CancelledError() if task.cancelled() else task.exception()
         if exc is None:
             actor.state = ActorState.STOPPED
             return

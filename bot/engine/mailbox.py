@@ -255,6 +255,7 @@ class Mailbox:
                 left.extend(q)
                 q.clear()
         self._depth = 0
+        self._nonempty.clear()
         return left
 
     def statistics(self) -> MailboxStatistics:

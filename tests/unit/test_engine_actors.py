@@ -300,3 +300,33 @@ async def test_statistics_and_repr() -> None:
     assert s.pairs == 1 and s.states == {"running": 1}
     assert "A" in repr(eng.actor("A"))
     await eng.stop(1.0)
+
+
+async def test_stray_cancellation_in_handler_restarts_actor() -> None:
+    handled: list[object] = []
+
+    async def handler(pair: str, m: Message) -> None:
+        if m.payload == "stray":
+            raise asyncio.CancelledError  # e.g. a library leaking its own cancellation
+        handled.append(m.payload)
+
+    eng = Engine(handler, EngineSettings(restart=RestartPolicy(backoff_s=0.001)))
+    eng.add_pair("A")
+    await eng.start()
+    eng.post("A", tick("stray"))
+    await until(lambda: eng.actor("A").restarts == 1)
+    eng.post("A", tick("after"))
+    await until(lambda: handled == ["after"])
+    await eng.stop(1.0)
+
+
+async def test_closed_mailbox_does_not_spin() -> None:
+    from bot.engine.mailbox import Mailbox
+
+    box = Mailbox(2)
+    box.put(tick(1))
+    box.close()
+    waiter = asyncio.create_task(box.wait())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    waiter.cancel()
