@@ -116,10 +116,15 @@ def build(chain_id: int, nonce: int, request: TxRequest, fees: Fees) -> Unsigned
 
 
 def sign_direct(key: coincurve.PrivateKey, tx: UnsignedTx) -> tuple[bytes, str]:
-    sig = key.sign_recoverable(tx.signing_hash(), hasher=None)
+    # The nine fields are encoded once and shared by the signing payload and the signed
+    # transaction (whose list is the same nine items followed by v, r, s).
+    body = b"".join(rlp_encode(x) for x in tx.fields())
+    digest = bytes(keccak(TYPE_EIP1559 + _rlp_length_prefix(len(body), 0xC0) + body))
+    sig = key.sign_recoverable(digest, hasher=None)
     r = int.from_bytes(sig[:32], "big")
     s = int.from_bytes(sig[32:64], "big")
-    raw = TYPE_EIP1559 + rlp_encode([*tx.fields(), sig[64], r, s])
+    body += rlp_encode(sig[64]) + rlp_encode(r) + rlp_encode(s)
+    raw = TYPE_EIP1559 + _rlp_length_prefix(len(body), 0xC0) + body
     return raw, "0x" + bytes(keccak(raw)).hex()
 
 
