@@ -9,6 +9,8 @@ Heads come from a subscription (an async iterator of block numbers, e.g. the rpc
 every ``poll_interval``. ``HeadCursor`` (pure) decides which blocks to fetch: every block after
 the last one processed, at most ``max_catchup`` of them; when more were skipped (a long stall)
 the waiters are looked up one by one instead (``eth_getTransactionReceipt``, in one batch).
+A node without ``eth_getBlockReceipts`` (JSON-RPC "method not found") gets those batched
+per-transaction lookups on every new block instead.
 
 Callers must ``watch()`` a hash *before* sending it, so a block cannot be processed between the
 send and the registration. Waits are bounded by the caller (``asyncio.wait_for``); the tracker
@@ -24,10 +26,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.rpc.errors import RpcError
+from bot.rpc.errors import NodeError, RpcError
 from bot.rpc.protocol import RpcClient
 
 log = logging.getLogger(__name__)
+METHOD_NOT_FOUND = -32601
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class ReceiptStatistics:
     direct_lookups: int
     fetch_errors: int
     polling: bool
+    block_receipts: bool
 
 
 class ReceiptTracker:
@@ -112,6 +116,7 @@ class ReceiptTracker:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._polling = False
+        self._block_receipts = True  # False once the node said it has no eth_getBlockReceipts
         self._fetched = self._matched = self._lookups = self._errors = 0
 
     def watch(self, tx_hash: str) -> asyncio.Future[Receipt]:
@@ -177,6 +182,7 @@ class ReceiptTracker:
             direct_lookups=self._lookups,
             fetch_errors=self._errors,
             polling=self._polling,
+            block_receipts=self._block_receipts,
         )
 
     def __repr__(self) -> str:
@@ -216,6 +222,11 @@ class ReceiptTracker:
             if target is None:
                 continue
             blocks, skipped = self._cursor.advance(target)
+            if blocks and not self._block_receipts:
+                # Per-transaction mode: one batched lookup covers every new block at once.
+                await self._lookup_all()
+                self._cursor.done(blocks[-1])
+                continue
             for block in blocks:
                 if not await self._fetch_block(block):
                     # Retry this block on the next wake-up rather than skipping its receipts.
@@ -227,8 +238,19 @@ class ReceiptTracker:
                 await self._lookup_all()
 
     async def _fetch_block(self, block: int) -> bool:
+        if not self._block_receipts:
+            await self._lookup_all()
+            return True
         try:
             receipts = await self._rpc.call("eth_getBlockReceipts", [hex(block)], timeout=self.fetch_timeout)
+        except NodeError as exc:
+            if exc.code == METHOD_NOT_FOUND or "not supported" in exc.message.lower():
+                log.warning("node has no eth_getBlockReceipts (%s); looking receipts up per transaction", exc)
+                self._block_receipts = False
+                await self._lookup_all()
+                return True
+            self._errors += 1
+            return False
         except RpcError as exc:
             self._errors += 1
             log.debug("eth_getBlockReceipts(%d) failed: %s", block, exc)

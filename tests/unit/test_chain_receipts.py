@@ -227,3 +227,19 @@ async def test_head_numbers_feeds_base_fees_and_skips_other_events() -> None:
             assert oracle.statistics().base_fee == 10**9
     assert got == [5, 6]
     assert (await oracle.fees()).max_fee_per_gas == 2 * 5 + 10**9  # head 6 had no fee: refetched
+
+
+async def test_node_without_block_receipts_falls_back_to_per_tx_lookups() -> None:
+    node = FakeNode()
+    node.fail("eth_getBlockReceipts", NodeError(-32601, "the method eth_getBlockReceipts does not exist"))
+    tracker = ReceiptTracker(node, poll_interval=0.005)
+    h = await _mined_hash(node)
+    fut = tracker.watch(h)
+    node.mine()
+    tracker.start(_heads([1], fail=False))
+    try:
+        assert (await asyncio.wait_for(fut, 2.0)).block_number == 1
+        st = tracker.statistics()
+        assert not st.block_receipts and st.direct_lookups == 1 and st.fetch_errors == 0
+    finally:
+        await tracker.aclose()
