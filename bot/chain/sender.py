@@ -325,10 +325,15 @@ class TxSender:
         self._spawn(self._track(rec, alloc, receipt_fut))
 
     def _acknowledge(self, rec: TxRecord, alloc: NonceAllocator, receipt_fut: asyncio.Future[Receipt], t0: int) -> None:
-        self.ledger.transition(rec, TxState.SUBMITTED, self._clock())
-        if self._on_latency is not None:
-            self._on_latency("tx_submission", max((self._clock() - t0) // 1000, 1))
+        now = self._clock()
+        self.ledger.transition(rec, TxState.SUBMITTED, now)
         self._spawn(self._track(rec, alloc, receipt_fut))
+        if self._on_latency is not None:
+            try:
+                self._on_latency("tx_submission", max((now - t0) // 1000, 1))
+            except Exception:
+                # A telemetry bug must not strand a transaction the node already holds.
+                log.exception("on_latency hook failed")
 
     async def _track(self, rec: TxRecord, alloc: NonceAllocator, fut: asyncio.Future[Receipt]) -> None:
         assert rec.hash is not None and rec.nonce is not None

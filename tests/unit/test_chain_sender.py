@@ -326,3 +326,20 @@ async def test_unexpected_exception_from_the_client_keeps_the_tx_tracked(stack: 
     assert (rec.state, rec.error_kind) == (TxState.UNACKED, "internal")
     stack.start_mining()
     assert (await stack.sender.wait(rec)).state is TxState.MINED_OK
+
+
+async def test_a_failing_latency_hook_does_not_strand_the_transaction() -> None:
+    node = FakeNode()
+    s = await _stack(node)
+
+    def broken(op: str, micros: int) -> None:
+        raise ZeroDivisionError("telemetry bug")
+
+    s.sender._on_latency = broken
+    try:
+        s.start_mining()
+        assert (await s.sender.execute(ME, PAY)).state is TxState.MINED_OK
+    finally:
+        await s.stop_mining()
+        await s.sender.aclose()
+        await s.tracker.aclose()
