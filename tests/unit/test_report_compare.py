@@ -1,0 +1,113 @@
+"""Comparison: a planted slowdown is flagged, an A/A pair is not, directions follow the thresholds."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.report import write_comparison
+from harness.report.compare import compare, summary_estimate
+from harness.report.model import parse_results
+from tests.unit.report_data import results
+
+
+def test_planted_slowdown_is_a_regression_on_exactly_that_operation() -> None:
+    cmp = compare(results(1), results(3, tx_submission=1.3))
+    regressed = {(c.row, c.stat, c.scenario) for c in cmp.regressions()}
+    assert regressed == {("tx_submission", "mean", "sustained"), ("tx_submission", "p95", "sustained"),
+                         ("tx_submission", "p99", "sustained")}
+    mean = next(c for c in cmp.changes if c.label == "tx_submission.mean [sustained]")
+    assert mean.ci is not None and 1.0 < mean.ci[0] <= mean.ratio <= mean.ci[1]  # type: ignore[operator]
+    assert mean.ratio == pytest.approx(1.3, abs=0.06)
+    assert mean.p_adjusted is not None and mean.p_adjusted < 0.05
+    assert cmp.counts()["improvement"] == 0
+
+
+@pytest.mark.parametrize(("base_seed", "head_seed"), [(1, 2), (4, 5)])
+def test_a_a_pair_shows_no_significant_change(base_seed: int, head_seed: int) -> None:
+    cmp = compare(results(base_seed), results(head_seed))
+    assert cmp.counts()["regression"] == 0 and cmp.counts()["improvement"] == 0
+    assert cmp.counts()["no_change"] == len(cmp.changes) == len(results(1)["verdicts"])
+
+
+def test_speedup_is_an_improvement() -> None:
+    cmp = compare(results(1, price_fetch=1.4), results(2))
+    improved = {c.label for c in cmp.changes if c.verdict == "improvement"}
+    assert "price_fetch.mean [sustained]" in improved
+    assert cmp.regressions() == ()
+
+
+def _with_value(doc: dict[str, Any], row: str, stat: str, value: float, ci: tuple[float, float]) -> dict[str, Any]:
+    for v in doc["verdicts"]:
+        if v["row"] == row and v["stat"] == stat:
+            v["value"], v["ci"] = value, list(ci)
+    return doc
+
+
+def test_direction_follows_the_threshold_for_summary_rows() -> None:
+    base = results(1)
+    head = _with_value(results(1), "transactions_per_sec", "target", 600.0, (580.0, 620.0))  # was 800
+    head = _with_value(head, "memory_rss", "steady", 60.0, (59.5, 60.5))  # was ~92.5: lower is better
+    cmp = compare(base, head)
+    by = {c.label: c for c in cmp.changes}
+    assert by["transactions_per_sec.target [stress]"].verdict == "regression"
+    assert by["memory_rss.steady [sustained]"].verdict == "improvement"
+    assert by["api_calls_per_sec.target [sustained]"].verdict == "no_change"
+
+
+def test_rows_missing_on_one_side_are_not_comparable_and_do_not_count_in_holm() -> None:
+    base = results(1)
+    head = results(2)
+    head["status"] = "partial"
+    head["verdicts"] = [v for v in head["verdicts"] if v["table"] != "quality"]
+    cmp = compare(base, head)
+    nc = [c for c in cmp.changes if c.verdict == "not_comparable"]
+    assert {c.row for c in nc} == {"error_rate", "uptime", "memory_leak", "regression"}
+    assert all(c.head is None and c.p_adjusted is None and "head run" in c.note for c in nc)
+
+
+def test_summary_estimate_handles_zero_and_sign_changing_values() -> None:
+    doc = parse_results(results(1))
+    b = next(v for v in doc.verdicts if v.row == "memory_leak")
+    est, p = summary_estimate(b, b, 0.95)
+    assert est is not None and est.value == 1.0 and not est.has_ci and p == 1.0
+    tp = next(v for v in doc.verdicts if v.row == "transactions_per_sec")
+    est, p = summary_estimate(tp, tp, 0.95)
+    assert est is not None and est.has_ci and est.lo < 1.0 < est.hi and p == 1.0
+
+
+class _Rows(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+        self.imgs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "tr" and "change-row" in a.get("class", ""):
+            self.rows.append(a)
+        if tag == "img":
+            self.imgs.append(a["src"])
+
+
+def test_comparison_page_lists_every_row_and_base_vs_head_spectra(tmp_path: Path) -> None:
+    dirs = []
+    for doc in (results(1), results(3, tx_submission=1.3)):
+        doc["scenarios"] = doc["scenarios"][1:2]  # sustained only: keeps the test quick
+        d = tmp_path / doc["run_id"]
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+        dirs.append(d)
+    index = write_comparison(dirs[0], dirs[1])
+    assert index.parent.name == f"compare-{dirs[0].name}-{dirs[1].name}"
+    page = _Rows()
+    page.feed(index.read_text(encoding="utf-8"))
+    assert len(page.rows) == len(results(1)["verdicts"])
+    assert sum(r["data-verdict"] == "regression" for r in page.rows) == 3
+    assert len(page.imgs) == 4 and all((index.parent / s).exists() for s in page.imgs)
+    html = index.read_text(encoding="utf-8")
+    assert "Mann-Whitney" in html and "Holm" in html

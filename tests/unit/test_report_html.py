@@ -1,0 +1,144 @@
+"""The run page: every SLO row with its verdict, plots on disk, partial runs marked, re-render from disk."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.report import render_from_results, write_run_report
+from harness.report.model import SLO_ROWS, ResultsError
+from tests.unit.report_data import results
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
+
+
+class Page(HTMLParser):
+    """Collects verdict rows, image sources and links, and checks that tags nest properly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.rows: list[dict[str, str]] = []
+        self.imgs: list[str] = []
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "tr" and "verdict-row" in a.get("class", ""):
+            self.rows.append(a)
+        if tag == "img":
+            self.imgs.append(a["src"])
+        if tag == "a":
+            self.links.append(a.get("href", ""))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    assert page.stack == []
+    return page
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Page]:
+    doc = results()
+    run_dir = tmp_path_factory.mktemp("run") / doc["run_id"]
+    index = write_run_report(doc, run_dir)
+    return doc, run_dir, parse(index)
+
+
+def test_every_verdict_row_appears_with_its_verdict(rendered: tuple[dict[str, Any], Path, Page]) -> None:
+    doc, _, page = rendered
+    got = [(r["data-row"], r["data-stat"], r["data-scenario"], r["data-verdict"]) for r in page.rows]
+    want = [(v["row"], v["stat"], v["scenario"], v["verdict"]) for v in doc["verdicts"]]
+    assert sorted(got) == sorted(want)
+    assert {"verdict-table", "conditions", "latency", "throughput", "resources", "annotations", "artifacts"} <= page.ids
+
+
+def test_sections_in_the_required_order(rendered: tuple[dict[str, Any], Path, Page]) -> None:
+    _, run_dir, _ = rendered
+    html = (run_dir / "index.html").read_text(encoding="utf-8")
+    order = [html.index(f'<section id="{s}">') for s in
+             ("verdicts", "conditions", "latency", "throughput", "resources", "annotations", "artifacts")]
+    assert order == sorted(order)
+
+
+def test_plots_exist_are_png_and_are_relative(rendered: tuple[dict[str, Any], Path, Page]) -> None:
+    doc, run_dir, page = rendered
+    # 4 scenarios x 4 operations latency figures, plus throughput and resources per scenario.
+    assert len(page.imgs) == 4 * 4 + 4 + 4
+    for src in page.imgs:
+        assert not src.startswith(("/", "http")), src
+        assert (run_dir / src).read_bytes()[:8] == PNG_MAGIC
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == sorted(Path(s).name for s in page.imgs)
+    for kind_paths in doc["artifacts"].values():
+        for p in kind_paths:
+            assert p in page.links
+
+
+def test_inconclusive_rows_say_how_much_longer_and_conditions_are_shown(
+    rendered: tuple[dict[str, Any], Path, Page],
+) -> None:
+    _, run_dir, page = rendered
+    text = " ".join(page.text)
+    assert "about 15 min more run time would decide it" in text  # websocket target, 900 s
+    assert "about 20 min more run time would decide it" in text  # cpu mean, 1200 s
+    for needle in ("interval:1s", "loopback", "process:2", "steps 100 → 200 → 400 → 800 → 1600/s, 10 s each",
+                   "breaking point: 1600.0/s"):
+        assert needle in text, needle
+    assert (run_dir / "junit.xml").exists()
+
+
+def test_partial_run_is_marked_and_unjudged_rows_are_listed(tmp_path: Path) -> None:
+    doc = results()
+    doc.update(status="interrupted", finished_at=None, scenarios=doc["scenarios"][:1],
+               verdicts=[v for v in doc["verdicts"] if v["scenario"] == "burst"])
+    page = parse(write_run_report(doc, tmp_path / "r"))
+    assert "partial-banner" in page.ids
+    missing = [r for r in page.rows if r["data-verdict"] == "missing"]
+    assert len(missing) == len(SLO_ROWS) - 1  # only tx_submission was judged (in burst)
+    assert len(page.imgs) == 4 + 2
+
+
+def test_render_from_results_rerenders_and_drops_stale_plots(tmp_path: Path) -> None:
+    doc = results()
+    doc["scenarios"] = doc["scenarios"][:2]
+    run_dir = tmp_path / "run"
+    write_run_report(doc, run_dir)
+    doc["scenarios"] = doc["scenarios"][1:2]
+    (run_dir / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+    page = parse(render_from_results(run_dir))
+    assert len(list((run_dir / "plots").iterdir())) == len(page.imgs) == 4 + 2
+    (run_dir / "results.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ResultsError, match="'schema_version' is a required property"):
+        render_from_results(run_dir)
+
+
+def test_text_from_the_document_is_escaped(tmp_path: Path) -> None:
+    doc = results()
+    doc["scenarios"] = doc["scenarios"][:1]
+    doc["verdicts"] = doc["verdicts"][:1]
+    doc["verdicts"][0]["note"] = "<script>alert(1)</script>"
+    doc["scenarios"][0]["annotations"] = [{"t": 0.0, "label": "<img src=x onerror=alert(1)>"}]
+    html = write_run_report(doc, tmp_path / "r").read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
+    assert "<img src=x" not in html
