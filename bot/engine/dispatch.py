@@ -24,7 +24,8 @@ class GateStatistics:
     busy: int
     waiting: int
     waiting_by_priority: tuple[int, ...]
-    grants_total: int
+    grants_total: int  # every slot handed out
+    contended_grants: int  # of which went through the scheduler (a pair had to wait)
     starvation_promotions: int
 
 
@@ -37,6 +38,7 @@ class FairGate:
         self._scheduler = FairScheduler(starvation_limit=starvation_limit)
         self._running: set[str] = set()
         self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._immediate = 0  # grants that found a free slot and nobody waiting
 
     def __repr__(self) -> str:
         return f"<FairGate {self._name!r} busy={len(self._running)}/{self._slots} waiting={len(self._waiters)}>"
@@ -53,6 +55,7 @@ class FairGate:
             raise GateError(f"{self._name}: pair {pair!r} already holds or waits for a slot")
         if not self._waiters and len(self._running) < self._slots:
             self._running.add(pair)
+            self._immediate += 1
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[pair] = fut
@@ -95,6 +98,7 @@ class FairGate:
             busy=len(self._running),
             waiting=s.waiting,
             waiting_by_priority=s.waiting_by_priority,
-            grants_total=s.grants_total,
+            grants_total=s.grants_total + self._immediate,
+            contended_grants=s.grants_total,
             starvation_promotions=s.starvation_promotions,
         )

@@ -95,7 +95,7 @@ class TelemetryStatistics:
     keep: int  # retention limit
     evicted_total: int  # closed intervals pushed out of the ring (a puller that fell behind lost them)
     samples_total: int
-    out_of_range_total: int  # samples clamped into [1 us, 60 s]
+    out_of_range_total: int  # samples clamped into [0, 60 s]
     operations: tuple[str, ...]
 
 
@@ -155,9 +155,11 @@ class Telemetry:
         slot = self._ops.get(op)
         if slot is None:
             slot = self._add_op(op)
-        if micros > HIGHEST_US or micros < LOWEST_US:
+        # 0 is a real value (a loop-lag sample, a sub-microsecond op) and HdrHistogram stores it; only
+        # negative values (wall-clock skew against a tick's scheduled time) and > 60 s are clamped.
+        if micros > HIGHEST_US or micros < 0:
             self._out_of_range += 1
-            micros = HIGHEST_US if micros > HIGHEST_US else LOWEST_US
+            micros = HIGHEST_US if micros > HIGHEST_US else 0
         slot.hist.record_value(micros)
         slot.sum_us += micros
         slot.count += 1
@@ -256,7 +258,7 @@ class Telemetry:
         """Index in ``cumulative_counts`` of the histogram bucket holding ``micros``."""
         any_slot = next(iter(self._ops.values()), None)
         hist = any_slot.hist if any_slot is not None else new_histogram()
-        return int(hist._counts_index_for(max(LOWEST_US, min(HIGHEST_US, micros))))
+        return int(hist._counts_index_for(max(0, min(HIGHEST_US, micros))))
 
     def counter_totals(self) -> dict[str, int]:
         """Every counter since start, including the open interval."""

@@ -330,3 +330,22 @@ async def test_closed_mailbox_does_not_spin() -> None:
     await asyncio.sleep(0.01)
     assert not waiter.done()
     waiter.cancel()
+
+
+async def test_gate_counts_every_grant_and_rejects_misuse() -> None:
+    from bot.engine.dispatch import FairGate, GateError
+
+    gate = FairGate(1)
+    await gate.acquire("A", Priority.ENTRY)
+    with pytest.raises(GateError, match="already"):
+        await gate.acquire("A", Priority.ENTRY)
+    waiter = asyncio.create_task(gate.acquire("B", Priority.ENTRY))
+    await asyncio.sleep(0)
+    assert gate.statistics().waiting == 1
+    gate.release("A")
+    await asyncio.wait_for(waiter, 1.0)
+    s = gate.statistics()
+    assert (s.grants_total, s.contended_grants, s.busy, s.waiting) == (2, 1, 1, 0)
+    with pytest.raises(GateError, match="does not hold"):
+        gate.release("A")
+    gate.release("B")

@@ -80,11 +80,13 @@ def test_ring_keeps_last_n_and_counts_evictions() -> None:
 
 def test_out_of_range_clamped_and_counted() -> None:
     t = Telemetry()
-    t.record("price_fetch", 0)
+    t.record("price_fetch", 0)  # a real value, not out of range
+    t.record("price_fetch", -5)
     t.record("price_fetch", HIGHEST_US * 10)
     assert t.statistics().out_of_range_total == 2
     h = HdrHistogram.decode(t.rotate().histograms["price_fetch"])
-    assert h.get_total_count() == 2
+    assert h.get_total_count() == 3
+    assert h.get_min_value() == 0
     assert h.get_max_value() >= HIGHEST_US * 0.999
 
 
