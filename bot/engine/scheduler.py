@@ -12,7 +12,8 @@ capacity are shared). When actors wait for a slot, ``FairScheduler.next()`` deci
    grants go to others is served next regardless of priority (oldest such first).
 
 No I/O, no clocks, no asyncio: "time" is the grant counter, so the behaviour is exactly
-reproducible in tests. ``bot.engine.dispatch.FairGate`` is the async shell around it.
+reproducible in tests. ``bot.engine.dispatch.FairGate`` is the async shell around it. Its size is
+bounded by the number of pairs: a pair holds at most one request.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class FairScheduler:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def __repr__(self) -> str:
+        return f"<FairScheduler waiting={len(self._pending)} grants={self._grants} limit={self._limit}>"
 
     def __contains__(self, pair: object) -> bool:
         return pair in self._pending

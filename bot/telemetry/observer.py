@@ -9,8 +9,13 @@ Keys are cached so the per-message path builds no strings.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.engine.mailbox import Message, Priority
 from bot.telemetry.recorder import Telemetry, counter_key
+
+if TYPE_CHECKING:
+    from bot.engine.actors import Engine
 
 
 class TelemetryObserver:
@@ -36,3 +41,19 @@ class TelemetryObserver:
 
     def restarted(self, pair_id: str) -> None:
         self._t.count("actor_restarts")
+
+
+def register_engine_gauges(telemetry: Telemetry, engine: Engine) -> None:
+    """Gauges read from the engine at snapshot time: ``queue_depth`` (messages queued across pairs),
+    ``handlers_running`` and ``handlers_waiting`` (dispatch gate), ``pairs_failed`` (crash-looped)."""
+
+    def queued() -> float:
+        return float(sum(len(engine.actor(p).mailbox) for p in engine.pairs))
+
+    def failed() -> float:
+        return float(sum(1 for p in engine.pairs if engine.actor(p).state.value == "failed"))
+
+    telemetry.gauge_provider("queue_depth", queued)
+    telemetry.gauge_provider("handlers_running", lambda: float(engine.gate.statistics().busy))
+    telemetry.gauge_provider("handlers_waiting", lambda: float(engine.gate.statistics().waiting))
+    telemetry.gauge_provider("pairs_failed", failed)

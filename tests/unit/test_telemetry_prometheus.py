@@ -73,3 +73,25 @@ def test_dedicated_registry_leaves_global_one_alone() -> None:
     assert "bot_operation_latency_seconds" not in global_names
     # Two registries over two recorders do not collide (one process can host two bots in tests).
     make_registry(Telemetry())
+
+
+async def test_engine_gauges_are_exported() -> None:
+    from bot.engine.actors import Engine
+    from bot.engine.mailbox import Message, Priority
+    from bot.telemetry.observer import register_engine_gauges
+
+    async def handler(pair: str, m: Message) -> None:
+        pass
+
+    eng = Engine(handler)
+    eng.add_pair("A")
+    eng.add_pair("B")
+    eng.pause("A")
+    for _ in range(3):
+        eng.post("A", Message(Priority.MARKET_DATA, "tick"))
+    t = Telemetry()
+    register_engine_gauges(t, eng)
+    g = t.gauges()
+    assert (g["queue_depth"], g["handlers_running"], g["handlers_waiting"], g["pairs_failed"]) == (3, 0, 0, 0)
+    s = samples(render(make_registry(t, process=False)).decode())
+    assert s[("bot_queue_depth", ())] == 3
