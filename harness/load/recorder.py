@@ -149,18 +149,57 @@ class _Bucket:
         return h
 
 
+class IntervalSeries:
+    """Counters and microsecond histograms bucketed by ``t_ns // interval_ns`` (ns since a start)."""
+
+    def __init__(self, *, interval_ns: int = NS_PER_S, counters: tuple[str, ...] = ()) -> None:
+        if interval_ns <= 0:
+            raise ValueError(f"interval_ns must be > 0, got {interval_ns}")
+        self.interval_ns = interval_ns
+        self._zero = dict.fromkeys(counters, 0)
+        self._buckets: dict[int, _Bucket] = {}
+
+    def bucket(self, t_ns: int) -> _Bucket:
+        idx = max(0, t_ns) // self.interval_ns
+        b = self._buckets.get(idx)
+        if b is None:
+            b = self._buckets[idx] = _Bucket()
+        return b
+
+    def count(self, t_ns: int, name: str, n: int = 1) -> None:
+        self.bucket(t_ns).counters[name] += n
+
+    def record_us(self, t_ns: int, key: str, value_ns: int) -> None:
+        self.bucket(t_ns).hist(key).record_value(_us(value_ns))
+
+    def intervals(self) -> list[IntervalRecord]:
+        out: list[IntervalRecord] = []
+        # Every interval up to the last event is listed, empty ones included: a gap in the
+        # series would hide exactly the stall a reader is looking for.
+        for idx in range(max(self._buckets, default=-1) + 1):
+            b = self._buckets.get(idx, _Bucket())
+            counters = dict(self._zero)
+            counters.update(b.counters)
+            out.append(
+                IntervalRecord(
+                    start=idx * self.interval_ns / NS_PER_S,
+                    end=(idx + 1) * self.interval_ns / NS_PER_S,
+                    histograms={k: h.encode().decode("ascii") for k, h in sorted(b.histograms.items())},
+                    counters=counters,
+                )
+            )
+        return out
+
+
 class IntervalRecorder:
     """Files start/finish/drop events (ns since the run start) into 1-second intervals."""
 
     def __init__(self, op: str, *, interval_ns: int = NS_PER_S) -> None:
         if not op or op.endswith(".service"):
             raise ValueError(f"op name {op!r} must be non-empty and not end in '.service'")
-        if interval_ns <= 0:
-            raise ValueError(f"interval_ns must be > 0, got {interval_ns}")
         self.op = op
-        self.interval_ns = interval_ns
         self._service_key = f"{op}.service"
-        self._buckets: dict[int, _Bucket] = {}
+        self._series = IntervalSeries(interval_ns=interval_ns, counters=("sent", "ok", "errors", "dropped"))
         self._lag_total = new_histogram()
         self.sent = 0
         self.ok = 0
@@ -170,16 +209,9 @@ class IntervalRecorder:
         self.last_start_ns = 0
         self.last_end_ns = 0
 
-    def _bucket(self, t_ns: int) -> _Bucket:
-        idx = max(0, t_ns) // self.interval_ns
-        b = self._buckets.get(idx)
-        if b is None:
-            b = self._buckets[idx] = _Bucket()
-        return b
-
     def started(self, intended_ns: int, actual_ns: int) -> None:
         lag_us = _us(actual_ns - intended_ns)
-        b = self._bucket(actual_ns)
+        b = self._series.bucket(actual_ns)
         b.hist(LAG_KEY).record_value(lag_us)
         b.counters["sent"] += 1
         self._lag_total.record_value(lag_us)
@@ -187,7 +219,7 @@ class IntervalRecorder:
         self.last_start_ns = max(self.last_start_ns, actual_ns)
 
     def finished(self, intended_ns: int, actual_ns: int, end_ns: int, error_kind: str | None) -> None:
-        b = self._bucket(end_ns)
+        b = self._series.bucket(end_ns)
         self.last_end_ns = max(self.last_end_ns, end_ns)
         if error_kind is None:
             b.hist(self.op).record_value(_us(end_ns - intended_ns))
@@ -201,7 +233,7 @@ class IntervalRecorder:
             self.errors_by_kind[error_kind] += 1
 
     def dropped_at(self, intended_ns: int) -> None:
-        self._bucket(intended_ns).counters["dropped"] += 1
+        self._series.bucket(intended_ns).counters["dropped"] += 1
         self.dropped += 1
 
     @property
@@ -222,22 +254,7 @@ class IntervalRecorder:
         schedule_duration_s: float,
         lag_policy: LagPolicy = LagPolicy(),
     ) -> LoadResult:
-        intervals: list[IntervalRecord] = []
-        last_idx = max(self._buckets, default=-1)
-        # Every second up to the last event gets an interval, empty ones included: a gap
-        # in the series would hide exactly the stall a reader is looking for.
-        for idx in range(last_idx + 1):
-            b = self._buckets.get(idx, _Bucket())
-            counters = {"sent": 0, "ok": 0, "errors": 0, "dropped": 0}
-            counters.update(b.counters)
-            intervals.append(
-                IntervalRecord(
-                    start=idx * self.interval_ns / NS_PER_S,
-                    end=(idx + 1) * self.interval_ns / NS_PER_S,
-                    histograms={k: h.encode().decode("ascii") for k, h in sorted(b.histograms.items())},
-                    counters=counters,
-                )
-            )
+        intervals = self._series.intervals()
         span_start = max(schedule_duration_s, self.last_start_ns / NS_PER_S)
         span_done = max(schedule_duration_s, self.last_end_ns / NS_PER_S)
         p99 = self.lag_percentile_ms(99.0)
