@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.engine.limits import (
     RANK_IN_FLIGHT,
@@ -153,3 +155,44 @@ async def test_many_contending_tasks_finish_with_ordered_limiters() -> None:
         s = lim.statistics()
         assert s.borrowed == 0 and s.waiting == 0 and s.acquired_total == 200
         assert s.peak_borrowed <= s.total
+
+
+worker_script = st.lists(
+    st.tuples(st.integers(0, 3), st.sampled_from([None, 0.0, 0.001]), st.booleans()), min_size=1, max_size=6
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 4), st.lists(worker_script, min_size=1, max_size=12))
+def test_random_contention_never_oversubscribes_or_leaks(total: int, scripts: list[list[tuple[int, float | None,
+                                                                                             bool]]]) -> None:
+    """Workers acquire (some with tiny timeouts), hold for a few loop turns, and some get cancelled while
+    waiting: the pool never exceeds its total and ends empty with no waiter left behind."""
+
+    async def scenario() -> None:
+        lim = CapacityLimiter(total, name="pool")
+        violations: list[int] = []
+
+        async def worker(script: list[tuple[int, float | None, bool]]) -> None:
+            for hold_turns, timeout, _ in script:
+                try:
+                    async with lim.hold(timeout=timeout):
+                        if lim.borrowed > total:
+                            violations.append(lim.borrowed)
+                        for _ in range(hold_turns):
+                            await asyncio.sleep(0)
+                except LimiterTimeout:
+                    pass
+
+        tasks = [asyncio.create_task(worker(s)) for s in scripts]
+        await asyncio.sleep(0)
+        for task, script in zip(tasks, scripts, strict=True):
+            if script[0][2]:
+                task.cancel()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+        s = lim.statistics()
+        assert violations == []
+        assert s.borrowed == 0 and s.waiting == 0 and s.peak_borrowed <= total
+        await lim.acquire("after", timeout=0.1)  # still fully usable
+
+    asyncio.run(scenario())

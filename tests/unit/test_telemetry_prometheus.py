@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -95,3 +97,21 @@ async def test_engine_gauges_are_exported() -> None:
     assert (g["queue_depth"], g["handlers_running"], g["handlers_waiting"], g["pairs_failed"]) == (3, 0, 0, 0)
     s = samples(render(make_registry(t, process=False)).decode())
     assert s[("bot_queue_depth", ())] == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 60_000_000), min_size=1, max_size=200))
+def test_bucket_counts_match_exact_counts_away_from_bounds(values: list[int]) -> None:
+    """Bucket counts come from HdrHistogram indices; a value clearly below/above a bound (beyond the
+    histogram's 0.1% resolution) must land exactly as an exact count would put it."""
+    t = Telemetry()
+    for v in values:
+        t.record("price_fetch", v)
+    s = samples(render(make_registry(t, process=False)).decode())
+    for b in LATENCY_BUCKETS_S:
+        le_us = b * 1e6
+        got = s[("bot_operation_latency_seconds_bucket", (("le", repr(b)), ("op", "price_fetch")))]
+        clearly_below = sum(1 for v in values if v <= le_us * 0.998)
+        maybe = sum(1 for v in values if v <= le_us * 1.002)
+        assert clearly_below <= got <= maybe
+    assert s[("bot_operation_latency_seconds_count", (("op", "price_fetch"),))] == len(values)
