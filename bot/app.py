@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import orjson
 from hdrh.histogram import HdrHistogram
 
+from bot.api import OrderRequest
 from bot.chain.fee_oracle import FeeOracle
 from bot.chain.nonces import NonceManager
 from bot.chain.receipts import ReceiptTracker
@@ -28,13 +30,14 @@ from bot.chain.sender import SenderConfig, TxSender
 from bot.chain.signer import Signer
 from bot.config import BotConfig, ConfigError
 from bot.engine.actors import Engine, EngineSettings
+from bot.engine.mailbox import Message, Priority, PutResult
 from bot.engine.watchdog import Watchdog
 from bot.feed import FeedClient
 from bot.rpc import EndpointPool, HttpTransport, PoolLimits, Timeouts, WsSubscriber
 from bot.strategy import StrategyParams
 from bot.telemetry.observer import TelemetryObserver
 from bot.telemetry.recorder import Telemetry
-from bot.trader import PairInfo, Trader
+from bot.trader import ManualOrder, PairInfo, Trader
 
 log = logging.getLogger("bot")
 
@@ -195,9 +198,17 @@ class Bot:
         trader, sender = self.trader, self.sender
         t.gauge_provider("in_flight", lambda: float(trader.in_flight.now))
         t.gauge_provider("tx_in_flight", lambda: float(sender.statistics().in_flight))
-        t.gauge_provider("net_bytes_sent", lambda: float(sum(x.statistics().bytes_sent for x in self.transports)))
-        t.gauge_provider("net_bytes_received",
-                         lambda: float(sum(x.statistics().bytes_received for x in self.transports)))
+        t.gauge_provider("net_bytes_sent", lambda: float(self._net_bytes("bytes_sent")))
+        t.gauge_provider("net_bytes_received", lambda: float(self._net_bytes("bytes_received")))
+
+    def _net_bytes(self, which: str) -> int:
+        """Bytes on the bot's own sockets: RPC over HTTP, chain subscriptions, and the feed."""
+        total = sum(int(getattr(x.statistics(), which)) for x in self.transports)
+        if self.ws is not None:
+            total += int(getattr(self.ws.statistics(), which))
+        if self.feed is not None and which == "bytes_received":
+            total += self.feed.bytes_received
+        return total
 
     async def _peaks(self) -> None:
         """Keep ``in_flight_max`` right for intervals in which nothing new entered."""
@@ -236,13 +247,28 @@ class Bot:
         self.telemetry.rotate()
         await self.telemetry.stop()
 
+    async def submit_order(self, order: OrderRequest) -> dict[str, Any]:
+        """``POST /orders``: queue a manual order on its pair's actor (risk-exit priority: it goes
+        before pending strategy entries). The swap's outcome is counted like any trade."""
+        if self.engine is None or order.pair not in self.pairs:
+            raise LookupError(order.pair)
+        slip = self.config.strategy.max_slippage_bps if order.max_slippage_bps is None else order.max_slippage_bps
+        manual = ManualOrder(order.side, order.amount, slip)
+        result = self.engine.post(order.pair, Message(Priority.RISK_EXIT, "order", manual))
+        return {"pair": order.pair, "queued": result is not PutResult.REJECTED, "mailbox": result.value,
+                "client_id": order.client_id}
+
     def summary(self) -> Summary:
         counters = self.telemetry.counter_totals()
         return Summary(time.monotonic() - self.started_at, counters, summarize(self.telemetry))
 
 
 async def run_bot(config: BotConfig, seconds: float | None = None) -> int:
-    bot = Bot(config)
+    try:
+        bot = Bot(config)
+    except ValueError as exc:  # ConfigError, AccountLoadError: the message names the field and the fix
+        print(f"bot: config error: {exc}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bot.config import ConfigError, load_config
+    from bot.config import ConfigError
+    from bot.config import load as load_config
 
     args = build_parser().parse_args(argv)
     try:
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(config, "loop", "asyncio") == "uvloop":
         import uvloop
 
-        runner = uvloop.run  # type: ignore[assignment]
+        runner = uvloop.run
     try:
         return int(runner(run_bot(config, seconds=args.seconds)))
     except KeyboardInterrupt:

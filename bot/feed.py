@@ -43,11 +43,13 @@ class FeedClient:
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.connects = 0
+        self.bytes_received = 0  # WebSocket payload bytes (frame headers excluded: a few bytes each)
 
     def __repr__(self) -> str:
         return f"<FeedClient {self.url} connected={self.connected} connects={self.connects}>"
 
     def handle_frame(self, data: bytes | str) -> None:
+        self.bytes_received += len(data)
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:

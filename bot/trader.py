@@ -31,7 +31,7 @@ from bot.chain.tx import TxRequest
 from bot.engine.mailbox import Message
 from bot.rpc.errors import RpcError
 from bot.rpc.protocol import RpcClient
-from bot.strategy import PoolView, StrategyParams, decide
+from bot.strategy import Order, PoolView, StrategyParams, amount_out, decide
 from bot.telemetry.recorder import Telemetry
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,26 @@ class InFlight:
         self.now -= 1
 
 
+@dataclass(frozen=True, slots=True)
+class ManualOrder:
+    """An order from the control API: buy or sell the base token, paying ``amount`` of the token in."""
+
+    side: str  # "buy" | "sell"
+    amount: int
+    max_slippage_bps: float
+
+
+def manual_order(pool: PoolView, m: ManualOrder) -> Order | None:
+    pays_token0 = (not pool.base_is_token0) if m.side == "buy" else pool.base_is_token0
+    r_in, r_out = (pool.reserve0, pool.reserve1) if pays_token0 else (pool.reserve1, pool.reserve0)
+    quoted = amount_out(m.amount, r_in, r_out)
+    if quoted <= 0:
+        return None
+    keep = 1_000_000 - round(m.max_slippage_bps * 100)
+    return Order(zero_for_one=pays_token0, amount_in=m.amount, min_amount_out=quoted * keep // 1_000_000,
+                 buys_base=m.side == "buy", pays_token0=pays_token0)
+
+
 class Trader:
     def __init__(self, rpc: RpcClient, sender: TxSender, telemetry: Telemetry, pairs: Mapping[str, PairInfo],
                  params: StrategyParams, *, read_timeout: float = 2.0, balance_timeout: float = 2.0) -> None:
@@ -136,9 +156,10 @@ class Trader:
         if message.kind == "trade":
             await self.trade(pair_id, message.payload, message.scheduled)
         elif message.kind == "order":
-            await self.trade(pair_id, message.payload, None)
+            await self.trade(pair_id, {}, None, manual=message.payload)
 
-    async def trade(self, pair_id: str, tick: Mapping[str, Any], scheduled: float | None) -> None:
+    async def trade(self, pair_id: str, tick: Mapping[str, Any], scheduled: float | None,
+                    manual: ManualOrder | None = None) -> None:
         pair = self.pairs[pair_id]
         started = time.perf_counter_ns()
         self.in_flight.enter()
@@ -146,7 +167,7 @@ class Trader:
         try:
             ref = float(tick.get("price") or self.reference.get(pair_id) or 0.0)
             pool = await self.pool_view(pair, scheduled)
-            order = decide(pool, ref, self.params)
+            order = decide(pool, ref, self.params) if manual is None else manual_order(pool, manual)
             if order is None:
                 self._t.count("trades_skipped")
                 return

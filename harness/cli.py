@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", action="store_true", help="(re)write reports/index.html")
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")
 
+    p = _verb(sub, "demo", "see the bot trade: anvil, 100 pairs, the bot, signals for a while, then its summary",
+              "harness demo --seconds 30 --rate 100")
+    p.add_argument("--seconds", type=float, default=30.0, help="how long to send trade signals (default 30)")
+    p.add_argument("--rate", type=float, default=100.0, help="trade signals per second (default 100)")
+    p.add_argument("--pairs", type=int, default=100, help="trading pairs (default 100)")
+    p.add_argument("--block-time", type=float, default=None, help="anvil block time in s (default 0.05; 0 = automine)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="where logs go (default ./reports)")
+    p.add_argument("--no-progress", action="store_true")
+
     p = _verb(sub, "node", "start anvil with the contracts deployed and keep it up (for development)",
               "harness node --pairs 10")
     p.add_argument("--pairs", type=int, default=10)
@@ -123,6 +132,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         handlers = {"run": commands.cmd_run, "soak": commands.cmd_soak, "profile": commands.cmd_profile,
                     "node": commands.cmd_node}
+    elif verb == "demo":
+        from harness.run.democmd import cmd_demo
+
+        handlers = {"demo": cmd_demo}
     elif verb == "load":
         from harness.run.loadcmd import cmd_load
 

@@ -17,6 +17,8 @@ def write_bot_config(run_dir: Path, *, node_http: str, node_ws: str, deployment:
     """
     from harness.node.keys import dev_accounts
 
+    run_dir = run_dir.resolve()
+    deployment = deployment.resolve()
     keys = [a.private_key for a in dev_accounts(accounts + 1)[1:]]
     key_file = run_dir / "bot-keys.txt"
     key_file.write_text("\n".join(keys) + "\n")

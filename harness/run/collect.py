@@ -60,7 +60,7 @@ def merge_intervals(
         mid = (float(iv["start"]) + float(iv["end"])) / 2 - t0
         if mid < 0:
             continue
-        b = bucket(int(math.floor(mid)))
+        b = bucket(math.floor(mid))
         for op, enc in iv.get("histograms", {}).items():
             b["histograms"][op] = _merge_b64(b["histograms"][op], enc) if op in b["histograms"] else enc
         for name, value in iv.get("counters", {}).items():
@@ -71,13 +71,13 @@ def merge_intervals(
             if target is not None:
                 b["counters"][target] = b["counters"].get(target, 0) + value
     for fv in feed_intervals:
-        b = bucket(int(math.floor(float(fv["start"]))))
+        b = bucket(math.floor(float(fv["start"])))
         for name, value in fv.get("counters", fv).items():
             if name in {"start", "end"} or not isinstance(value, int | float):
                 continue
             b["counters"][name] = b["counters"].get(name, 0) + value
     if duration_s is not None:
-        for k in range(int(math.ceil(duration_s))):
+        for k in range(math.ceil(duration_s)):
             bucket(k)
     return [buckets[k] for k in sorted(buckets)]
 

@@ -31,21 +31,33 @@ def _fmt(v: float | None) -> str:
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def print_verdicts(doc: dict[str, Any], run_dir: Path) -> int:
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
     table = Table(title=f"run {doc['run_id']} ({doc['profile']}, {doc['status']})", show_lines=False)
-    for col in ("row", "stat", "scenario", "value", "95% CI", "threshold", "verdict", "note"):
-        table.add_column(col, overflow="fold")
+    for col in ("row", "stat", "scenario", "value", "95% CI", "threshold", "verdict"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=60)
     for v in doc["verdicts"]:
         ci = v.get("ci") or [None, None]
         th = v.get("threshold") or {}
         verdict = v["verdict"]
         note = v.get("note", "")
         if verdict == "inconclusive" and v.get("more_time_s"):
-            note = f"~{v['more_time_s'] / 60:.0f} min more would decide. {note}"
-        table.add_row(v["row"], v.get("stat", ""), v.get("scenario") or "-", f"{_fmt(v.get('value'))} {v.get('unit', '')}",
-                      f"[{_fmt(ci[0])}, {_fmt(ci[1])}]", f"{th.get('op', '')} {_fmt(th.get('value'))} {th.get('level', '')}",
-                      f"[{COLOURS.get(verdict, 'white')}]{verdict}[/]", note[:80])
+            note = f"~{_duration(v['more_time_s'])} more would decide. {note}"
+        value = f"{_fmt(v.get('value'))} {v.get('unit', '')}"
+        threshold = f"{th.get('op', '')} {_fmt(th.get('value'))} {th.get('level', '')}"
+        table.add_row(v["row"], v.get("stat", ""), v.get("scenario") or "-", value, f"[{_fmt(ci[0])}, {_fmt(ci[1])}]",
+                      threshold, f"[{COLOURS.get(verdict, 'white')}]{verdict}[/]", note[:80])
     console.print(table)
     counts = {k: sum(1 for v in doc["verdicts"] if v["verdict"] == k) for k in COLOURS}
     console.print(f"{counts['pass']} pass, {counts['fail']} fail, {counts['inconclusive']} inconclusive")
@@ -74,8 +86,9 @@ def cmd_soak(args: argparse.Namespace) -> int:
         raise HarnessError("--hours/--minutes must be positive")
     if args.rate <= 0:
         raise HarnessError("--rate must be positive (trades per second)")
+    what = f"{args.rate:g} trades/s for {minutes / 60:g} h with memory tracking"
     prof = Profile("soak", (Scenario("soak", "trades", (Step(args.rate, minutes * 60.0),), drain_s=8.0,
-                                     description=f"{args.rate:g} trades/s for {minutes / 60:g} h with memory tracking"),))
+                                     description=what),))
     args.profile = "soak"
     return _run(_options(args, memray=not args.no_memray), prof)
 
@@ -84,7 +97,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from harness.run.profilecmd import run_profile
 
     args.profile = "profile"
-    return run_profile(_options(args), args.seconds, args.rate, args.format)
+    return int(run_profile(_options(args), args.seconds, args.rate, args.format))
 
 
 def cmd_node(args: argparse.Namespace) -> int:

@@ -116,8 +116,9 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             api_url = f"http://127.0.0.1:{api_port}"
             wrap = None
             if opts.memray:
-                from harness.probes.profilers import memray_wrap
                 import sys
+
+                from harness.probes.profilers import memray_wrap
 
                 wrap = memray_wrap([sys.executable, "-m", "bot", "run", "--config", str(cfg_path)],
                                    run_dir / "bot.memray.bin")
@@ -128,7 +129,9 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             puller = StatsPuller(api_url)
             sampler = ProcessTreeSampler(bot.pid, interval=0.5,
                                          net_bytes=lambda: _net_bytes(puller.gauges))
-            prober = HealthProber(api_url + "/health", interval=0.5)
+            # 20 probes/s: deciding uptime >= 99.9% needs thousands of probes (Wilson interval), and a
+            # /health GET is cheap next to the load itself.
+            prober = HealthProber(api_url + "/health", interval=0.05)
             puller.start()
             sampler.start()
             prober.start()

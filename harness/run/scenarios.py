@@ -36,7 +36,7 @@ class Scenario:
 
     @property
     def total(self) -> int:
-        return int(round(sum(s.rate * s.seconds for s in self.steps)))
+        return round(sum(s.rate * s.seconds for s in self.steps))
 
     def schedule_dict(self) -> dict[str, Any]:
         if self.id == "burst":
@@ -58,7 +58,8 @@ class Profile:
         known = {s.id for s in self.scenarios}
         unknown = [w for w in wanted if w not in known]
         if unknown:
-            raise ConfigError(f"--only: unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+            raise ConfigError(f"--only: unknown scenario(s) {', '.join(unknown)}; "
+                              f"choose from {', '.join(sorted(known))}")
         return Profile(self.name, tuple(s for s in self.scenarios if s.id in wanted))
 
 

@@ -1,9 +1,11 @@
 """Deciding, step by step, whether a stress step broke a target (pure).
 
-The decision to stop raising the rate uses point estimates of the step just run (the verdicts
-afterwards carry the confidence intervals): a step is broken when the bot could not keep up
-(accepted under 95% of the offered rate, or the feed had to drop), when errors reach 0.1%, or
-when a latency percentile passes its SLO threshold. The first target that broke is named.
+A step is broken when the bot could not keep up (accepted under 95% of the offered rate, or the
+feed had to drop), when errors reach 0.1%, or when a latency statistic fails its SLO threshold
+*with confidence*: the lower end of its 95% interval is above the limit. A point estimate alone
+would let one scheduler hiccup on a shared machine end the stress test at its first step; a
+step whose latency is merely uncertain goes on to the next rate. The first target that broke
+is named.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
+
+from harness.stats.histograms import series_from_encoded
+from harness.stats.intervals import latency_cis, stat_key
 
 KEEP_UP = 0.95
 MAX_ERROR_RATE = 0.001
@@ -66,12 +71,15 @@ def judge_step(
     broken: str | None = None
     latency_ok = True
     for row, limits in latency_limits_ms.items():
-        h = merged(intervals, row)
-        if h is None or h.get_total_count() == 0:
+        encoded = [iv.get("histograms", {}).get(row) for iv in intervals]
+        if not any(encoded):
             continue
+        pcts = sorted({float(s.lstrip("p")) for s in limits if s != "mean"})
+        cis = latency_cis(series_from_encoded(encoded, where=row), pcts, n_boot=200)
         for stat, limit in limits.items():
-            value_us = h.get_mean_value() if stat == "mean" else h.get_value_at_percentile(float(stat.lstrip("p")))
-            if value_us / 1000.0 >= limit:
+            est = cis["mean"] if stat == "mean" else cis[stat_key(float(stat.lstrip("p")))]
+            lower_ms = (est.lo if est.has_ci else est.value) / 1000.0
+            if lower_ms >= limit:
                 latency_ok = False
                 broken = broken or f"{row}.{stat}"
     if broken is None and error_rate >= MAX_ERROR_RATE:
