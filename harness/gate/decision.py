@@ -1,19 +1,20 @@
 """The gate's decision rules, pure: timings in, verdicts out (no processes, no clock, no git).
 
-Wall-clock tier. Each revision ran in several processes; each process measured the case in many
-short slots, interleaved in time with the other revision's slots. The unit of evidence is the
-*process* (its median slot time), because a process carries effects a slot cannot average away
-(memory layout, hash seed, which core it landed on). On the log scale:
+Wall-clock tier. Each revision ran in several processes; in every round the runner measured base
+process ``i`` and head process ``i`` back to back (order alternating), so a pair shares the
+machine's load of that moment. The unit of evidence is the *pair*: its median over rounds of the
+slot-to-slot log ratio. Pairs are independent (different processes), and a process carries effects
+a slot cannot average away (memory layout, hash seed, which core it landed on). On the log scale:
 
-- the noise model is the spread between processes running identical code in this same job (the
-  A/A spread), pooled over both revisions, and never taken below what the slot-to-slot spread alone
-  implies for a median of that many slots;
-- the effect is the difference of the mean log process-medians (head minus base), i.e. a ratio;
-- a one-sided t-test gives a p-value; Holm's step-down corrects for the number of cases compared;
+- the noise model is the spread of the pair estimates measured in this same job (for identical code
+  this is exactly the A/A spread), never taken below what the slot-to-slot spread alone implies for a
+  median of that many rounds;
+- the effect is the mean of the pair estimates (head over base), i.e. a ratio;
+- a one-sided t-test across pairs gives a p-value; Holm's step-down corrects for the number of cases;
 - the noise threshold is the effect the test needs at the level the case was tested at
   (``t * standard error``), and never below the difference this job measured between two halves of
-  the processes that ran identical code (scaled to the comparison's size). So the threshold comes
-  from the measured noise, not from a guessed percentage.
+  the pairs (scaled to the comparison's size). So the threshold comes from the measured noise, not
+  from a guessed percentage.
 
 A case is a regression when the Holm-corrected test rejects and the slowdown exceeds the threshold
 (and the optional policy floor ``min_effect``).
@@ -45,9 +46,9 @@ class WallComparison:
     p_value: float  # one-sided: head slower than base
     base_ns: float
     head_ns: float
-    sigma_process: float  # log-scale spread between processes of identical code (the A/A model)
-    sigma_slot: float  # log-scale spread between slots within a process
-    aa_ratio: float  # worst ratio between two halves of identical-code processes in this job
+    sigma_process: float  # log-scale spread of the per-pair estimates (the noise model)
+    sigma_slot: float  # log-scale spread of slot-to-slot ratios within a pair
+    aa_ratio: float  # the difference between two halves of the pairs (scaled): noise seen in this job
     se: float  # standard error of the log ratio
     df: int
     n_base: int
@@ -107,25 +108,6 @@ def _sample_var(xs: Sequence[float]) -> float:
     return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
 
 
-def _slot_sigma(processes: Sequence[Sequence[float]]) -> tuple[float, int]:
-    """Robust within-process spread of log slot times, and the smallest slot count per process.
-
-    Slot ``r`` of every process ran in the same round, so the round's median across processes is
-    removed first: load that drifts over the job hits both revisions alike (that is what the
-    interleaving buys) and is not noise of the comparison. MAD, because load spikes are heavy-tailed.
-    """
-    logs = [[math.log(v) for v in values] for values in processes]
-    rounds = min(len(v) for v in logs)
-    round_centre = [median(v[r] for v in logs) for r in range(rounds)]
-    residuals: list[float] = []
-    for values in logs:
-        centred = [values[r] - round_centre[r] for r in range(rounds)]
-        mid = median(centred)
-        residuals.extend(abs(c - mid) for c in centred)
-    sigma = 1.4826 * median(residuals) if residuals else 0.0
-    return sigma, rounds
-
-
 def _halves_log_diff(logs: Sequence[float]) -> float:
     """|mean(odd) - mean(even)|: the difference between two groups of identical-code processes."""
     if len(logs) < 2:
@@ -136,34 +118,45 @@ def _halves_log_diff(logs: Sequence[float]) -> float:
 def compare_wallclock(
     case: str, base: Sequence[Sequence[float]], head: Sequence[Sequence[float]]
 ) -> WallComparison:
-    """Compare per-process slot timings (ns per operation) of two revisions for one case."""
-    if len(base) < 2 or len(head) < 2:
+    """Compare per-process slot timings (ns per operation) of two revisions for one case.
+
+    ``base[i]`` and ``head[i]`` are a *pair*: in every round the runner measured base process ``i``
+    and head process ``i`` back to back (in alternating order), so both saw nearly the same machine
+    load. Each pair gives one estimate, the median over rounds of the slot-to-slot log ratio; the
+    pairs are independent units (different processes), and the test runs across them.
+    """
+    if len(base) != len(head):
+        raise GateInputError(f"{case}: base has {len(base)} processes and head {len(head)}; they must pair up")
+    if len(base) < 2:
         raise GateInputError(
             f"{case}: need at least 2 processes per revision to measure the A/A spread "
-            f"(got base={len(base)}, head={len(head)}); raise --processes"
+            f"(got {len(base)}); raise --processes"
         )
     xb = _log_medians(base, "base", case)
     xh = _log_medians(head, "head", case)
-    nb, nh = len(xb), len(xh)
-    df = nb + nh - 2
-    pooled_between = ((nb - 1) * _sample_var(xb) + (nh - 1) * _sample_var(xh)) / df
-    sigma_slot, min_slots = _slot_sigma([*base, *head])
-    # The median of n slots varies at least by ~1.25 sigma/sqrt(n) even if processes were identical;
-    # with few processes the between-process estimate can come out implausibly small by chance.
+    pair_logs: list[list[float]] = []
+    for b, h in zip(base, head, strict=True):
+        rounds = min(len(b), len(h))
+        pair_logs.append([math.log(h[r]) - math.log(b[r]) for r in range(rounds)])
+    d = [median(v) for v in pair_logs]
+    n = len(d)
+    df = n - 1
+    sigma_slot, min_slots = _pair_sigma(pair_logs)
+    # The median of n slot ratios varies at least by ~1.25 sigma/sqrt(n) even if the processes were
+    # identical; with few pairs the between-pair estimate can come out implausibly small by chance.
     floor_var = (math.pi / 2) * sigma_slot**2 / min_slots
-    var_process = max(pooled_between, floor_var)
-    se = math.sqrt(var_process * (1 / nb + 1 / nh))
-    diff = fmean(xh) - fmean(xb)
+    var_pair = max(_sample_var(d), floor_var)
+    se = math.sqrt(var_pair / n)
+    diff = fmean(d)
     if se > 0:
         p_value = float(sps.t.sf(diff / se, df))
         half = float(sps.t.ppf(0.975, df)) * se
     else:
         p_value = 0.0 if diff > 0 else 1.0
         half = 0.0
-    # Two halves of n identical-code processes differ with twice the variance of an n-vs-n contrast
-    # of the same total size; scale so the A/A figure is comparable with this comparison's effect.
-    scale = math.sqrt((1 / nb + 1 / nh) / (4 / max(nb, nh)))
-    aa_log = max(_halves_log_diff(xb), _halves_log_diff(xh)) * scale
+    # Two halves of the pairs estimate the same effect; their difference is pure noise measured in
+    # this job. Its variance is 4x that of the overall mean, hence the factor 1/2.
+    aa_log = _halves_log_diff(d) / 2
     return WallComparison(
         case=case,
         ratio=math.exp(diff),
@@ -171,14 +164,23 @@ def compare_wallclock(
         p_value=p_value,
         base_ns=math.exp(fmean(xb)),
         head_ns=math.exp(fmean(xh)),
-        sigma_process=math.sqrt(var_process),
+        sigma_process=math.sqrt(var_pair),
         sigma_slot=sigma_slot,
         aa_ratio=math.exp(aa_log),
         se=se,
         df=df,
-        n_base=nb,
-        n_head=nh,
+        n_base=len(xb),
+        n_head=len(xh),
     )
+
+
+def _pair_sigma(pair_logs: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """Robust spread (MAD) of slot log ratios around their pair's median, and the fewest rounds."""
+    residuals: list[float] = []
+    for values in pair_logs:
+        mid = median(values)
+        residuals.extend(abs(v - mid) for v in values)
+    return (1.4826 * median(residuals) if residuals else 0.0), min(len(v) for v in pair_logs)
 
 
 def holm(p_values: Sequence[float], alpha: float) -> tuple[list[bool], list[float], list[float]]:

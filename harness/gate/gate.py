@@ -34,8 +34,8 @@ class GateOptions:
     base: str
     head: str = "HEAD"
     cases: tuple[str, ...] = ()  # fnmatch patterns; empty = all
-    processes: int = 8
-    rounds: int = 20
+    processes: int = 12
+    rounds: int = 16
     slot_s: float = 0.01
     alpha: float = 0.01
     min_effect: float = 0.0
@@ -175,7 +175,9 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
         "callgrind_used": use_cg,
         "durations": durations,
     }
-    ctx = report.GateContext(base.ref, base.sha, head.ref, head.sha, settings_dict, tuple(notes), wall_result.origins)
+    ctx = report.GateContext(
+        base.ref, base.sha, head.ref, head.sha, settings_dict, tuple(notes), wall_result.origins, wall_result.timings
+    )
     out_dir = opts.out_dir or repo / "reports" / f"gate-{base.short}-{head.short}"
     report.write_report(out_dir, decisions, ctx, exit_code)
     if not opts.quiet:
@@ -200,8 +202,8 @@ def add_gate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", required=True, help="the revision to compare against (branch, tag, SHA)")
     p.add_argument("--head", default="HEAD", help="the revision under test (default: HEAD)")
     p.add_argument("--case", action="append", default=[], help="only benchmarks matching this glob (repeatable)")
-    p.add_argument("--processes", type=int, default=8, help="worker processes per revision (default 8)")
-    p.add_argument("--rounds", type=int, default=20, help="interleaved slots per process (default 20)")
+    p.add_argument("--processes", type=int, default=12, help="worker processes per revision (default 12)")
+    p.add_argument("--rounds", type=int, default=16, help="interleaved slots per process (default 16)")
     p.add_argument("--slot", type=float, default=0.01, help="seconds per measurement slot (default 0.01)")
     p.add_argument("--alpha", type=float, default=0.01, help="family-wise false-alarm rate (default 0.01)")
     p.add_argument(

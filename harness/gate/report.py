@@ -30,6 +30,7 @@ class GateContext:
     settings: dict[str, Any]
     notes: tuple[str, ...]
     origins: dict[str, dict[str, str | None]]
+    timings: dict[str, dict[str, list[list[float]]]] = dataclasses.field(default_factory=dict)
 
 
 def _pct(ratio: float) -> str:
@@ -86,6 +87,8 @@ def to_json(decisions: Sequence[Decision], ctx: GateContext, exit_code: int) -> 
         "origins": ctx.origins,
         "exit_code": exit_code,
         "decisions": [dataclasses.asdict(d) for d in decisions],
+        # case -> side -> process -> ns/op per round: enough to re-analyse the run offline.
+        "timings": ctx.timings,
     }
 
 

@@ -150,8 +150,8 @@ def worker_pool(
 
 @dataclass(frozen=True)
 class WallSettings:
-    processes: int = 8
-    rounds: int = 20
+    processes: int = 12
+    rounds: int = 16
     slot_s: float = 0.01
     seed: int = 0
 
