@@ -299,7 +299,9 @@ class ControlledBot(Protocol):
 
 
 # Components of a bot whose statistics() GET /status reports, when the bot has them.
-STATUS_COMPONENTS = ("engine", "sender", "signer", "nonces", "rpc", "receipts", "fees", "ws", "feed", "watchdog")
+STATUS_COMPONENTS = (
+    "engine", "trader", "sender", "signer", "nonces", "rpc", "receipts", "fees", "ws", "feed", "watchdog",
+)
 
 
 def default_status(bot: ControlledBot) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from bot.engine.watchdog import Watchdog
 from bot.feed import FeedClient
 from bot.rpc import EndpointPool, HttpTransport, PoolLimits, Timeouts, WsSubscriber
 from bot.strategy import StrategyParams
-from bot.telemetry.observer import TelemetryObserver
+from bot.telemetry.observer import TelemetryObserver, register_engine_gauges
 from bot.telemetry.recorder import Telemetry
 from bot.trader import ManualOrder, PairInfo, Trader
 
@@ -171,13 +171,15 @@ class Bot:
                                on_latency=self.telemetry.record)
         params = StrategyParams(c.strategy.trade_size, c.strategy.deadband_bps, c.strategy.max_slippage_bps)
         self.trader = Trader(self.rpc, self.sender, self.telemetry, self.pairs, params,
-                             read_timeout=c.timeouts.price_fetch, balance_timeout=c.timeouts.balance_check)
+                             read_timeout=c.timeouts.price_fetch, balance_timeout=c.timeouts.balance_check,
+                             max_in_flight=c.engine.max_in_flight, slot_timeout=c.timeouts.handler)
         self.engine = Engine(self.trader.handle, EngineSettings(mailbox_size=c.engine.mailbox_size,
                                                                 dispatch_slots=c.engine.dispatch_slots,
                                                                 handler_timeout_s=c.timeouts.handler),
                              observer=TelemetryObserver(self.telemetry))
         for pair_id in self.pairs:
             self.engine.add_pair(pair_id)
+        register_engine_gauges(self.telemetry, self.engine)
         await self.engine.start()
         self.watchdog = Watchdog(self.engine.running_handlers, telemetry=self.telemetry)
         self.watchdog.start()

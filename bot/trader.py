@@ -28,6 +28,7 @@ from bot.chain.abi import GET_RESERVES, decode_reserves, decode_uint256, encode_
 from bot.chain.ledger import TxState
 from bot.chain.sender import TxSender
 from bot.chain.tx import TxRequest
+from bot.engine.limits import RANK_IN_FLIGHT, CapacityLimiter, LimiterTimeout
 from bot.engine.mailbox import Message
 from bot.rpc.errors import RpcError
 from bot.rpc.protocol import RpcClient
@@ -113,7 +114,8 @@ def manual_order(pool: PoolView, m: ManualOrder) -> Order | None:
 
 class Trader:
     def __init__(self, rpc: RpcClient, sender: TxSender, telemetry: Telemetry, pairs: Mapping[str, PairInfo],
-                 params: StrategyParams, *, read_timeout: float = 2.0, balance_timeout: float = 2.0) -> None:
+                 params: StrategyParams, *, read_timeout: float = 2.0, balance_timeout: float = 2.0,
+                 max_in_flight: int = 1024, slot_timeout: float = 10.0) -> None:
         self._rpc = rpc
         self._sender = sender
         self._t = telemetry
@@ -123,7 +125,14 @@ class Trader:
         self.balance_timeout = balance_timeout
         self.reference: dict[str, float] = {}
         self.in_flight = InFlight(telemetry)
+        # One slot per trade from signal to receipt. Its holder is the trade (a token object),
+        # not a task: the slot passes from the actor to the confirmation task.
+        self.slots = CapacityLimiter(max_in_flight, name="trades_in_flight", rank=RANK_IN_FLIGHT)
+        self.slot_timeout = slot_timeout
         self._confirming: set[asyncio.Task[None]] = set()
+
+    def statistics(self) -> Any:
+        return self.slots.statistics()
 
     def __repr__(self) -> str:
         return f"<Trader pairs={len(self.pairs)} in_flight={self.in_flight.now} confirming={len(self._confirming)}>"
@@ -162,6 +171,13 @@ class Trader:
                     manual: ManualOrder | None = None) -> None:
         pair = self.pairs[pair_id]
         started = time.perf_counter_ns()
+        slot = object()
+        try:
+            await self.slots.acquire(slot, timeout=self.slot_timeout)
+        except LimiterTimeout:
+            self._t.count("trades_failed")
+            self._t.error("in_flight_limit")
+            return
         self.in_flight.enter()
         handed_off = False
         try:
@@ -187,7 +203,7 @@ class Trader:
             self._t.count("tx_accepted")
             if scheduled is not None:
                 self._t.record_since_scheduled("tx_submission.from_tick", scheduled)
-            task = asyncio.create_task(self._confirm(rec, scheduled, started), name=f"confirm-{pair_id}")
+            task = asyncio.create_task(self._confirm(rec, scheduled, started, slot), name=f"confirm-{pair_id}")
             self._confirming.add(task)
             task.add_done_callback(self._confirming.discard)
             handed_off = True
@@ -197,8 +213,9 @@ class Trader:
         finally:
             if not handed_off:
                 self.in_flight.leave()
+                self.slots.release(slot)
 
-    async def _confirm(self, rec: Any, scheduled: float | None, started_ns: int) -> None:
+    async def _confirm(self, rec: Any, scheduled: float | None, started_ns: int, slot: object) -> None:
         try:
             final = await self._sender.wait(rec)
             self._t.count(_OUTCOME.get(final.state, "trades_failed"))
@@ -213,6 +230,7 @@ class Trader:
                 log.info("trade %s ended %s: %s", final.label, final.state, final.reason)
         finally:
             self.in_flight.leave()
+            self.slots.release(slot)
 
     async def drain(self, within: float) -> None:
         if self._confirming:

@@ -80,8 +80,10 @@ def profile(name: str, sustained_minutes: float | None = None) -> Profile:
                  description="1000 transactions arriving within 1 second"),
         Scenario("sustained", "trades", (Step(100.0, minutes * 60.0),), drain_s=8.0,
                  description=f"100 transactions per second for {minutes:g} min"),
-        Scenario("websocket", "market_data", (Step(10_000.0, 10.0 if quick else 60.0),), drain_s=2.0,
-                 description="market-data ticks at 10k/s, decoded and handled, none dropped"),
+        # Offered above the 10k/s target: a handled rate measured under an offered load of exactly
+        # the target can at best tie with it, and a tie is never a confident pass.
+        Scenario("websocket", "market_data", (Step(12_000.0, 10.0 if quick else 60.0),), drain_s=2.0,
+                 description="market-data ticks at 12k/s (target 10k/s), decoded and handled, none dropped"),
         Scenario("api", "api", (Step(600.0, 15.0 if quick else 120.0),), drain_s=1.0,
                  description="Locust against the bot's HTTP control API"),
         _stress([100, 200, 400, 600, 800, 1000, 1300, 1600] if quick else

@@ -128,6 +128,17 @@ def resource_column(scen: Mapping[str, Any], key: str, *, required: bool = True)
     return np.asarray(ts, dtype=np.float64), np.asarray(vs, dtype=np.float64)
 
 
+def within_schedule(scen: Mapping[str, Any], ivs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The intervals that start while the schedule ran (the drain after it is left out).
+
+    A rate is "so many per second while the load was offered": the drain's last trickle would
+    pull a per-window rate down, though every message in it still counts toward drops.
+    """
+    d = duration_s(scen)
+    kept = [iv for iv in ivs if d is None or float(iv.get("start", 0.0)) < d]
+    return kept or list(ivs)
+
+
 def duration_s(scen: Mapping[str, Any]) -> float | None:
     val = scen.get("duration_s")
     if isinstance(val, int | float) and not isinstance(val, bool) and val > 0:

@@ -176,7 +176,8 @@ def _websocket(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
     ivs = X.intervals(scen)
     handled = X.counter(ivs, "ws_handled", sid)
     dropped = float(X.counter(ivs, "ws_sent", sid).sum() - handled.sum())
-    est = rate_ci(handled, X.durations(ivs, sid), confidence=ctx.confidence)
+    live = X.within_schedule(scen, ivs)
+    est = rate_ci(X.counter(live, "ws_handled", sid), X.durations(live, sid), confidence=ctx.confidence)
     cond = Verdict("fail" if dropped > 0 else "pass", None, None, "")
     why = f"{dropped:.0f} messages sent were not handled (none may be dropped)"
     note = f"{handled.sum():.0f} messages handled, {max(dropped, 0):.0f} dropped"
@@ -191,7 +192,9 @@ def _api(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
     req = X.counter(ivs, "api_requests", sid)
     fail = X.counter(ivs, "api_failures", sid)
     dur = _duration(scen, ivs, sid)
-    served = rate_ci(np.maximum(req - fail, 0.0), X.durations(ivs, sid), confidence=ctx.confidence)
+    live = X.within_schedule(scen, ivs)
+    served = rate_ci(np.maximum(X.counter(live, "api_requests", sid) - X.counter(live, "api_failures", sid), 0.0),
+                     X.durations(live, sid), confidence=ctx.confidence)
     err = wilson(int(fail.sum()), int(req.sum()), confidence=ctx.confidence)
     err_thr = [t for t in row.thresholds if t.expr.aggregate == "rate"]
     err_v = decide(err, err_thr[0].op, err_thr[0].value, duration_s=dur) if err_thr else None
