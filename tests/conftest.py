@@ -10,11 +10,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from harness.node.anvil import Anvil, AnvilOptions
+from harness.node.deploy import deploy
+from harness.node.deployplan import Deployment
+from harness.node.keys import DEV_ADDRESSES
 
 AnvilFactory = Callable[..., Awaitable[Anvil]]
 
@@ -40,3 +44,18 @@ async def anvil_factory(tmp_path: Path) -> AsyncIterator[AnvilFactory]:
     finally:
         for node in started:
             await node.stop()
+
+
+@dataclass(frozen=True)
+class DeployedChain:
+    anvil: Anvil
+    deployment: Deployment
+    deployment_path: Path
+
+
+@pytest.fixture
+async def deployed(tmp_path: Path) -> AsyncIterator[DeployedChain]:
+    async with Anvil(tmp_path) as node:
+        path = tmp_path / "deployment.json"
+        deployment = await deploy(node.url, n_pairs=5, bot_accounts=DEV_ADDRESSES, out_path=path)
+        yield DeployedChain(node, deployment, path)

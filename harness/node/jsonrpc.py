@@ -80,9 +80,7 @@ class NodeRpc:
         self._posts += 1
         session = self._get_session()
         try:
-            async with session.post(
-                self.url, data=body, headers={"Content-Type": "application/json"}
-            ) as resp:
+            async with session.post(self.url, data=body, headers={"Content-Type": "application/json"}) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise HarnessError(f"{self.url}: HTTP {resp.status}: {raw[:200]!r}")

@@ -46,8 +46,7 @@ async def test_terminate_stops_a_child_and_forgets_it(tmp_path: Path) -> None:
 
 async def test_terminate_escalates_to_sigkill_when_sigterm_is_ignored(tmp_path: Path) -> None:
     script = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "print('ready', flush=True); time.sleep(60)"
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
     )
     log = tmp_path / "stubborn.log"
     proc = process.spawn([sys.executable, "-c", script], log)
