@@ -169,7 +169,7 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
     from harness.run.verdicts import finalize
 
     run_id = new_run_id()
-    run_dir = opts.out / run_id
+    run_dir = (opts.out / run_id).resolve()  # absolute: child processes run elsewhere
     run_dir.mkdir(parents=True, exist_ok=True)
     ui = progress_ui.Ui(enabled=opts.progress)
     writer: ResultsWriter | None = None
@@ -184,7 +184,14 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                                        conditions(st.node_info, st.bot_settings))
                 writer.add_artifact("logs", run_dir / "bot.log")
                 for scn in profile.scenarios:
-                    result = await run_scenario(scn, st, ui, writer)
+                    try:
+                        result = await run_scenario(scn, st, ui, writer)
+                    except HarnessError as exc:
+                        # One scenario's failure (say, Locust would not start) costs its rows, not the
+                        # run: they are judged inconclusive with this reason, the rest go on.
+                        ui.log(f"scenario {scn.id} failed: {exc}")
+                        writer.doc.setdefault("x_errors", []).append({"scenario": scn.id, "error": str(exc)})
+                        continue
                     writer.upsert_scenario(result)
     except asyncio.CancelledError:
         status = "interrupted"

@@ -97,7 +97,7 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
     if scn.kind == "api":
         from harness.run.apiload import run_api_scenario
 
-        return await run_api_scenario(scn, st, ui, writer)
+        return dict(await run_api_scenario(scn, st, ui, writer))
     t0_wall, t0_mono = time.time(), time.monotonic()
     doc = _scenario_doc(scn, t0_wall, scn.duration_s)
     st.prober.reset()

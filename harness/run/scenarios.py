@@ -84,7 +84,7 @@ def profile(name: str, sustained_minutes: float | None = None) -> Profile:
         # the target can at best tie with it, and a tie is never a confident pass.
         Scenario("websocket", "market_data", (Step(12_000.0, 10.0 if quick else 60.0),), drain_s=2.0,
                  description="market-data ticks at 12k/s (target 10k/s), decoded and handled, none dropped"),
-        Scenario("api", "api", (Step(600.0, 15.0 if quick else 120.0),), drain_s=1.0,
+        Scenario("api", "api", (Step(700.0, 20.0 if quick else 120.0),), drain_s=1.0,
                  description="Locust against the bot's HTTP control API"),
         _stress([100, 200, 400, 600, 800, 1000, 1300, 1600] if quick else
                 [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1400, 1700, 2000],

@@ -1,0 +1,41 @@
+"""The ``api`` scenario: Locust, in its own processes, against the bot's HTTP control API."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from harness.load.locust_runner import plan, run_locust
+
+if TYPE_CHECKING:
+    from harness.run.progress import Ui
+    from harness.run.results import ResultsWriter
+    from harness.run.runner import Stack
+    from harness.run.scenarios import Scenario
+
+
+async def run_api_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) -> dict[str, Any]:
+    import asyncio
+
+    from harness.run.scenario_exec import _live, _resources, _scenario_doc
+
+    step = scn.steps[0]
+    t0_wall, t0_mono = time.time(), time.monotonic()
+    doc = _scenario_doc(scn, t0_wall, step.seconds)
+    st.prober.reset()
+    task = ui.task(f"api (Locust, {step.rate:g} req/s)", step.seconds)
+    run = asyncio.create_task(run_locust(plan(st.api_url, step.rate, step.seconds), st.run_dir / "locust",
+                                         t0=t0_wall))
+    start = time.monotonic()
+    while not run.done():
+        await asyncio.wait({run}, timeout=0.5)
+        ui.update(task, min(step.seconds, time.monotonic() - start), _live(st))
+    result = run.result()
+    # Locust keeps no HdrHistograms: its per-second counts, and its (2-digit) latency summary below.
+    doc["intervals"] = [{"histograms": {}, **iv} for iv in result.intervals]
+    doc["resources"] = _resources(st, t0_mono, time.monotonic())
+    doc["health"] = st.prober.statistics().as_dict()
+    doc["summary"] = {"target_rate": step.rate, **result.summary_json(), "dropped": 0}
+    for name in result.artifacts:
+        writer.add_artifact("logs", st.run_dir / "locust" / name)
+    return doc
