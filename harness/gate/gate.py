@@ -69,6 +69,10 @@ def validate(opts: GateOptions) -> None:
         raise ConfigError("--slot must be between 0.0005 and 5 seconds, e.g. 0.01")
     if opts.callgrind not in ("auto", "on", "off"):
         raise ConfigError("--callgrind must be auto, on or off")
+    if opts.callgrind_iterations < 100:
+        raise ConfigError("--callgrind-iterations must be at least 100, e.g. 10000")
+    if opts.min_effect < 0 or opts.callgrind_min_effect < 0:
+        raise ConfigError("--min-effect and --callgrind-min-effect are fractions >= 0, e.g. 0.005 for 0.5%")
     parse_plant(opts.plant_head)
 
 
@@ -111,6 +115,8 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
     base = revisions.resolve(repo, opts.base)
     head = revisions.resolve(repo, opts.head)
     notes: list[str] = []
+    if opts.processes < 6:
+        notes.append(f"only {opts.processes} processes per revision: the noise threshold is wide (use 12 for a gate)")
     with revisions.worktrees(repo, {"base": base, "head": head}) as (tmp, trees):
         runner_dir = runner.install_runner(_runner_source(trees["head"], notes), tmp / "runner")
         listed = _list_cases(runner_dir, python)

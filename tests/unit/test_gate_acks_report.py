@@ -11,6 +11,7 @@ import pytest
 from benchmarks.endtoend import find_results, verdict_value
 from harness.errors import ConfigError
 from harness.gate.decision import compare_callgrind, decide
+from harness.gate.gate import GateOptions, validate
 from harness.gate.report import GateContext, to_markdown, write_report
 from harness.gate.revisions import (
     TRAILER,
@@ -93,3 +94,15 @@ def test_asv_tracks_only_read_a_run_of_the_measured_commit(
         verdict_value(data, "price_fetch", "p99")
     with pytest.raises(NotImplementedError, match="ffff"):
         find_results("ffff")
+
+
+@pytest.mark.parametrize(
+    ("kw", "flag"),
+    [({"processes": 1}, "--processes"), ({"rounds": 2}, "--rounds"), ({"alpha": 1.5}, "--alpha"),
+     ({"slot_s": 10.0}, "--slot"), ({"callgrind": "maybe"}, "--callgrind"),
+     ({"callgrind_iterations": 5}, "--callgrind-iterations"), ({"min_effect": -0.1}, "--min-effect"),
+     ({"plant_head": "nocolon"}, "TRADEBENCH_PLANT_SLOWDOWN")],
+)  # fmt: skip
+def test_bad_gate_options_name_the_flag(kw: dict[str, object], flag: str) -> None:
+    with pytest.raises(ValueError, match=flag):
+        validate(GateOptions(base="HEAD", **kw))  # type: ignore[arg-type]
