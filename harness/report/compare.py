@@ -43,8 +43,8 @@ from harness.stats.change import adjust, classify, mann_whitney_p, ratio_ci_seri
 from harness.stats.histograms import series_from_encoded
 from harness.stats.intervals import Estimate
 
-LATENCY_METHOD = "histograms: block bootstrap + Mann-Whitney"
-SUMMARY_METHOD = "recorded CIs: normal approximation"
+LATENCY_METHOD = "interval histograms"
+SUMMARY_METHOD = "recorded CIs"
 VERDICT_LABELS = {
     "regression": "regression",
     "improvement": "improvement",
@@ -264,7 +264,8 @@ class SpectrumBlock:
     image: str
 
 
-def _spectra(base: Run, head: Run, plot_dir: Path) -> list[SpectrumBlock]:
+def _spectra(base: Run, head: Run, plot_dir: Path, comparison: Comparison) -> list[SpectrumBlock]:
+    """Overlaid spectra per shared scenario and operation; those with a regression first."""
     out = []
     for sb in base.scenarios:
         sh = head.scenario(sb.id)
@@ -272,16 +273,17 @@ def _spectra(base: Run, head: Run, plot_dir: Path) -> list[SpectrumBlock]:
             continue
         for op in [o for o in sh.operations() if o in sb.operations()]:
             pairs = []
-            for run_id, scn, colour in ((base.run_id, sb, plots.GREY), (head.run_id, sh, plots.BLUE)):
+            for scn, colour in ((sb, plots.GREY), (sh, plots.BLUE)):
                 corr = H.merge(H.decode(iv.histograms[op]) for iv in scn.intervals if op in iv.histograms)
                 serv = H.merge(H.decode(iv.histograms[op + SERVICE_SUFFIX]) for iv in scn.intervals
                                if op + SERVICE_SUFFIX in iv.histograms)
-                role = "base" if scn is sb else "head"
-                pairs.append(plots.SpectrumPair(f"{role} {run_id}", colour, corr, serv))
+                # The page's legend names the runs; in the plot "base"/"head" keeps the legend small.
+                pairs.append(plots.SpectrumPair("base" if scn is sb else "head", colour, corr, serv))
             name = f"spectrum-{slug(sb.id)}-{slug(op)}.png"
             plots.compare_spectrum_figure(f"{op} · {sb.id}", pairs, plot_dir / name)
             out.append(SpectrumBlock(sb.id, op, f"plots/{name}"))
-    return out
+    flagged = {(c.scenario, c.row) for c in comparison.changes if c.verdict in ("regression", "improvement")}
+    return sorted(out, key=lambda b: (b.scenario, b.op) not in flagged)
 
 
 def condition_diffs(base: Run, head: Run) -> list[tuple[str, str, str]]:
@@ -310,7 +312,7 @@ def write_comparison_page(base: Run, head: Run, out_dir: Path, comparison: Compa
         head=head,
         counts=comparison.counts(),
         labels=VERDICT_LABELS,
-        spectra=_spectra(base, head, plot_dir),
+        spectra=_spectra(base, head, plot_dir, comparison),
         diffs=condition_diffs(base, head),
         latency_method=LATENCY_METHOD,
         summary_method=SUMMARY_METHOD,

@@ -60,10 +60,21 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+ANNOTATION_CHARS = 34
+
+
 def _annotate(ax: Axes, annotations: Sequence[Annotation]) -> None:
+    """Dotted lines at scenario events; events at the same time share one label, cut to fit the axes
+    (the page's event table has the full text)."""
+    merged: dict[float, list[str]] = {}
     for a in annotations:
-        ax.axvline(a.t, color=GREY, linestyle=":", linewidth=0.9)
-        ax.annotate(a.label, xy=(a.t, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
+        merged.setdefault(a.t, []).append(a.label)
+    for t, labels in merged.items():
+        text = " · ".join(labels)
+        if len(text) > ANNOTATION_CHARS:
+            text = text[: ANNOTATION_CHARS - 1] + "…"
+        ax.axvline(t, color=GREY, linestyle=":", linewidth=0.9)
+        ax.annotate(text, xy=(t, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
                     textcoords="offset points", rotation=90, va="top", ha="left", fontsize=6.5, color=GREY)
 
 
@@ -71,7 +82,9 @@ def _log_axis(ax: Axes, which: str) -> None:
     """Log scale with 1-2-5 ticks labelled as plain numbers (decades alone leave narrow ranges unlabelled)."""
     axis = ax.yaxis if which == "y" else ax.xaxis
     (ax.set_yscale if which == "y" else ax.set_xscale)("log")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
+    wide = lo > 0 and hi / lo > 300  # beyond ~2.5 decades 1-2-5 ticks would collide
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: sig(v, 2)))
 
 
@@ -100,7 +113,7 @@ def _spectrum(ax: Axes, d: H.Dense | None, label: str, colour: str, style: str =
 
 def latency_figure(view: OpView, annotations: Sequence[Annotation], path: Path) -> Path:
     """Three panels for one operation: distribution, percentile spectrum, p50/p99 over time."""
-    fig = _figure(12.6, 3.2, left=0.045, bottom=0.15)
+    fig = _figure(12.6, 3.2, left=0.045, right=0.975, bottom=0.15)
     ax_h, ax_s, ax_t = fig.subplots(1, 3)
     if view.corrected is not None and view.corrected.total:
         edges, counts = log_bins(view.corrected)
@@ -130,17 +143,20 @@ def latency_figure(view: OpView, annotations: Sequence[Annotation], path: Path) 
 
 
 def throughput_figure(view: ThroughputView, annotations: Sequence[Annotation], path: Path) -> Path:
-    fig = _figure(12.6, 3.0, left=0.06)
+    fig = _figure(12.6, 3.0, left=0.06, right=0.86)
     ax = fig.subplots()
     for colour, (name, rate) in zip(SERIES_COLOURS, view.rates.items(), strict=False):
-        ax.plot(view.t, rate, color=colour, linewidth=1.3, label=f"{name}/s")
+        # "sent" is drawn wide and pale so "ok" on top of it stays visible when they coincide.
+        wide = name == "sent"
+        ax.plot(view.t, rate, color=colour, linewidth=4.0 if wide else 1.3, alpha=0.35 if wide else 1.0,
+                label=f"{name}/s")
     if view.target is not None and view.t.size:
         ax.plot(view.t, view.target, color=GREY, linestyle="--", linewidth=1.2, label="target rate (schedule)",
                 drawstyle="steps-mid")
     _annotate(ax, annotations)
     _style(ax, "Throughput per interval", "seconds from scenario start", "per second")
     if ax.lines:
-        ax.legend(fontsize=7, frameon=False, loc="upper right", ncols=4)
+        ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
@@ -177,7 +193,7 @@ class SpectrumPair:
 
 def compare_spectrum_figure(title: str, pairs: Sequence[SpectrumPair], path: Path) -> Path:
     """Base and head percentile spectra of one operation on the same axes."""
-    fig = _figure(6.2, 3.4, left=0.11, bottom=0.15)
+    fig = _figure(6.2, 3.4, left=0.11, right=0.95, bottom=0.15)
     ax = fig.subplots()
     for p in pairs:
         _spectrum(ax, p.corrected, f"{p.label} corrected", p.colour)
