@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections import Counter
 
 from bot.chain.accounts import from_mnemonic
 from bot.chain.fee_oracle import FeeOracle
@@ -41,12 +42,26 @@ async def _bounded(concurrency: int, jobs: list[object]) -> None:
     await asyncio.gather(*(one(j) for j in jobs))
 
 
-async def run(url: str, count: int, concurrency: int, mode: Mode) -> None:
+async def _diagnose(rpc: HttpTransport, sender: TxSender, address: str) -> None:
+    """Why did the drain time out? Print what the node holds for the stuck account."""
+    latest = int(await rpc.call("eth_getTransactionCount", [address, "latest"]), 16)
+    pending = int(await rpc.call("eth_getTransactionCount", [address, "pending"]), 16)
+    print(f"STUCK: latest nonce {latest}, pending nonce {pending}, pool {await rpc.call('txpool_status')}")
+    live = sorted(sender.ledger.live(), key=lambda r: r.nonce if r.nonce is not None else -1)
+    for rec in live[:3]:
+        tx = await rpc.call("eth_getTransactionByHash", [rec.hash])
+        print(f"  live nonce {rec.nonce} {rec.state} attempts={rec.attempts} node has it: {tx is not None}")
+    block = await rpc.call("eth_getBlockByNumber", ["latest", False])
+    print(f"  head {int(block['number'], 16)} base fee {int(block['baseFeePerGas'], 16)} gas limit {block['gasLimit']}")
+
+
+async def run(url: str, count: int, concurrency: int, mode: Mode, drain_s: float = 120.0) -> None:
     a0, a1 = from_mnemonic(count=2)
     async with HttpTransport(url) as rpc:
         chain_id = int(await rpc.call("eth_chainId"), 16)
         block = await rpc.call("eth_getBlockByNumber", ["latest", False])
-        fees = price(int(block["baseFeePerGas"], 16))
+        base0 = int(block["baseFeePerGas"], 16)
+        fees = price(base0)
         n0 = int(await rpc.call("eth_getTransactionCount", [a0.address, "pending"]), 16)
         pay = TxRequest(to=a1.address, value=1)
         raws = [a0.sign(build(chain_id, n0 + i, pay, fees)).raw for i in range(count)]
@@ -65,7 +80,9 @@ async def run(url: str, count: int, concurrency: int, mode: Mode) -> None:
             NonceManager(rpc),
             tracker,
             FeeOracle(rpc),
-            config=SenderConfig(chain_id=chain_id, max_in_flight=max(count, 1), confirm_timeout=60.0),
+            config=SenderConfig(
+                chain_id=chain_id, max_in_flight=max(count, 1), confirm_timeout=60.0, keep_recent=count
+            ),
         )
         try:
             back = TxRequest(to=a0.address, value=1)
@@ -77,12 +94,22 @@ async def run(url: str, count: int, concurrency: int, mode: Mode) -> None:
 
             await _bounded(concurrency, [submit() for _ in range(count)])
             acc_s = time.perf_counter() - t0
-            ok = await sender.drain(120.0)
+            ok = await sender.drain(drain_s)
+            if not ok:
+                await _diagnose(rpc, sender, a1.address)
             mined_s = time.perf_counter() - t0
             st = sender.statistics()
             print(f"sender accept      {count / acc_s:8.0f} tx/s acknowledged ({count} in {acc_s:.2f}s, signer={mode})")
             print(f"sender mined       {count / mined_s:8.0f} tx/s to terminal  (drained={ok}, states={st.by_state})")
             print(f"signer             {signer.statistics()}")
+            reasons = Counter(
+                (r.state.value, r.error_kind, (r.reason or "")[:60]) for r in sender.ledger.recent() if r.error_kind
+            )
+            for (state, kind, reason), n in reasons.most_common(5):
+                print(f"  {n:5d} x {state} ({kind}): {reason}")
+            block = await rpc.call("eth_getBlockByNumber", ["latest", False])
+            end_fee = int(block["baseFeePerGas"], 16)
+            print(f"base fee           {end_fee} wei at the end, {base0} wei at the start")
         finally:
             await sender.aclose()
             await tracker.aclose()
