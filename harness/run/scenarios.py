@@ -60,7 +60,8 @@ class Profile:
         if unknown:
             raise ConfigError(f"--only: unknown scenario(s) {', '.join(unknown)}; "
                               f"choose from {', '.join(sorted(known))}")
-        return Profile(self.name, tuple(s for s in self.scenarios if s.id in wanted))
+        # A subset is not comparable with a whole profile: it is "custom" (and baselines follow suit).
+        return Profile("custom", tuple(s for s in self.scenarios if s.id in wanted))
 
 
 def _stress(rates: list[float], seconds: float) -> Scenario:

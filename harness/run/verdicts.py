@@ -39,7 +39,8 @@ def find_baseline(out: Path, run_dir: Path, profile: str, explicit: Path | None)
             doc = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError):
             continue
-        if doc.get("status") == "complete" and doc.get("profile") == profile:
+        has_sustained = any(s.get("id") == "sustained" for s in doc.get("scenarios", []))
+        if doc.get("status") == "complete" and doc.get("profile") == profile and has_sustained:
             return dict(doc)
     return None
 
