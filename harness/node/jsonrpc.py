@@ -86,6 +86,8 @@ class NodeRpc:
                     raise HarnessError(f"{self.url}: HTTP {resp.status}: {raw[:200]!r}")
         except aiohttp.ClientError as exc:
             raise HarnessError(f"{self.url}: cannot reach the node: {exc}") from exc
+        except TimeoutError as exc:
+            raise HarnessError(f"{self.url}: no answer within {self._timeout.total:g} s") from exc
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

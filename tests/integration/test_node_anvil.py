@@ -41,9 +41,7 @@ async def _block_number(url: str) -> int:
 async def _send_transfer(url: str) -> str:
     async with NodeRpc(url) as rpc:
         accounts = await rpc.call("eth_accounts")
-        tx_hash: str = await rpc.call(
-            "eth_sendTransaction", [{"from": accounts[0], "to": accounts[1], "value": "0x1"}]
-        )
+        tx_hash: str = await rpc.call("eth_sendTransaction", [{"from": accounts[0], "to": accounts[1], "value": "0x1"}])
         return tx_hash
 
 
@@ -171,3 +169,23 @@ async def test_start_node_runs_anvil_by_default(tmp_path: Path) -> None:
         assert node.mining == "manual"
         pid = node.pid
     assert pid is not None and _pid_gone(pid)
+
+
+async def test_quiet_mode_retries_when_its_port_is_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import harness.node.anvil as anvil_module
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    real = anvil_module._free_port
+    monkeypatch.setattr(anvil_module, "_free_port", lambda: next(ports, None) or real())
+    try:
+        async with Anvil(tmp_path, AnvilOptions(quiet=True)) as node:
+            assert node.port != taken.getsockname()[1]
+            assert await _block_number(node.url) == 0
+            assert node.log_path is not None and "in use" in node.log_path.read_text()
+    finally:
+        taken.close()

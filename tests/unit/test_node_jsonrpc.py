@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +30,8 @@ async def server() -> AsyncIterator[Server]:
         bodies.append(body)
         if isinstance(body, dict) and body["method"] == "garbage":
             return web.Response(body=b"<html>", content_type="text/html")
+        if isinstance(body, dict) and body["method"] == "slow":
+            await asyncio.sleep(1)
         if isinstance(body, dict) and body["method"] == "http500":
             return web.Response(status=500, text="boom")
         if isinstance(body, list):
@@ -88,3 +91,10 @@ async def test_unreachable_node_names_the_url() -> None:
         with pytest.raises(HarnessError, match=r"127\.0\.0\.1:9: cannot reach"):
             await rpc.call("eth_chainId")
     assert "closed" in repr(rpc)
+
+
+async def test_a_node_that_does_not_answer_times_out_clearly(server: Server) -> None:
+    url, _ = server
+    async with NodeRpc(url, timeout=0.2) as rpc:
+        with pytest.raises(HarnessError, match=r"no answer within 0\.2 s"):
+            await rpc.call("slow")
