@@ -189,3 +189,31 @@ async def test_quiet_mode_retries_when_its_port_is_taken(tmp_path: Path, monkeyp
             assert node.log_path is not None and "in use" in node.log_path.read_text()
     finally:
         taken.close()
+
+
+def test_ctrl_c_stops_anvil_through_the_context_manager(tmp_path: Path) -> None:
+    script = (
+        "import asyncio\n"
+        "from harness.node.anvil import Anvil\n"
+        "async def main():\n"
+        f"    async with Anvil({str(tmp_path)!r}) as node:\n"
+        "        print(node.pid, flush=True)\n"
+        "        try:\n"
+        "            await asyncio.sleep(60)\n"
+        "        finally:\n"
+        "            print('cleanup', flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    harness = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2]
+    )
+    try:
+        assert harness.stdout is not None
+        pid = int(harness.stdout.readline())
+        harness.send_signal(signal.SIGINT)
+        assert harness.stdout.readline().strip() == b"cleanup"
+        harness.wait(timeout=15)
+        assert _pid_gone(pid)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
