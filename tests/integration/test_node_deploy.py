@@ -159,3 +159,18 @@ async def test_deploy_100_pairs_completes(anvil: Anvil) -> None:
     d = await asyncio.wait_for(deploy(anvil.url, n_pairs=100), timeout=120)
     assert len({p.pool for p in d.pairs}) == 100
     assert d.report is not None and d.report.transactions == 1 + 17 + 10 + 100 * 2 * 10  # 17 createPairs of <= 6
+
+
+async def test_deploy_500_pairs_on_default_gas_limit_and_leaves_a_calm_chain(anvil_factory: AnvilFactory) -> None:
+    node = await anvil_factory(AnvilOptions(quiet=True))
+    async with NodeRpc(node.url) as rpc:
+        base_fee0 = int((await rpc.call("eth_getBlockByNumber", ["latest", False]))["baseFeePerGas"], 16)
+        d = await asyncio.wait_for(deploy(node.url, n_pairs=500, bot_accounts=DEV_ADDRESSES[:4]), timeout=240)
+        assert len({p.pool for p in d.pairs}) == 500
+        last = d.pairs[-1]
+        assert (await _view(rpc, last.quote, "Token", "allowance", DEV_ADDRESSES[3], last.pool))[0] == MAX_UINT256
+        await rpc.call("evm_mine")
+        block = await rpc.call("eth_getBlockByNumber", ["latest", False])
+    assert int(block["gasLimit"], 16) == 30_000_000
+    # the deployment's blocks did not leave the bot a base fee far above the start
+    assert int(block["baseFeePerGas"], 16) <= 2 * base_fee0
