@@ -10,8 +10,8 @@ The pipeline for one intent (a ``TxRequest`` from one account):
    timeouts and rate limits are retried with backoff, up to ``send_attempts``). A node's
    refusal is classified by ``ledger.classify_send_error``: the nonce is either freed for
    reuse or marked taken (and the allocator resynced). The intent is never re-signed.
-   A "nonce too low" on a *retry* is checked against our own hash first: anvil says exactly
-   that when an earlier attempt, whose answer was lost, has already been mined.
+   A refusal on a *retry* is checked against our own hash first: an earlier attempt whose
+   answer was lost may have been accepted (anvil then says "nonce too low" once it is mined).
 4. ``tx_submission`` ends when the node acknowledges the hash (``on_latency`` is called).
 5. A tracking task waits for the receipt (``ReceiptTracker``); on its deadline it asks the
    node for the transaction: unknown -> ``dropped`` (or ``failed`` when no send was ever
@@ -289,12 +289,12 @@ class TxSender:
                 decision = classify_send_error(exc, attempt)
                 if (
                     isinstance(decision, Reject)
-                    and decision.nonce is NonceEffect.TAKEN
                     and attempt > 1
                     and await self._lookup_tx(rec.hash) in ("pending", "mined")
                 ):
-                    # An earlier attempt reached the node (its answer was lost) and the nonce is
-                    # taken by *our* transaction: that is an acknowledgement, not a conflict.
+                    # An earlier attempt reached the node and only its answer was lost, so a
+                    # refusal now ("nonce too low" from anvil once it is mined; or anything from
+                    # another endpoint of a pool) is about a copy: our transaction is accepted.
                     self._acknowledge(rec, alloc, receipt_fut, t0)
                     return
                 if isinstance(decision, Reject):
