@@ -78,7 +78,7 @@ def fmt_duration(seconds: float) -> str:
 def fmt_more_time(more_time_s: float | None) -> str:
     """What an inconclusive row needs, in words."""
     if more_time_s is None:
-        return "more run time is not expected to decide it (the estimate sits on the threshold)"
+        return "no estimate of the run time that would decide it"
     return f"about {fmt_duration(more_time_s)} more run time would decide it"
 
 

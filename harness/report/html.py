@@ -144,6 +144,8 @@ def flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
         return out
     if isinstance(obj, float) and math.isfinite(obj):
         return [(prefix, F.sig(obj, 4))]
+    if isinstance(obj, int) and not isinstance(obj, bool) and prefix.endswith("_bytes"):
+        return [(prefix, F.fmt_number(float(obj), "bytes"))]
     return [(prefix, "n/a" if obj is None else str(obj))]
 
 

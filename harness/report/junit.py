@@ -49,6 +49,8 @@ def junit_xml(run: Run) -> str:
         if v.verdict == "fail":
             el = ET.SubElement(case, "failure", message=msg, type="slo_fail")
             el.text = f"{msg}\nmargin {_pct(v.margin)}\n{v.note}"
+        elif v.verdict == "inconclusive" and v.value is None:
+            ET.SubElement(case, "skipped", message=f"inconclusive: {v.label} was not measured; {v.note}")
         elif v.verdict == "inconclusive":
             ET.SubElement(case, "skipped", message=f"inconclusive: {msg}; {fmt_more_time(v.more_time_s)}")
         if v.note:

@@ -25,7 +25,8 @@ from harness.report.views import OpView, ResourcePanel, ThroughputView, log_bins
 
 DPI = 96
 BLUE, ORANGE, GREEN, RED, PURPLE, GREY = "#1f6feb", "#d97706", "#15803d", "#b91c1c", "#7c3aed", "#6b7280"
-SERIES_COLOURS = (BLUE, GREEN, PURPLE, ORANGE, RED, GREY)
+TEAL, BROWN, PINK, OLIVE = "#0f766e", "#92400e", "#db2777", "#65a30d"
+SERIES_COLOURS = (BLUE, GREEN, PURPLE, RED, ORANGE, TEAL, BROWN, PINK, OLIVE, GREY)
 SPECTRUM_TICKS = (2.0, 10.0, 100.0, 1000.0, 10000.0)
 SPECTRUM_LABELS = ("50%", "90%", "99%", "99.9%", "99.99%")
 
@@ -168,12 +169,14 @@ def resources_figure(panels: Sequence[ResourcePanel], annotations: Sequence[Anno
             ax.plot(p.t, p.values, color=BLUE, linewidth=1.3, label="measured")
             top = float(np.nanmax(p.values)) if p.values.size else 0.0
             # Limit lines far above the data would squash it flat: show them only when near.
+            off_scale_y = 0.95
             for level, value, colour in (("target", p.target, GREEN), ("maximum", p.maximum, RED)):
                 if value is not None and value <= max(top * 3.0, 1e-9):
                     ax.axhline(value, color=colour, linestyle="--", linewidth=1.1, label=f"{level} {value:g} {p.unit}")
                 elif value is not None:
-                    ax.annotate(f"{level} {value:g} {p.unit} (off scale)", xy=(0.99, 0.95), xycoords="axes fraction",
-                                ha="right", va="top", fontsize=7, color=colour)
+                    ax.annotate(f"{level} {value:g} {p.unit} (off scale)", xy=(0.99, off_scale_y),
+                                xycoords="axes fraction", ha="right", va="top", fontsize=7, color=colour)
+                    off_scale_y -= 0.09
             ax.set_ylim(bottom=0)
             ax.legend(fontsize=7, frameon=False, loc="lower right")
         else:

@@ -100,12 +100,23 @@ def test_inconclusive_rows_say_how_much_longer_and_conditions_are_shown(
 ) -> None:
     _, run_dir, page = rendered
     text = " ".join(page.text)
-    assert "about 15 min more run time would decide it" in text  # websocket target, 900 s
-    assert "about 20 min more run time would decide it" in text  # cpu mean, 1200 s
+    assert "About 15 min more run time would decide it" in text  # websocket target, 900 s
+    assert "About 20 min more run time would decide it" in text  # cpu mean, 1200 s
     for needle in ("interval:1s", "loopback", "process:2", "steps 100 → 200 → 400 → 800 → 1600/s, 10 s each",
                    "breaking point: 1600.0/s"):
         assert needle in text, needle
     assert (run_dir / "junit.xml").exists()
+
+
+def test_unmeasured_rows_say_so_instead_of_promising_more_time(tmp_path: Path) -> None:
+    doc = results()
+    doc["scenarios"] = []
+    doc["verdicts"] = doc["verdicts"][:2]
+    doc["verdicts"][0].update(value=None, ci=None, verdict="inconclusive", more_time_s=None,
+                              note="not measured in this run (scenario sustained missing)")
+    text = " ".join(parse(write_run_report(doc, tmp_path / "r")).text)
+    assert "Not measured." in text and "scenario sustained missing" in text
+    assert "decide it" not in text
 
 
 def test_partial_run_is_marked_and_unjudged_rows_are_listed(tmp_path: Path) -> None:

@@ -60,3 +60,12 @@ def test_partial_run_lists_unjudged_rows_as_skipped() -> None:
     assert all("partial run has no verdict" in (c.find("skipped").get("message") or "")  # type: ignore[union-attr]
                for c in not_judged)
     assert int(suite.get("tests", "0")) == len(doc["verdicts"]) + 12
+
+
+def test_unmeasured_row_is_skipped_as_not_measured() -> None:
+    doc = results()
+    doc["verdicts"][0].update(value=None, ci=None, verdict="inconclusive", more_time_s=None, note="scenario missing")
+    suite = _suite(doc)
+    skipped = suite.find("testcase/skipped")
+    assert skipped is not None
+    assert skipped.get("message") == "inconclusive: tx_submission.mean [sustained] was not measured; scenario missing"
