@@ -36,6 +36,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from harness.errors import ConfigError
+from harness.load.generator import wait_until
 from harness.load.recorder import NS_PER_S, IntervalRecord, IntervalSeries, LagPolicy, new_histogram
 from harness.load.schedules import Schedule
 from harness.load.ticks import TickSource, encode_frame, merge_schedules
@@ -259,10 +260,7 @@ class MarketFeed:
                     self._count("ws_dropped", left)
                     break
                 if due > now:
-                    if due - now > self._spin_ns:
-                        await asyncio.sleep((due - now - self._spin_ns) / NS_PER_S)
-                    while time.perf_counter_ns() < due:
-                        await asyncio.sleep(0)
+                    await wait_until(due, self._spin_ns)
                 now = time.perf_counter_ns()
                 batch: list[dict[str, object]] = []
                 while nxt is not None and t0 + round(nxt.t * NS_PER_S) <= now and len(batch) < self.batch_max:

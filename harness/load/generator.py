@@ -17,10 +17,13 @@ like k6's constant-arrival-rate executor and wrk2. Differences that matter:
   is still in flight; those are counted as errors of kind ``unfinished``, not lost.
 
 Timing: every timestamp is ``time.perf_counter_ns()`` relative to the run start. asyncio
-timers wake up to ~1 ms late (epoll's timeout is in milliseconds), which alone would put the
-lag p99 near 1 ms; so the generator sleeps until ``spin_s`` before the due time and then
-yields to the loop (``sleep(0)``) until it is due. Other tasks run during that spin; it costs
-at most ``spin_s`` of CPU per arrival gap, and ``spin_s=0`` turns it off.
+timers wake up to ~1 ms late on an idle loop (epoll's timeout is in milliseconds), which alone
+would put the lag p99 near 1 ms; so the generator sleeps until ``spin_s`` before the due time
+and then yields to the loop (``sleep(0)``) until it is due. Other tasks run during that spin;
+it costs at most ``spin_s`` of CPU per arrival gap, and ``spin_s=0`` turns it off. When a yield
+comes back slowly the loop is busy with other work (and then timers are not rounded), so the
+spin stops and a plain sleep covers the rest: several generators in one loop, or one loop
+shared with a server, do not starve each other.
 
 An operation is an async callable ``op() -> None`` that raises on error. The error's ``kind``
 attribute (``bot.rpc.errors`` style) labels the error counter, else the exception class name.
@@ -42,6 +45,27 @@ Op = Callable[[], Awaitable[None]]
 # Launch at most this many due operations before yielding to the loop, so a generator that is
 # catching up still lets the operations it started make progress.
 _LAUNCH_BATCH = 16
+
+
+# A yield to the loop that takes longer than this means other work is running: the loop is
+# awake anyway (timers fire without the epoll millisecond rounding), so spinning only steals
+# CPU from that work. Stop spinning and sleep for the rest.
+_BUSY_YIELD_NS = 100_000
+
+
+async def wait_until(due_ns: int, spin_ns: int) -> None:
+    """Sleep until ``perf_counter_ns() >= due_ns``: a timer for most of it, then a short spin."""
+    now = time.perf_counter_ns()
+    if due_ns - now > spin_ns:
+        await asyncio.sleep((due_ns - now - spin_ns) / NS_PER_S)
+    now = time.perf_counter_ns()
+    while now < due_ns:
+        await asyncio.sleep(0)
+        after = time.perf_counter_ns()
+        if after - now > _BUSY_YIELD_NS and after < due_ns:
+            await asyncio.sleep((due_ns - after) / NS_PER_S)
+            return
+        now = after
 
 
 def error_kind(exc: BaseException) -> str:
@@ -82,6 +106,7 @@ class OpenLoopGenerator:
         max_count: int = 10_000_000,
         spin_s: float = 0.001,
         lag_policy: LagPolicy | None = None,
+        interval_s: float = 1.0,
     ) -> None:
         if max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be >= 1, got {max_in_flight}")
@@ -92,6 +117,8 @@ class OpenLoopGenerator:
             raise ConfigError(f"drain_timeout_s must be >= 0, got {drain_timeout_s}")
         if not 0 <= spin_s <= 0.01:
             raise ConfigError(f"spin_s must be in [0, 0.01] seconds, got {spin_s}")
+        if not 0.01 <= interval_s <= 60:
+            raise ConfigError(f"interval_s must be in [0.01, 60] seconds, got {interval_s}")
         if schedule.count > max_count:
             raise ConfigError(
                 f"schedule has {schedule.count} operations, above max_count={max_count}; "
@@ -105,7 +132,9 @@ class OpenLoopGenerator:
         self._drain_ns = int(drain_timeout_s * NS_PER_S)
         self._spin_ns = int(spin_s * NS_PER_S)
         self._lag_policy = lag_policy or LagPolicy()
-        self._rec = IntervalRecorder(name)
+        # 1 s intervals are the results.json convention; shorter ones give a short run enough
+        # intervals for a block bootstrap.
+        self._rec = IntervalRecorder(name, interval_ns=round(interval_s * NS_PER_S))
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._peak_in_flight = 0
@@ -172,11 +201,7 @@ class OpenLoopGenerator:
                 return
             if due > now:
                 unyielded = 0
-                wait = due - now
-                if wait > self._spin_ns:
-                    await asyncio.sleep((wait - self._spin_ns) / NS_PER_S)
-                while time.perf_counter_ns() < due:
-                    await asyncio.sleep(0)
+                await wait_until(due, self._spin_ns)
             elif unyielded >= _LAUNCH_BATCH:
                 unyielded = 0
                 await asyncio.sleep(0)
