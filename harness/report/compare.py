@@ -20,6 +20,7 @@ Method (stated on the page as well):
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,10 +298,19 @@ def render_comparison(base_dir: Path, head_dir: Path, out_dir: Path | None = Non
     """Load two run folders, compare them and write the comparison page; returns its index.html."""
     base, head = load_results(base_dir), load_results(head_dir)
     out_dir = out_dir or base_dir.parent / f"compare-{slug(base.run_id)}-{slug(head.run_id)}"
-    return write_comparison_page(base, head, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    links = {
+        role: Path(os.path.relpath(d.resolve() / "index.html", out_dir.resolve())).as_posix()
+        for role, d in (("base", base_dir), ("head", head_dir))
+        if (d / "index.html").exists()
+    }
+    return write_comparison_page(base, head, out_dir, links=links)
 
 
-def write_comparison_page(base: Run, head: Run, out_dir: Path, comparison: Comparison | None = None) -> Path:
+def write_comparison_page(
+    base: Run, head: Run, out_dir: Path, comparison: Comparison | None = None, links: Mapping[str, str] | None = None
+) -> Path:
+    """Render a comparison of two parsed runs into ``out_dir``; ``links`` are relative paths to their pages."""
     comparison = comparison or compare(base, head)
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -314,6 +324,7 @@ def write_comparison_page(base: Run, head: Run, out_dir: Path, comparison: Compa
         labels=VERDICT_LABELS,
         spectra=_spectra(base, head, plot_dir, comparison),
         diffs=condition_diffs(base, head),
+        links=links or {},
         latency_method=LATENCY_METHOD,
         summary_method=SUMMARY_METHOD,
         generated=generated_at(),

@@ -111,3 +111,23 @@ def test_comparison_page_lists_every_row_and_base_vs_head_spectra(tmp_path: Path
     assert len(page.imgs) == 4 and all((index.parent / s).exists() for s in page.imgs)
     html = index.read_text(encoding="utf-8")
     assert "Mann-Whitney" in html and "Holm" in html
+    assert "report</a>" not in html  # the run pages were never rendered: no dead links
+
+
+def test_comparison_links_to_rendered_run_pages_relative_to_its_folder(tmp_path: Path) -> None:
+    from harness.report import write_run_report
+
+    dirs = []
+    for seed in (1, 2):
+        doc = results(seed)
+        doc["scenarios"] = []
+        d = tmp_path / "runs" / doc["run_id"]
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+        write_run_report(doc, d)
+        dirs.append(d)
+    index = write_comparison(dirs[0], dirs[1], tmp_path / "elsewhere" / "cmp")
+    html = index.read_text(encoding="utf-8")
+    for d in dirs:
+        href = f"../../runs/{d.name}/index.html"
+        assert f'href="{href}"' in html and (index.parent / href).exists()
