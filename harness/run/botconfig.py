@@ -7,22 +7,23 @@ from typing import Any
 
 from bot.config import loads
 
+KEYS_ENV = "TRADEBENCH_BOT_KEYS"
 
-def write_bot_config(run_dir: Path, *, node_http: str, node_ws: str, deployment: Path, feed_url: str,
-                     api_port: int, accounts: int, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
-    """Write ``bot.toml`` and return its path and the effective settings (no secrets in either).
 
-    The bot trades dev accounts 1..N: ``anvil-dev:N+1`` would include the deployer (account 0),
-    so the accounts are named by key file instead (anvil's well-known test keys, never real ones).
-    """
+def bot_keys_env(accounts: int) -> dict[str, str]:
+    """The bot's keys, for its environment only: dev accounts 1..N (``anvil-dev:N+1`` would
+    include the deployer, account 0). They are anvil's well-known test keys, and still never
+    written to the run folder, which people upload as CI artifacts."""
     from harness.node.keys import dev_accounts
 
+    return {KEYS_ENV: ",".join(a.private_key for a in dev_accounts(accounts + 1)[1:])}
+
+
+def write_bot_config(run_dir: Path, *, node_http: str, node_ws: str, deployment: Path, feed_url: str,
+                     api_port: int, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Write ``bot.toml`` and return its path and the effective settings (no secrets in either)."""
     run_dir = run_dir.resolve()
     deployment = deployment.resolve()
-    keys = [a.private_key for a in dev_accounts(accounts + 1)[1:]]
-    key_file = run_dir / "bot-keys.txt"
-    key_file.write_text("\n".join(keys) + "\n")
-    key_file.chmod(0o600)
     extra = extra or {}
     engine = {"max_in_flight": 1024, "dispatch_slots": 128, "mailbox_size": 256, "signing": "inline",
               **extra.get("engine", {})}
@@ -37,7 +38,7 @@ def write_bot_config(run_dir: Path, *, node_http: str, node_ws: str, deployment:
         f'ws = "{node_ws}"',
         "",
         "[accounts]",
-        f'key_file = "{key_file}"',
+        f'env = "{KEYS_ENV}"',
         "",
         "[strategy]",
         *(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in strategy.items()),

@@ -94,7 +94,7 @@ class Stack:
 @contextlib.asynccontextmanager
 async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIterator[Stack]:
     from harness.load.feed import MarketFeed
-    from harness.run.botconfig import write_bot_config
+    from harness.run.botconfig import bot_keys_env, write_bot_config
     from harness.run.deployment import ensure_deployment
 
     anvil_opts = AnvilOptions(mining=mining_for(opts), disable_block_gas_limit=True, quiet=True,
@@ -112,7 +112,7 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             token = secrets.token_urlsafe(24)
             cfg_path, settings = write_bot_config(
                 run_dir, node_http=node.url, node_ws=node.ws_url, deployment=run_dir / "deployment.json",
-                feed_url=feed.url, api_port=api_port, accounts=opts.accounts, extra=opts.extra_bot)
+                feed_url=feed.url, api_port=api_port, extra=opts.extra_bot)
             api_url = f"http://127.0.0.1:{api_port}"
             wrap = None
             if opts.memray:
@@ -123,15 +123,15 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
                 wrap = memray_wrap([sys.executable, "-m", "bot", "run", "--config", str(cfg_path)],
                                    run_dir / "bot.memray.bin")
             bot = BotProcess(cfg_path, run_dir / "bot.log", api_url, token=token, wrap=wrap,
-                             env={"TRADEBENCH_API_TOKEN": token})
+                             env={"TRADEBENCH_API_TOKEN": token, **bot_keys_env(opts.accounts)})
             await bot.start()
             ui.log(f"bot: pid {bot.pid}, api {api_url}")
             puller = StatsPuller(api_url)
             sampler = ProcessTreeSampler(bot.pid, interval=0.5,
                                          net_bytes=lambda: _net_bytes(puller.gauges))
-            # 20 probes/s: deciding uptime >= 99.9% needs thousands of probes (Wilson interval), and a
+            # 40 probes/s: deciding uptime >= 99.9% needs thousands of probes (Wilson interval), and a
             # /health GET is cheap next to the load itself.
-            prober = HealthProber(api_url + "/health", interval=0.05)
+            prober = HealthProber(api_url + "/health", interval=0.025)
             puller.start()
             sampler.start()
             prober.start()
@@ -153,6 +153,25 @@ def _net_bytes(gauges: dict[str, Any]) -> int | None:
     if sent is None or recv is None:
         return None
     return int(sent) + int(recv)
+
+
+def memray_artifacts(writer: ResultsWriter, capture: Path) -> None:
+    """After the bot exited (a memray capture is complete only then): the leak flame graph and a
+    summary of what was still allocated at exit, linked from the report."""
+    from harness.probes.profilers import render_memray_flamegraph, summarize_memray
+
+    if not capture.exists():
+        return
+    writer.add_artifact("memray", capture)
+    try:
+        summary = summarize_memray(capture)
+        page = render_memray_flamegraph(capture, capture.with_name("memray-leaks.html"))
+    except Exception as exc:  # a broken capture must not cost the run its verdicts
+        writer.doc.setdefault("x_errors", []).append({"scenario": "soak", "error": f"memray: {exc}"})
+        return
+    writer.add_artifact("memray", page)
+    writer.doc["x_memray"] = summary.as_dict()
+    writer.flush()
 
 
 def install_signal_handlers(task: asyncio.Task[Any]) -> None:
@@ -196,14 +215,12 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
     except asyncio.CancelledError:
         status = "interrupted"
     except HarnessError:
-        status = "interrupted"
-        if writer is None:
-            raise
+        status = "interrupted"  # judged and reported below from what was measured, then re-raised
         raise
     finally:
         if writer is not None:
-            if status != "complete":
-                writer.doc["status"] = status
+            if opts.memray:
+                memray_artifacts(writer, run_dir / "bot.memray.bin")
             finalize(writer, opts, status)
     if writer is None:
         raise HarnessError("the run stopped before it produced any result")

@@ -99,7 +99,7 @@ def _latency_key(t: SloThreshold) -> tuple[str, float | None]:
 
 
 def _latency(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
-    sid, scen = ctx.scenario("sustained")
+    sid, scen = ctx.scenario("sustained", "soak")
     ivs = X.intervals(scen)
     series = ctx.series(scen, row.id, sid)
     if series.total == 0:
@@ -221,7 +221,7 @@ _RESOURCE_FIELDS: dict[str, tuple[str, float, bool]] = {
 
 
 def _resources(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
-    sid, scen = ctx.scenario("sustained")
+    sid, scen = ctx.scenario("sustained", "soak")
     field, scale, required = _RESOURCE_FIELDS[row.id]
     t, v = X.resource_column(scen, field, required=required)
     if len(v) == 0:
@@ -249,7 +249,7 @@ def _resources(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------ quality
 def _error_rate(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
-    sid, scen = ctx.scenario("sustained")
+    sid, scen = ctx.scenario("sustained", "soak")
     ivs = X.intervals(scen)
     errors, ok = int(X.counter(ivs, "errors", sid).sum()), int(X.counter(ivs, "ok", sid).sum())
     if errors + ok == 0:
