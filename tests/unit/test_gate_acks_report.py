@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from benchmarks.endtoend import find_results, verdict_value
 from harness.errors import ConfigError
@@ -106,3 +108,15 @@ def test_asv_tracks_only_read_a_run_of_the_measured_commit(
 def test_bad_gate_options_name_the_flag(kw: dict[str, object], flag: str) -> None:
     with pytest.raises(ValueError, match=flag):
         validate(GateOptions(base="HEAD", **kw))  # type: ignore[arg-type]
+
+
+_names = st.from_regex(r"[a-z][a-z0-9_]{0,10}(\.[a-z0-9_]{1,10}){0,2}", fullmatch=True)
+_reasons = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40).filter(
+    lambda r: r.strip() != ""
+)
+
+
+@given(_names, _reasons)
+def test_trailer_round_trip(benchmark: str, reason: str) -> None:
+    ack = parse_trailer_value(f"{benchmark}: {reason}", "commit x")
+    assert (ack.benchmark, ack.reason) == (benchmark, reason.strip())
