@@ -22,7 +22,8 @@ COLOURS = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
 def _options(args: argparse.Namespace, **extra: Any) -> RunOptions:
     return RunOptions(profile=getattr(args, "profile", "custom"), pairs=args.pairs, out=args.out,
                       node_url=args.node_url, deployment=args.deployment, block_time=args.block_time, slo=args.slo,
-                      baseline=args.baseline, seed=args.seed, progress=not args.no_progress, **extra)
+                      baseline=args.baseline, seed=args.seed, progress=not args.no_progress,
+                      faults=getattr(args, "faults", None), **extra)
 
 
 def _fmt(v: float | None) -> str:

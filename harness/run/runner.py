@@ -48,6 +48,7 @@ class RunOptions:
     progress: bool = True
     memray: bool = False
     accounts: int = 4
+    faults: str | None = None  # a FaultPlan text: the bot talks to the node through the fault proxy
     extra_bot: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,6 +90,7 @@ class Stack:
     api_url: str
     token: str
     bot_settings: dict[str, Any]
+    network_profile: str = "loopback"
 
 
 @contextlib.asynccontextmanager
@@ -99,11 +101,22 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
 
     anvil_opts = AnvilOptions(mining=mining_for(opts), disable_block_gas_limit=True, quiet=True,
                               accounts=max(10, opts.accounts + 1))
-    async with start_node(NodeConfig(url=opts.node_url, anvil=anvil_opts, run_dir=run_dir)) as node:
+    async with contextlib.AsyncExitStack() as exits:
+        node = await exits.enter_async_context(
+            start_node(NodeConfig(url=opts.node_url, anvil=anvil_opts, run_dir=run_dir)))
         ui.log(f"node: {node.kind} {node.version} at {node.url} ({node.mining})")
         t = time.monotonic()
         deployment = await ensure_deployment(node.url, opts.pairs, opts.accounts, run_dir, opts.deployment)
         ui.log(f"deployed {len(deployment['pairs'])} pairs in {time.monotonic() - t:.1f} s")
+        bot_http, bot_ws, network = node.url, node.ws_url, "loopback"
+        if opts.faults is not None:
+            from harness.node.faultplan import FaultPlan
+            from harness.node.faultproxy import FaultProxy
+
+            plan = FaultPlan.parse(opts.faults)
+            proxy = await exits.enter_async_context(FaultProxy(node.url, plan))
+            bot_http, bot_ws, network = proxy.url, proxy.ws_url, f"proxy:{plan}"
+            ui.log(f"fault proxy at {proxy.url}: {plan}")
         pair_ids = [p["id"] for p in deployment["pairs"]]
         feed = MarketFeed(pair_ids, seed=opts.seed)
         await feed.start()
@@ -111,7 +124,7 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             api_port = free_port()
             token = secrets.token_urlsafe(24)
             cfg_path, settings = write_bot_config(
-                run_dir, node_http=node.url, node_ws=node.ws_url, deployment=run_dir / "deployment.json",
+                run_dir, node_http=bot_http, node_ws=bot_ws, deployment=run_dir / "deployment.json",
                 feed_url=feed.url, api_port=api_port, extra=opts.extra_bot)
             api_url = f"http://127.0.0.1:{api_port}"
             wrap = None
@@ -138,7 +151,7 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             node_info = {"kind": node.kind, "version": node.version, "url": node.url, "mining": node.mining}
             try:
                 yield Stack(run_dir, node_info, deployment, bot, puller, sampler, prober, feed, api_url, token,
-                            settings)
+                            settings, network)
             finally:
                 await prober.stop()
                 await sampler.stop()
@@ -200,7 +213,7 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
         with ui:
             async with stack(opts, run_dir, ui) as st:
                 writer = ResultsWriter(run_dir, run_id, profile.name,
-                                       conditions(st.node_info, st.bot_settings))
+                                       conditions(st.node_info, st.bot_settings, st.network_profile))
                 writer.add_artifact("logs", run_dir / "bot.log")
                 for scn in profile.scenarios:
                     try:
