@@ -94,3 +94,12 @@ def test_nightly_runs_asv_over_history_and_publishes_html() -> None:
     assert "asv run --environment virtualenv" in runs and "asv publish" in runs
     assert "harness run --profile quick" in runs
     assert any(u.startswith("actions/upload-artifact") for u in _uses(nightly))
+
+
+def test_asv_config_loads_and_publishes_under_reports() -> None:
+    from asv import util
+
+    conf = util.load_json(str(ROOT / "asv.conf.json"))  # asv's loader allows // comments
+    assert conf["html_dir"] == "reports/asv" and conf["benchmark_dir"] == "benchmarks"
+    assert conf["environment_type"] == "virtualenv" and conf["pythons"] == ["3.11"]
+    assert (ROOT / conf["benchmark_dir"] / "hotpaths.py").is_file()
