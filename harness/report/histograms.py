@@ -72,6 +72,9 @@ class Dense:
     def total(self) -> int:
         return int(self.counts.sum())
 
+    def __repr__(self) -> str:
+        return f"Dense(total={self.total}, buckets_used={int(np.count_nonzero(self.counts))}/{self.layout.size})"
+
 
 def decode(encoded: str, where: str = "histogram") -> Dense:
     """Decode one ``HdrHistogram.encode()`` string; ``where`` names it in the error on bad data."""
@@ -87,15 +90,20 @@ def decode(encoded: str, where: str = "histogram") -> Dense:
 
 
 def merge(parts: Iterable[Dense]) -> Dense | None:
-    """Sum histograms of the same configuration; ``None`` when there are none."""
-    items = list(parts)
-    if not items:
-        return None
-    lay = items[0].layout
-    for d in items[1:]:
-        if d.layout is not lay:
+    """Sum histograms of the same configuration, consuming ``parts`` lazily; ``None`` when there are none.
+
+    Summed in place one at a time: materialising thousands of 17k-long vectors first (a long run has
+    one per interval) would need gigabytes.
+    """
+    total: Dense | None = None
+    for d in parts:
+        if total is None:
+            total = Dense(d.counts.copy(), d.layout)
+        elif d.layout is not total.layout:
             raise ResultsError("histograms", ["cannot merge histograms of different configurations"])
-    return Dense(np.sum([d.counts for d in items], axis=0), lay)
+        else:
+            np.add(total.counts, d.counts, out=total.counts)
+    return total
 
 
 def percentile_ms(d: Dense, p: float) -> float:

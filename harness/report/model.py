@@ -143,6 +143,11 @@ class Scenario:
     health_ok: int
     summary: Mapping[str, Any]
 
+    def __repr__(self) -> str:
+        # The intervals hold kilobytes of base64 each: show the shape, not the data.
+        return (f"Scenario(id={self.id!r}, duration_s={self.duration_s:g}, intervals={len(self.intervals)}, "
+                f"resources={len(self.resources)}, annotations={len(self.annotations)})")
+
     def operations(self) -> tuple[str, ...]:
         """Operations with a corrected (intended-start) histogram, SLO operations first."""
         names = {k for iv in self.intervals for k in iv.histograms if not k.endswith(SERVICE_SUFFIX)}
@@ -175,6 +180,10 @@ class Run:
     verdicts: tuple[Verdict, ...]
     artifacts: Artifacts
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return (f"Run(run_id={self.run_id!r}, status={self.status!r}, scenarios={[s.id for s in self.scenarios]}, "
+                f"verdicts={self.counts()})")
 
     @property
     def is_partial(self) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.report import histograms as H
-from harness.report.model import SERVICE_SUFFIX, Scenario, Verdict
+from harness.report.model import SERVICE_SUFFIX, ResultsError, Scenario, Verdict
 
 MB = 1_000_000.0
 
@@ -36,19 +36,33 @@ class OpView:
         return float("nan") if self.corrected is None else H.stat_ms(self.corrected, stat)
 
 
+def _add(acc: H.Dense | None, d: H.Dense) -> H.Dense:
+    """``acc + d``, in place into ``acc``'s vector (``acc`` is a private running sum)."""
+    if acc is None:
+        return H.Dense(d.counts.copy(), d.layout)
+    if d.layout is not acc.layout:
+        raise ResultsError("histograms", ["cannot merge histograms of different configurations"])
+    np.add(acc.counts, d.counts, out=acc.counts)
+    return acc
+
+
 def op_view(scenario: Scenario, op: str) -> OpView:
-    """Merged corrected and service histograms of ``op`` plus its per-interval p50/p99 series."""
+    """Merged corrected and service histograms of ``op`` plus its per-interval p50/p99 series.
+
+    Intervals are decoded one at a time and summed as they come: a 24 h soak has 86,400 intervals,
+    and keeping their dense vectors (140 kB each) would take gigabytes.
+    """
     where = f"scenario {scenario.id!r}, histogram {op!r}"
     t: list[float] = []
     p50: list[float] = []
     p99: list[float] = []
-    corrected: list[H.Dense] = []
-    service: list[H.Dense] = []
+    corrected: H.Dense | None = None
+    service: H.Dense | None = None
     for iv in scenario.intervals:
         enc = iv.histograms.get(op)
         if enc is not None:
             d = H.decode(enc, f"{where} at t={iv.start:g}s")
-            corrected.append(d)
+            corrected = _add(corrected, d)
             if d.total:
                 q = H.percentiles_ms(d, [50.0, 99.0])
                 t.append((iv.start + iv.end) / 2)
@@ -56,16 +70,15 @@ def op_view(scenario: Scenario, op: str) -> OpView:
                 p99.append(float(q[1]))
         enc_s = iv.histograms.get(op + SERVICE_SUFFIX)
         if enc_s is not None:
-            service.append(H.decode(enc_s, f"{where}{SERVICE_SUFFIX} at t={iv.start:g}s"))
-    merged = H.merge(corrected)
+            service = _add(service, H.decode(enc_s, f"{where}{SERVICE_SUFFIX} at t={iv.start:g}s"))
     return OpView(
         op=op,
-        corrected=merged,
-        service=H.merge(service),
+        corrected=corrected,
+        service=service,
         t=np.asarray(t, dtype=np.float64),
         p50=np.asarray(p50, dtype=np.float64),
         p99=np.asarray(p99, dtype=np.float64),
-        count=0 if merged is None else merged.total,
+        count=0 if corrected is None else corrected.total,
     )
 
 

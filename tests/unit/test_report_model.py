@@ -161,3 +161,12 @@ def test_any_bad_verdict_field_is_reported_at_its_index(index: int, field: str, 
     else:
         # Only values the schema allows may pass: a non-empty name, or a number for confidence in (0, 1).
         assert field in ("row", "stat", "unit") and isinstance(value, str) and value, (field, value, good)
+
+
+def test_reprs_show_shape_not_data() -> None:
+    run = parse_results(results())
+    text = repr(run)
+    assert "run_id='20261125-120000-s001'" in text and "'fail': 2" in text and len(text) < 300
+    assert repr(run.scenarios[1]) == (
+        "Scenario(id='sustained', duration_s=60, intervals=60, resources=61, annotations=0)"
+    )
