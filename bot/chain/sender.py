@@ -287,16 +287,24 @@ class TxSender:
                 node_hash = await self._rpc.send_raw_transaction(raw, timeout=self.config.send_timeout)
             except RpcError as exc:
                 decision = classify_send_error(exc, attempt)
-                if (
-                    isinstance(decision, Reject)
-                    and attempt > 1
-                    and await self._lookup_tx(rec.hash) in ("pending", "mined")
-                ):
-                    # An earlier attempt reached the node and only its answer was lost, so a
+                if isinstance(decision, Reject) and attempt > 1:
+                    # An earlier attempt may have reached the node with only its answer lost; a
                     # refusal now ("nonce too low" from anvil once it is mined; or anything from
-                    # another endpoint of a pool) is about a copy: our transaction is accepted.
-                    self._acknowledge(rec, alloc, receipt_fut, t0)
-                    return
+                    # another endpoint of a pool) may be about that copy. Ask before concluding.
+                    known = await self._lookup_tx(rec.hash)
+                    if known in ("pending", "mined"):
+                        self._acknowledge(rec, alloc, receipt_fut, t0)
+                        return
+                    if known == "unreachable":
+                        self.ledger.transition(
+                            rec,
+                            TxState.UNACKED,
+                            self._clock(),
+                            error_kind=exc.kind,
+                            reason=f"refused on retry ({exc}) but the node could not be asked about the first try",
+                        )
+                        self._spawn(self._track(rec, alloc, receipt_fut))
+                        return
                 if isinstance(decision, Reject):
                     self._receipts.unwatch(rec.hash)
                     if decision.nonce is NonceEffect.TAKEN:
@@ -353,15 +361,18 @@ class TxSender:
                     if found is not None:
                         receipt = found
                         break
-                if known in ("unknown", "unreachable"):
+                if known == "unknown":
                     self._receipts.unwatch(rec.hash)
                     alloc.release(rec.nonce)
                     self._schedule_hole_fill(rec.sender, alloc)
-                    if rec.state is TxState.UNACKED or known == "unreachable":
-                        reason = "node never acknowledged it and does not hold it"
-                        if known == "unreachable":
-                            reason = "node unreachable while confirming; nonce freed for reuse"
-                        self._finish(rec, TxState.FAILED, error_kind=TxFailed.kind, reason=reason, slot=True)
+                    if rec.state is TxState.UNACKED:
+                        self._finish(
+                            rec,
+                            TxState.FAILED,
+                            error_kind=TxFailed.kind,
+                            reason="node never acknowledged it and does not hold it",
+                            slot=True,
+                        )
                     else:
                         self._finish(
                             rec,
@@ -371,15 +382,18 @@ class TxSender:
                             slot=True,
                         )
                     return
+                # Pending, or the node could not be asked: an unreachable node is no evidence that
+                # the transaction is gone, so the nonce is never freed on that basis.
                 if loop.time() - started >= self.config.max_pending_wait:
-                    # Still in the pool: keep the receipt waiter (bounded by the tracker's
-                    # max_watching) so that a late inclusion still marks the nonce taken.
+                    # Keep the receipt waiter (bounded by the tracker's max_watching) so that a
+                    # late inclusion still marks the nonce taken.
                     fut.add_done_callback(_confirm_when_mined(alloc, rec.nonce))
+                    why = "still pending" if known == "pending" else "outcome unknown (node unreachable)"
                     self._finish(
                         rec,
                         TxState.FAILED,
                         error_kind=TxFailed.kind,
-                        reason=f"still pending after {self.config.max_pending_wait:.0f}s",
+                        reason=f"{why} after {self.config.max_pending_wait:.0f}s",
                         slot=True,
                     )
                     return

@@ -53,8 +53,9 @@ class ScriptedNode(FakeNode):
         return h
 
 
-async def _run(script: list[str], intents: int) -> None:
+async def _run(script: list[str], intents: int, lookup_failures: int = 0) -> None:
     node = ScriptedNode(script)
+    node.fail("eth_getTransactionByHash", TransportError("refused (scripted)"), times=lookup_failures)
     tracker = ReceiptTracker(node, poll_interval=0.003)
     tracker.start()
     sender = TxSender(
@@ -102,6 +103,12 @@ async def _run(script: list[str], intents: int) -> None:
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(script=st.lists(st.sampled_from(ACTIONS), max_size=30), intents=st.integers(1, 12))
-def test_ledger_agrees_with_the_chain_under_scripted_faults(script: list[str], intents: int) -> None:
-    asyncio.run(_run(script, intents))
+@given(
+    script=st.lists(st.sampled_from(ACTIONS), max_size=30),
+    intents=st.integers(1, 12),
+    lookup_failures=st.integers(0, 8),
+)
+def test_ledger_agrees_with_the_chain_under_scripted_faults(
+    script: list[str], intents: int, lookup_failures: int
+) -> None:
+    asyncio.run(_run(script, intents, lookup_failures))
