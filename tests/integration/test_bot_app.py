@@ -1,0 +1,140 @@
+"""The assembled bot against a real anvil: it trades, survives losing an endpoint, serves its API."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from bot.app import Bot
+from bot.config import load
+from harness.load.feed import MarketFeed
+from harness.load.schedules import schedule_from_spec
+from harness.node.anvil import Anvil, AnvilOptions
+from harness.node.faultplan import FaultPlan
+from harness.node.faultproxy import FaultProxy
+from harness.node.mining import MiningMode
+from harness.run.botconfig import KEYS_ENV, bot_keys_env, write_bot_config
+from harness.run.deployment import ensure_deployment
+from harness.run.runner import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def chain(tmp_path: Path) -> AsyncIterator[tuple[Anvil, dict[str, object]]]:
+    async with Anvil(tmp_path, AnvilOptions(mining=MiningMode.interval(0.05), disable_block_gas_limit=True,
+                                            quiet=True)) as node:
+        dep = await ensure_deployment(node.url, 6, 2, tmp_path, None)
+        yield node, dep
+
+
+async def _run_feed(feed: MarketFeed, rate: float, seconds: float) -> int:
+    await feed.wait_for_client(10)
+    res = await feed.run(trades=schedule_from_spec({"kind": "constant", "rate": rate, "duration": seconds}))
+    return res.ws_sent
+
+
+async def test_losing_one_of_two_endpoints_mid_run_loses_no_trade(
+    chain: tuple[Anvil, dict[str, object]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node, _ = chain
+    monkeypatch.setenv(KEYS_ENV, bot_keys_env(2)[KEYS_ENV])
+    async with FaultProxy(node.url, FaultPlan()) as a, FaultProxy(node.url, FaultPlan()) as b, \
+            MarketFeed(["T000/USD", "T001/USD", "T002/USD", "T003/USD", "T004/USD", "T005/USD"], seed=3) as feed:
+        cfg_path, _ = write_bot_config(tmp_path, node_http=a.url, node_ws=node.ws_url,
+                                       deployment=tmp_path / "deployment.json", feed_url=feed.url,
+                                       api_port=free_port())
+        text = cfg_path.read_text().replace(f'http = ["{a.url}"]', f'http = ["{a.url}", "{b.url}"]')
+        cfg_path.write_text(text)
+        bot = Bot(load(cfg_path))
+        await bot.start()
+        try:
+            sending = asyncio.create_task(_run_feed(feed, 40.0, 4.0))
+            await asyncio.sleep(1.5)
+            carried_by_a = a.statistics().forwarded
+            await a.stop()  # the preferred endpoint vanishes mid-run
+            b_before = b.statistics().forwarded
+            sent = await sending
+            assert bot.sender is not None
+            assert await bot.sender.drain(30.0)
+        finally:
+            await bot.stop()
+    totals = bot.telemetry.counter_totals()
+    assert carried_by_a > 50, "endpoint a should have been carrying the trades before it died"
+    assert b.statistics().forwarded > b_before + 50, "endpoint b should have taken over"
+    assert sent == 160
+    # every signal ended in exactly one outcome, all of them mined: none lost, none doubled
+    assert totals.get("trades_ok", 0) == sent, totals
+    assert totals.get("tx_accepted", 0) == sent
+    for bad in ("trades_failed", "trades_dropped", "trades_rejected", "trades_reverted"):
+        assert totals.get(bad, 0) == 0, (bad, totals)
+    by_state = bot.sender.statistics().by_state
+    assert by_state.get("mined_ok") == sent, by_state
+
+
+async def test_bot_process_serves_its_api_and_a_manual_order_trades(
+    chain: tuple[Anvil, dict[str, object]], tmp_path: Path
+) -> None:
+    node, dep = chain
+    port = free_port()
+    cfg_path, _ = write_bot_config(tmp_path, node_http=node.url, node_ws=node.ws_url,
+                                   deployment=tmp_path / "deployment.json", feed_url="ws://127.0.0.1:9/none",
+                                   api_port=port)
+    env = {**bot_keys_env(2), "TRADEBENCH_API_TOKEN": "s3cret", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(cfg_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(100):
+                try:
+                    async with s.get(url + "/health") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            async with s.post(url + "/orders", json={"pair": "T000/USD", "side": "buy", "amount": str(10**18)}) as r:
+                assert r.status == 401  # no token, no trading
+            headers = {"Authorization": "Bearer s3cret"}
+            order = {"pair": "T000/USD", "side": "buy", "amount": str(10**18)}
+            async with s.post(url + "/orders", json=order, headers=headers) as r:
+                assert r.status == 202, await r.text()
+            async with s.post(url + "/orders", json={**order, "side": "sideways"}, headers=headers) as r:
+                assert r.status == 400 and "side" in (await r.text())
+            for _ in range(100):
+                async with s.get(url + "/stats") as r:
+                    payload = orjson.loads(await r.read())
+                done = sum(iv["counters"].get("trades_ok", 0) for iv in payload["intervals"])
+                if done:
+                    break
+                await asyncio.sleep(0.1)
+            assert done == 1
+            async with s.get(url + "/metrics") as r:
+                text = await r.text()
+            assert "bot_operation_latency_seconds" in text
+            async with s.get(url + "/status") as r:
+                status = orjson.loads(await r.read())
+            assert set(status["pairs"]) == {p["id"] for p in dep["pairs"]}  # type: ignore[index, union-attr]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    assert b"trades_ok=1" in out
+    assert b"s3cret" not in out and bot_keys_env(2)[KEYS_ENV].split(",")[0].encode() not in out
+
+
+def test_a_bad_config_names_the_field_and_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text('deployment = "d.json"\n[endpoints]\nhttp = ["http://127.0.0.1:8545"]\n[api]\nport = "abc"\n')
+    res = subprocess.run([sys.executable, "-m", "bot", "run", "--config", str(cfg)], check=False, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2
+    assert "api.port" in res.stderr and "Traceback" not in res.stderr
