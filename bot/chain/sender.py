@@ -16,7 +16,9 @@ The pipeline for one intent (a ``TxRequest`` from one account):
 5. A tracking task waits for the receipt (``ReceiptTracker``); on its deadline it asks the
    node for the transaction: unknown -> ``dropped`` (or ``failed`` when no send was ever
    acknowledged), mined -> receipt fetched directly, still pending -> wait ``pending_grace``
-   more, up to ``max_pending_wait``.
+   more, up to ``max_pending_wait``. A node that cannot be asked is no evidence either way:
+   the nonce is never freed on that basis, and the record ends ``failed`` ("outcome unknown")
+   only at ``max_pending_wait``, still watched so a late inclusion marks the nonce taken.
 
 Each pipeline runs in a task the sender owns, shielded from the caller: cancelling a caller
 cannot leave a transaction half-recorded. Freed nonces below in-flight ones are holes that
