@@ -24,7 +24,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bot.chain.errors import InsufficientFunds, NonceConflict, TxRejected
+from bot.chain.errors import InsufficientFunds, NonceConflict, TxDropped, TxError, TxFailed, TxRejected, TxReverted
 from bot.rpc.errors import NodeError, RateLimited, RpcError
 
 
@@ -146,6 +146,24 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"Ledger(opened={self._opened}, in_flight={len(self._live)}, settled={self._terminal_counts.total()})"
+
+
+def outcome_error(rec: TxRecord) -> TxError | None:
+    """The exception matching a terminal record (None for ``mined_ok`` or a live record)."""
+    msg = f"tx {rec.hash or rec.id} from {rec.sender} nonce {rec.nonce}: {rec.reason or rec.state}"
+    if rec.state is TxState.REVERTED:
+        return TxReverted(msg)
+    if rec.state is TxState.DROPPED:
+        return TxDropped(msg)
+    if rec.state is TxState.FAILED:
+        return TxFailed(msg)
+    if rec.state is TxState.REJECTED:
+        by_kind: dict[str | None, type[TxRejected]] = {
+            InsufficientFunds.kind: InsufficientFunds,
+            NonceConflict.kind: NonceConflict,
+        }
+        return by_kind.get(rec.error_kind, TxRejected)(msg)
+    return None
 
 
 class NonceEffect(StrEnum):

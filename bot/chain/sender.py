@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.chain.errors import InsufficientFunds, NonceConflict, TxDropped, TxError, TxFailed, TxRejected, TxReverted
+from bot.chain.errors import TxDropped, TxFailed, TxReverted
 from bot.chain.fee_oracle import FeeOracle
 from bot.chain.ledger import Ledger, NonceEffect, Reject, TxRecord, TxState, classify_send_error
 from bot.chain.nonces import NonceAllocator, NonceManager
@@ -81,24 +81,6 @@ class SenderStatistics:
     by_state: dict[str, int]
     fillers: int
     resyncs: int
-
-
-def outcome_error(rec: TxRecord) -> TxError | None:
-    """The exception matching a terminal record (None for ``mined_ok`` or a live record)."""
-    msg = f"tx {rec.hash or rec.id} from {rec.sender} nonce {rec.nonce}: {rec.reason or rec.state}"
-    if rec.state is TxState.REVERTED:
-        return TxReverted(msg)
-    if rec.state is TxState.DROPPED:
-        return TxDropped(msg)
-    if rec.state is TxState.FAILED:
-        return TxFailed(msg)
-    if rec.state is TxState.REJECTED:
-        by_kind: dict[str | None, type[TxRejected]] = {
-            InsufficientFunds.kind: InsufficientFunds,
-            NonceConflict.kind: NonceConflict,
-        }
-        return by_kind.get(rec.error_kind, TxRejected)(msg)
-    return None
 
 
 class TxSender:

@@ -11,10 +11,10 @@ import pytest
 from bot.chain.accounts import from_mnemonic
 from bot.chain.errors import InsufficientFunds, NonceConflict, TxReverted
 from bot.chain.fee_oracle import FeeOracle
-from bot.chain.ledger import TxState
+from bot.chain.ledger import TxState, outcome_error
 from bot.chain.nonces import NonceManager
 from bot.chain.receipts import ReceiptTracker
-from bot.chain.sender import SenderConfig, TxSender, outcome_error
+from bot.chain.sender import SenderConfig, TxSender
 from bot.chain.signer import Signer
 from bot.chain.tx import SignedTx, TxRequest, UnsignedTx
 from bot.rpc.errors import RpcTimeout, TransportError
