@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import fnmatch
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -269,4 +270,12 @@ def options_from_args(args: argparse.Namespace) -> GateOptions:
 
 
 def gate_main(args: argparse.Namespace) -> int:
-    return run_gate(options_from_args(args)).exit_code
+    # SIGTERM (CI cancelling the job) must unwind like Ctrl-C, so worktrees and workers are removed.
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run_gate(options_from_args(args)).exit_code
+    finally:
+        signal.signal(signal.SIGTERM, previous)

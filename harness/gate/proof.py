@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import tempfile
 import time
 from collections.abc import Sequence
@@ -112,7 +113,12 @@ def summarize(runs: Sequence[ProofRun], main_fraction: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwind, so the gate removes its worktrees and workers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(prog="python -m harness.gate.proof", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--runs", type=int, default=20, help="A/A runs and planted runs each (default 20)")
