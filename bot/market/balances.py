@@ -114,8 +114,11 @@ class BalanceReader:
         self._store(q, block, value)
         return value
 
-    async def many(self, queries: Sequence[BalanceQuery], block: int | str = "latest") -> list[int | RpcError]:
-        out: list[int | RpcError | None] = [self._cached(q, block) for q in queries]
+    async def many(
+        self, queries: Sequence[BalanceQuery], block: int | str = "latest"
+    ) -> list[int | RpcError | abi.AbiDecodeError]:
+        """Uncached queries in one batch; a failure is returned in the failing query's place."""
+        out: list[int | RpcError | abi.AbiDecodeError | None] = [self._cached(q, block) for q in queries]
         todo = [i for i, v in enumerate(out) if v is None]
         if todo:
             t0 = self._clock()
@@ -127,7 +130,12 @@ class BalanceReader:
                     self._errors += 1
                     out[i] = res
                     continue
-                value = queries[i].decode(res)
+                try:
+                    value = queries[i].decode(res)
+                except abi.AbiDecodeError as exc:
+                    self._errors += 1
+                    out[i] = exc
+                    continue
                 self._store(queries[i], block, value)
                 out[i] = value
                 if self._on_latency is not None:

@@ -183,21 +183,31 @@ class PriceReader:
             self._on_latency("price_fetch", max((self._clock() - t0) // 1000, 1))
         return price
 
-    async def prices(self, pairs: Sequence[Pair], block: int | str = "latest") -> list[PairPrice | RpcError]:
-        """One JSON-RPC batch for many pairs; each pair's ``price_fetch`` sample is the batch's time."""
+    async def prices(
+        self, pairs: Sequence[Pair], block: int | str = "latest"
+    ) -> list[PairPrice | RpcError | abi.AbiDecodeError]:
+        """One JSON-RPC batch for many pairs; each pair's ``price_fetch`` sample is the batch's time.
+
+        A failure is returned in the failing pair's place (one bad pool never hides the others).
+        """
         t0 = self._clock()
         data = "0x" + abi.GET_RESERVES.hex()
         calls = [("eth_call", [{"to": p.pool, "data": data}, _block_tag(block)]) for p in pairs]
         self._reads += len(calls)
         results = await self._rpc.batch(calls, timeout=self.timeout)
         micros = max((self._clock() - t0) // 1000, 1)
-        out: list[PairPrice | RpcError] = []
+        out: list[PairPrice | RpcError | abi.AbiDecodeError] = []
         for pair, res in zip(pairs, results, strict=True):
             if isinstance(res, RpcError):
                 self._errors += 1
                 out.append(res)
                 continue
-            out.append(_to_price(pair, Reserves(*abi.decode_reserves(res)), block))
+            try:
+                out.append(_to_price(pair, Reserves(*abi.decode_reserves(res)), block))
+            except abi.AbiDecodeError as exc:
+                self._errors += 1
+                out.append(abi.AbiDecodeError(f"pair {pair.id} (pool {pair.pool}): {exc}"))
+                continue
             if self._on_latency is not None:
                 self._on_latency("price_fetch", micros)
         return out

@@ -117,10 +117,13 @@ async def test_price_reader_batch_and_errors() -> None:
     node.fail("eth_call", TransportError("reset"))
     res = await reader.prices([pair, pair])
     assert isinstance(res[0], RpcError)
-    assert not isinstance(res[1], RpcError) and res[1].price == 3
+    assert not isinstance(res[1], Exception) and res[1].price == 3
     empty = Pair("X/USD", "0x" + "98" * 20, A, B, base=A, quote=B)
     with pytest.raises(abi.AbiDecodeError, match="is the address a contract"):
         await reader.price(empty)
+    mixed = await reader.prices([empty, pair])
+    assert isinstance(mixed[0], abi.AbiDecodeError) and "X/USD" in str(mixed[0])
+    assert not isinstance(mixed[1], Exception) and mixed[1].price == 3
 
 
 async def test_balance_reader_native_erc20_and_batch() -> None:
@@ -138,6 +141,8 @@ async def test_balance_reader_native_erc20_and_batch() -> None:
     assert again == got
     assert reader.statistics().cache_hits == 2
     assert len(samples) == 4  # cache hits are not reads, so they are not timed
+    bad = await reader.many([BalanceQuery(OWNER, B), BalanceQuery(OWNER)])
+    assert isinstance(bad[0], abi.AbiDecodeError) and bad[1] == 5 * 10**18
     with pytest.raises(ValueError, match="balance token"):
         BalanceQuery(OWNER, "usdc")
     assert BalanceQuery(OWNER).token == NATIVE
