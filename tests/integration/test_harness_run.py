@@ -1,0 +1,82 @@
+"""``harness run`` end to end, as a user runs it: every SLO row judged, results kept when killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.report import load_results
+from harness.slo.spec import load_spec
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROWS = {row.id for row in load_spec(None).rows}
+
+
+def _harness(*args: str, out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args, "--out", str(out), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+
+
+def _only_run(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if (p / "results.json").exists()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_a_short_run_judges_every_row_and_writes_the_reports(tmp_path: Path) -> None:
+    proc = _harness("run", "--only", "burst,sustained", "--minutes", "0.2", "--pairs", "5", out=tmp_path)
+    output, _ = proc.communicate(timeout=240)
+    run = _only_run(tmp_path)
+    doc = json.loads((run / "results.json").read_text())
+    assert doc["status"] == "complete", output
+    assert {v["row"] for v in doc["verdicts"]} == ROWS  # every row of every table, always
+    by = {(v["row"], v["stat"]): v for v in doc["verdicts"]}
+    # measured rows carry a value and an interval; rows of scenarios not run say why, not guess
+    assert by[("trade_execution", "p99")]["value"] > 0 and by[("trade_execution", "p99")]["ci"][0] is not None
+    assert "not measured" in by[("api_calls_per_sec", "target")]["note"]
+    sustained = next(s for s in doc["scenarios"] if s["id"] == "sustained")
+    assert sum(iv["counters"].get("ok", 0) for iv in sustained["intervals"]) >= 100
+    assert doc["conditions"]["node"]["mining"] == "interval:0.05s"
+    load_results(run / "results.json")  # valid against the shipped JSON Schema
+    assert (run / "index.html").exists() and (run / "junit.xml").exists()
+    assert (tmp_path / "index.html").exists()  # the history page
+    # exit code: some rows fail or stay inconclusive in so short a run; never 0 with failures
+    kinds = {v["verdict"] for v in doc["verdicts"]}
+    expected = 1 if "fail" in kinds else (2 if "inconclusive" in kinds else 0)
+    assert proc.returncode == expected, output
+    assert "results:" in output and "report:" in output
+    assert "TRADEBENCH_BOT_KEYS" not in (run / "bot.toml").read_text().replace('env = "TRADEBENCH_BOT_KEYS"', "")
+
+
+def test_an_interrupted_run_leaves_readable_partial_results(tmp_path: Path) -> None:
+    proc = _harness("run", "--only", "sustained", "--minutes", "5", "--pairs", "5", out=tmp_path)
+    deadline = time.monotonic() + 120
+    run: Path | None = None
+    while time.monotonic() < deadline:  # wait until the sustained scenario has flushed some intervals
+        runs = [p for p in tmp_path.iterdir() if (p / "results.json").exists()]
+        if runs:
+            doc = json.loads((runs[0] / "results.json").read_text())
+            if doc["scenarios"] and len(doc["scenarios"][0]["intervals"]) >= 5:
+                run = runs[0]
+                break
+        time.sleep(0.5)
+    assert run is not None, "the run never flushed a scenario"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 4, output
+    doc = json.loads((run / "results.json").read_text())
+    assert doc["status"] == "interrupted"
+    assert {v["row"] for v in doc["verdicts"]} == ROWS
+    assert (run / "index.html").exists()
+    # no process of the run outlives it
+    left = subprocess.run(["pgrep", "-f", str(run)], capture_output=True, text=True, check=False).stdout.split()
+    assert left == [], left
