@@ -28,7 +28,7 @@ from harness.stats.histograms import series_from_encoded
 from harness.stats.intervals import latency_cis, quantile_order_stat_ci, stat_key
 
 OFFSET_S, MEAN_S = 0.020, 0.300
-RUNS, WAVE = 20, 5
+RUNS, WAVE = 20, 4
 RATE, DURATION = 40.0, 2.5  # 100 requests per run
 PERCENTILES = (50.0, 75.0, 90.0)
 OK_BODY = b'{"jsonrpc":"2.0","id":1,"result":"0x1"}'
