@@ -11,6 +11,10 @@ block gas limit (``--block-time 0.1 --disable-block-gas-limit``). Three measurem
   same concurrency, until every hash is acknowledged;
 - ``sender mined``: the same intents until every one reached a terminal state.
 
+With ``--rate R --seconds S`` it runs open loop instead (one intent every 1/R s, never waiting
+for earlier ones) and prints mean/p50/p95/p99 of ``tx_submission`` (as the sender records it),
+of intent->ack (from the *intended* start, free of coordinated omission) and intent->mined.
+
 Loopback, one process, client and node sharing the machine's cores: numbers are conditions-bound.
 """
 
@@ -116,6 +120,58 @@ async def run(url: str, count: int, concurrency: int, mode: Mode, drain_s: float
             await signer.aclose()
 
 
+async def run_paced(url: str, rate: float, seconds: float, mode: Mode) -> None:
+    """Open loop: one intent every 1/rate s, never waiting for earlier ones; latency percentiles."""
+    from hdrh.histogram import HdrHistogram  # local: only this mode needs it
+
+    (a0, a1) = from_mnemonic(count=2)
+    total = int(rate * seconds)
+    submission = HdrHistogram(1, 60_000_000, 3)  # the sender's own tx_submission samples (µs)
+    from_intent = HdrHistogram(1, 60_000_000, 3)  # intended start -> ack (coordinated-omission free)
+    to_receipt = HdrHistogram(1, 60_000_000, 3)  # intended start -> terminal state
+    async with HttpTransport(url) as rpc:
+        chain_id = int(await rpc.call("eth_chainId"), 16)
+        tracker = ReceiptTracker(rpc, poll_interval=0.01)
+        tracker.start()
+        signer = Signer([a1], mode=mode)
+        sender = TxSender(
+            rpc,
+            signer,
+            NonceManager(rpc),
+            tracker,
+            FeeOracle(rpc),
+            config=SenderConfig(chain_id=chain_id, confirm_timeout=60.0, keep_recent=total),
+            on_latency=lambda op, us: submission.record_value(us),
+        )
+        pay = TxRequest(to=a0.address, value=1)
+        loop = asyncio.get_running_loop()
+
+        async def one(intended: float) -> None:
+            rec = await sender.submit(a1.address, pay)
+            from_intent.record_value(max(int((loop.time() - intended) * 1e6), 1))
+            await sender.wait(rec)
+            to_receipt.record_value(max(int((loop.time() - intended) * 1e6), 1))
+
+        try:
+            start = loop.time() + 0.1
+            tasks = []
+            for i in range(total):
+                intended = start + i / rate
+                delay = intended - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(intended)))
+            await asyncio.wait_for(asyncio.gather(*tasks), 120)
+            print(f"open loop {rate:.0f}/s for {seconds:.0f}s, signer={mode}: {sender.statistics().by_state}")
+            for name, h in (("tx_submission", submission), ("intent->ack", from_intent), ("intent->mined", to_receipt)):
+                ms = [h.get_mean_value() / 1000] + [h.get_value_at_percentile(q) / 1000 for q in (50, 95, 99)]
+                print(f"  {name:14s} mean {ms[0]:7.2f} ms  p50 {ms[1]:7.2f}  p95 {ms[2]:7.2f}  p99 {ms[3]:7.2f}")
+        finally:
+            await sender.aclose()
+            await tracker.aclose()
+            await signer.aclose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", required=True)
@@ -123,12 +179,20 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--signer", choices=["inline", "thread", "process"], default="inline")
     ap.add_argument("--uvloop", action="store_true")
+    ap.add_argument("--rate", type=float, default=0.0, help="open-loop intents per second (0: closed-loop burst)")
+    ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
+    if args.rate and not (0 < args.rate <= 5000 and 0 < args.seconds <= 300):
+        ap.error("--rate must be in (0, 5000] and --seconds in (0, 300]")
     if not 1 <= args.count <= 100_000 or not 1 <= args.concurrency <= 4096:
         ap.error("--count must be in 1..100000 and --concurrency in 1..4096")
     if not args.url.startswith(("http://127.0.0.1", "http://localhost")):
         ap.error("--url: this benchmark sends load; point it at a local node (http://127.0.0.1:PORT)")
-    coro = run(args.url, args.count, args.concurrency, args.signer)
+    coro = (
+        run_paced(args.url, args.rate, args.seconds, args.signer)
+        if args.rate
+        else run(args.url, args.count, args.concurrency, args.signer)
+    )
     if args.uvloop:
         import uvloop  # local: optional speed-up
 
