@@ -137,7 +137,7 @@ def run_gate(opts: GateOptions, console: Console | None = None) -> GateOutcome:
                 f"[bold]gate[/] {len(names)} benchmarks, {opts.processes} processes x {opts.rounds} rounds "
                 f"per revision, interleaved"
             )
-        settings = runner.WallSettings(opts.processes, opts.rounds, opts.slot_s, opts.seed)
+        settings = runner.WallSettings(processes=opts.processes, rounds=opts.rounds, slot_s=opts.slot_s, seed=opts.seed)
         t_wall = time.monotonic()
         wall_result = runner.run_wall_tier([base_side, head_side], names, settings, runner_dir, python)
         durations = {"wall_s": round(time.monotonic() - t_wall, 1)}

@@ -40,6 +40,7 @@ class Worker:
     def __init__(self) -> None:
         self._ops: dict[str, Op] = {}
         self._plant = plant_from_env()
+        self._every: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"<Worker cases={sorted(self._ops)} plant={self._plant}>"
@@ -51,6 +52,8 @@ class Worker:
             return {"ok": False, "unavailable": str(exc)}
         plant = self._plant if self._plant is not None and self._plant.case == name else None
         self._ops[name] = planted(op, plant)
+        if plant is not None:
+            self._every[name] = plant.every
         op()  # first call outside any timing: lazy imports, caches
         gc.collect()
         return {
@@ -75,6 +78,11 @@ class Worker:
 
     def measure(self, name: str, loops: int, repeats: int) -> dict[str, Any]:
         op = self._ops[name]
+        # A planted case runs a whole number of plant cycles per timing, so that every timing holds
+        # exactly the planted share of extra work (a fastest-of-N would otherwise pick a timing
+        # that happened to contain fewer extra calls). Times are per operation, so the counts may differ.
+        every = self._every.get(name, 1)
+        loops = -(-loops // every) * every
         values: list[float] = []
         for _ in range(repeats):
             t0 = time.perf_counter_ns()
