@@ -66,7 +66,8 @@ def plan(host: str, rate: float, run_time_s: float, *, workers: int = 0, user_ra
     if not user_rate > 0:
         raise ConfigError(f"locust user_rate must be > 0, got {user_rate}")
     users = max(1, math.ceil(rate / user_rate))
-    return LocustPlan(host, rate, users, rate / users, math.ceil(run_time_s), workers)
+    # Locust joins host and path as given: "http://h/" + "/health" would request "//health".
+    return LocustPlan(host.rstrip("/"), rate, users, rate / users, math.ceil(run_time_s), workers)
 
 
 def master_command(p: LocustPlan, csv_prefix: Path, json_path: Path, *, master_port: int | None = None) -> list[str]:
@@ -231,6 +232,8 @@ async def run_locust(p: LocustPlan, out_dir: Path, *, t0: float | None = None, g
             await _stop(proc)
         log.close()
     intervals, total, by_endpoint = parse_final_json(json_path.read_bytes(), t0=t0)
+    if total.requests == 0:
+        raise HarnessError(f"Locust sent no requests to {p.host}; see {out_dir / 'locust.log'}")
     # Users all start at once (spawn rate = users), so the run time is the load's span.
     span = float(p.run_time_s)
     artifacts = sorted(str(f.relative_to(out_dir)) for f in out_dir.iterdir() if f.name.startswith("locust"))

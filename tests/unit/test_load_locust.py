@@ -85,7 +85,8 @@ async def test_distributed_run_spreads_users_over_local_workers(control_api: tup
 
 
 def test_commands_bind_the_master_to_loopback() -> None:
-    p = plan("http://127.0.0.1:8080", 500, 10, workers=2)
+    p = plan("http://127.0.0.1:8080/", 500, 10, workers=2)
+    assert p.host == "http://127.0.0.1:8080"
     argv = master_command(p, Path("/x/locust"), Path("/x/final.json"), master_port=5557)
     assert argv[argv.index("--master-bind-host") + 1] == "127.0.0.1"
     assert argv[argv.index("--expect-workers") + 1] == "2"
