@@ -104,13 +104,28 @@ def _stats(view_stat: Any) -> dict[str, float]:
     return {s: view_stat(s) for s in LATENCY_STATS}
 
 
+def spectrum_targets(run: Run, scenario: str, op: str) -> list[tuple[float, float, str]]:
+    """Percentile thresholds judged for ``op`` in ``scenario`` as spectrum points (1/(1-p), ms, label)."""
+    out = []
+    for v in run.verdicts:
+        if v.table != "latency" or v.row != op or v.scenario != scenario or not v.stat.startswith("p"):
+            continue
+        try:
+            p = float(v.stat[1:])
+        except ValueError:
+            continue
+        if 0 < p < 100:
+            out.append((1.0 / (1.0 - p / 100.0), v.threshold.value, f"{v.stat} target"))
+    return out
+
+
 def _latency(run: Run, plot_dir: Path) -> dict[str, list[LatencyBlock]]:
     ops: dict[str, list[LatencyBlock]] = {}
     for scn in run.scenarios:
         for op in scn.operations():
             view = op_view(scn, op)
             name = f"latency-{slug(scn.id)}-{slug(op)}.png"
-            plots.latency_figure(view, scn.annotations, plot_dir / name)
+            plots.latency_figure(view, scn.annotations, plot_dir / name, spectrum_targets(run, scn.id, op))
             service = _stats(lambda s, d=view.service: float("nan") if d is None else stat_ms(d, s))
             ops.setdefault(op, []).append(
                 LatencyBlock(scn.id, view.count, _stats(view.stat), service, f"plots/{name}")

@@ -112,8 +112,23 @@ def _spectrum(ax: Axes, d: H.Dense | None, label: str, colour: str, style: str =
     ax.plot(x, y, style, color=colour, linewidth=1.6, label=label, drawstyle="steps-post")
 
 
-def latency_figure(view: OpView, annotations: Sequence[Annotation], path: Path) -> Path:
-    """Three panels for one operation: distribution, percentile spectrum, p50/p99 over time."""
+def _targets(ax: Axes, targets: Sequence[tuple[float, float, str]]) -> None:
+    """SLO percentile targets as red diamonds on the spectrum: a curve passing above one misses it."""
+    for x, y, label in targets:
+        ax.plot([x], [y], marker="D", markersize=5, color=RED, linestyle="none")
+        ax.annotate(label, xy=(x, y), xytext=(4, 3), textcoords="offset points", fontsize=6.5, color=RED)
+
+
+def latency_figure(
+    view: OpView,
+    annotations: Sequence[Annotation],
+    path: Path,
+    targets: Sequence[tuple[float, float, str]] = (),
+) -> Path:
+    """Three panels for one operation: distribution, percentile spectrum, p50/p99 over time.
+
+    ``targets`` are (1/(1-p), latency ms, label) points drawn on the spectrum, e.g. the p99 target.
+    """
     fig = _figure(12.6, 3.2, left=0.045, right=0.975, bottom=0.15)
     ax_h, ax_s, ax_t = fig.subplots(1, 3)
     if view.corrected is not None and view.corrected.total:
@@ -128,11 +143,12 @@ def latency_figure(view: OpView, annotations: Sequence[Annotation], path: Path) 
     _style(ax_h, "Latency distribution", "latency (ms, log)", "operations")
     _spectrum(ax_s, view.corrected, "corrected (intended start)", BLUE)
     _spectrum(ax_s, view.service, "uncorrected (.service)", ORANGE, "--")
+    _targets(ax_s, targets)
     spectrum_axes(ax_s)
     _log_axis(ax_s, "y")
     _style(ax_s, "Percentile spectrum", "percentile", "latency (ms, log)")
     if ax_s.lines:
-        ax_s.legend(fontsize=7, frameon=False, loc="upper left")
+        ax_s.legend(fontsize=7, frameon=True, framealpha=0.85, edgecolor="none", loc="best")
     if view.t.size:
         ax_t.plot(view.t, view.p99, color=PURPLE, linewidth=1.2, label="p99")
         ax_t.plot(view.t, view.p50, color=GREEN, linewidth=1.2, label="p50")

@@ -108,6 +108,18 @@ def test_inconclusive_rows_say_how_much_longer_and_conditions_are_shown(
     assert (run_dir / "junit.xml").exists()
 
 
+def test_spectrum_targets_come_from_the_latency_verdicts() -> None:
+    from harness.report.html import spectrum_targets
+    from harness.report.model import parse_results
+
+    run = parse_results(results())
+    got = spectrum_targets(run, "sustained", "tx_submission")
+    assert [(round(x), y, label) for x, y, label in got] == [(20, 100.0, "p95 target"), (100, 200.0, "p99 target")]
+    [(x, y, label)] = spectrum_targets(run, "burst", "tx_submission")
+    assert x == pytest.approx(100.0) and (y, label) == (200.0, "p99 target")
+    assert spectrum_targets(run, "soak", "tx_submission") == []
+
+
 def test_unmeasured_rows_say_so_instead_of_promising_more_time(tmp_path: Path) -> None:
     doc = results()
     doc["scenarios"] = []
