@@ -68,7 +68,7 @@ def toy_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _options(toy: dict[str, str], base: str, head: str, out: Path, **kw: object) -> GateOptions:
     settings: dict[str, object] = {
-        "cases": ("toy.*",), "processes": 3, "rounds": 6, "slot_s": 0.003, "alpha": 0.001,
+        "cases": ("toy.*",), "processes": 6, "rounds": 6, "slot_s": 0.003, "alpha": 0.001,
         "callgrind_iterations": 2_000, "repo": Path(toy["repo"]), "out_dir": out, "quiet": True,
     }  # fmt: skip
     settings.update(kw)
