@@ -42,10 +42,10 @@ async def _connected(feed: MarketFeed) -> None:
     await feed.wait_for_client(5.0)
 
 
-@pytest.mark.parametrize("batch_max", [1, 64])
-async def test_every_tick_arrives_in_order_with_its_schedule(batch_max: int) -> None:
+@pytest.mark.parametrize(("batch_max", "coalesce_s"), [(1, None), (64, None), (64, 0.005)])
+async def test_every_tick_arrives_in_order_with_its_schedule(batch_max: int, coalesce_s: float | None) -> None:
     got: list[dict[str, Any]] = []
-    async with MarketFeed(PAIRS, seed=7, batch_max=batch_max) as feed:
+    async with MarketFeed(PAIRS, seed=7, batch_max=batch_max, coalesce_s=coalesce_s) as feed:
         reader = asyncio.create_task(_read_all(feed.url, got))
         await _connected(feed)
         before = time.time()
@@ -67,6 +67,13 @@ async def test_every_tick_arrives_in_order_with_its_schedule(batch_max: int) -> 
     assert sched[-1] - sched[0] == pytest.approx(599 / 600, abs=1e-6)
     assert all(isinstance(t["price"], float) and t["price"] > 0 for t in got)
     assert any(LAG_KEY in iv.histograms for iv in res.intervals)
+    if batch_max == 1:
+        assert st_.ws_frames == 609
+    if coalesce_s:
+        # A 5 ms window at 600 ticks/s gathers about 3 ticks a frame, each at least 5 ms late
+        # for the first tick of its frame (the lag says so).
+        assert st_.ws_frames < 609 / 2
+        assert res.lag_max_ms >= 5.0
 
 
 async def test_ticks_without_a_client_are_counted_undelivered() -> None:
@@ -167,5 +174,7 @@ def test_bad_feed_settings_name_the_field() -> None:
         TickSource(["A", "A"])
     with pytest.raises(ConfigError, match="batch_max"):
         MarketFeed(PAIRS, batch_max=0)
+    with pytest.raises(ConfigError, match="coalesce_s"):
+        MarketFeed(PAIRS, batch_max=1, coalesce_s=0.001)
     with pytest.raises(ValueError, match="tick object or an array"):
         decode_frame("[1, 2]")
