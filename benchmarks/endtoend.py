@@ -33,7 +33,8 @@ def find_results(commit: str | None) -> dict[str, Any]:
             data: dict[str, Any] = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        run_commit = str(data.get("conditions", {}).get("git_commit") or "")
+        # A run from a working tree with local edits is filed under the commit it started from.
+        run_commit = str(data.get("conditions", {}).get("git_commit") or "").removesuffix("+dirty")
         if commit and run_commit and not (commit.startswith(run_commit) or run_commit.startswith(commit)):
             continue
         if commit and not run_commit:
@@ -43,10 +44,15 @@ def find_results(commit: str | None) -> dict[str, Any]:
 
 
 def verdict_value(data: dict[str, Any], row: str, stat: str) -> float:
-    for verdict in data.get("verdicts", []):
-        if verdict.get("row") == row and verdict.get("stat") == stat and verdict.get("value") is not None:
-            return float(verdict["value"])
-    raise NotImplementedError(f"the run has no {row} {stat} figure")
+    """The row's figure, from the sustained scenario when the run judged it in several scenarios."""
+    found = [
+        v for v in data.get("verdicts", [])
+        if v.get("row") == row and v.get("stat") == stat and v.get("value") is not None
+    ]  # fmt: skip
+    if not found:
+        raise NotImplementedError(f"the run has no {row} {stat} figure")
+    found.sort(key=lambda v: v.get("scenario") != "sustained")
+    return float(found[0]["value"])
 
 
 def _commit() -> str | None:

@@ -85,8 +85,9 @@ def test_asv_tracks_only_read_a_run_of_the_measured_commit(
 ) -> None:
     results = tmp_path / "results.json"
     results.write_text(json.dumps({
-        "conditions": {"git_commit": "abc1234"},
-        "verdicts": [{"row": "tx_submission", "stat": "p99", "value": 12.5},
+        "conditions": {"git_commit": "abc1234+dirty"},
+        "verdicts": [{"row": "tx_submission", "stat": "p99", "value": 99.0, "scenario": "burst"},
+                     {"row": "tx_submission", "stat": "p99", "value": 12.5, "scenario": "sustained"},
                      {"row": "transactions_per_sec", "stat": "steady", "value": 640.0}],
     }))  # fmt: skip
     monkeypatch.setenv("TRADEBENCH_RESULTS", str(results))
