@@ -187,11 +187,17 @@ async def run_jsonrpc_load(
     timeout_s: float = 10.0,
     drain_timeout_s: float = 15.0,
     lag_policy: LagPolicy | None = None,
+    name: str | None = None,
 ) -> LoadResult:
-    """Send ``method(params)`` to ``url`` on ``schedule``; latencies are recorded under ``method``."""
+    """Send ``method(params)`` to ``url`` on ``schedule``.
+
+    Latencies are recorded under ``name`` (default: the method). results.json wants
+    lower_snake_case operation names: pass e.g. ``name="eth_block_number"`` when the result goes
+    there.
+    """
     check_target(url, allow_remote)
     async with JsonRpcDriver(url, method, params, connections=connections, timeout_s=timeout_s) as drv:
-        gen = OpenLoopGenerator(drv.call, schedule, name=method, max_in_flight=max_in_flight,
+        gen = OpenLoopGenerator(drv.call, schedule, name=name or method, max_in_flight=max_in_flight,
                                 op_timeout_s=timeout_s, drain_timeout_s=drain_timeout_s,
                                 lag_policy=lag_policy)
         return await gen.run()
