@@ -252,7 +252,18 @@ class OpenLoopGenerator:
             self._in_flight -= 1
 
 
-async def run_open_loop(op: Op, schedule: Schedule, *, name: str, **options: object) -> LoadResult:
-    """Convenience: build an ``OpenLoopGenerator`` with ``options`` and run it."""
-    gen = OpenLoopGenerator(op, schedule, name=name, **options)  # type: ignore[arg-type]
+async def run_open_loop(
+    op: Op,
+    schedule: Schedule,
+    *,
+    name: str,
+    max_in_flight: int = 1000,
+    op_timeout_s: float = 30.0,
+    drain_timeout_s: float = 30.0,
+    lag_policy: LagPolicy | None = None,
+    interval_s: float = 1.0,
+) -> LoadResult:
+    """Convenience: build an ``OpenLoopGenerator`` and run it once."""
+    gen = OpenLoopGenerator(op, schedule, name=name, max_in_flight=max_in_flight, op_timeout_s=op_timeout_s,
+                            drain_timeout_s=drain_timeout_s, lag_policy=lag_policy, interval_s=interval_s)
     return await gen.run()
