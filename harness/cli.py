@@ -158,9 +158,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _dispatch(args)
+        # bench and gate own their arguments (and their --help): hand them over unparsed.
+        if argv and argv[0] == "bench":
+            from harness.bench import main as bench_main
+
+            return int(bench_main(argv[1:]))
+        if argv and argv[0] == "gate":
+            from harness.gate.cli import main as gate_main
+
+            return int(gate_main(argv[1:]))
+        return _dispatch(build_parser().parse_args(argv))
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
