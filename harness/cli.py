@@ -36,7 +36,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "(it must already hold a deployment: see --deployment)")
     p.add_argument("--deployment", type=Path, help="deployment.json for --node-url")
     p.add_argument("--block-time", type=float, default=None,
-                   help="anvil interval mining period in seconds (default: the profile's; 0 = automine)")
+                   help="anvil interval mining period in seconds (default 0.05; 0 = automine, "
+                   "which stalls under bursts: see README)")
     p.add_argument("--slo", type=Path, help="your own SLO file (default: the shipped harness/slo/slo.toml)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")
     p.add_argument("--baseline", type=Path, help="a previous run folder to judge the regression row against "

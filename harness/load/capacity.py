@@ -7,8 +7,9 @@ tool runs pinned to CPU 0, one at a time, against it:
 
 - the open-loop generator (``harness.load.jsonrpc``), with the default asyncio loop and with
   uvloop: rates are stepped up; a step *holds* when the generator started >= 99% of the
-  schedule with no errors and its own scheduling lag p99 stayed under 1 ms. The capacity is
-  the highest rate that held;
+  schedule with no errors and its own scheduling lag p99 stayed under 1 ms, in the best of
+  three short trials (noise from other processes only adds lag). The capacity is the highest
+  rate that held;
 - Locust (FastHttpUser, one process, 50 users, no pacing): its maximum request rate;
 - wrk (1 thread, 50 connections): its maximum request rate, which is mostly the server's.
 
@@ -95,17 +96,24 @@ def _run_child(args: list[str], timeout: float) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def measure_generator(url: str, rates: list[float], duration: float, loop: str) -> dict[str, Any]:
+def measure_generator(url: str, rates: list[float], duration: float, loop: str, trials: int) -> dict[str, Any]:
+    """Each rate ``trials`` times; a rate holds if its best trial held.
+
+    Other processes on a shared box only ever add lag (a preempted generator wakes late), so the
+    best of a few short trials estimates what the generator itself can do; all trials are kept.
+    """
     steps = []
     for rate in rates:
-        step = _run_child(["--child", "generator", "--url", url, "--rate", str(rate),
-                           "--duration", str(duration), "--loop", loop], timeout=duration + 60)
-        steps.append(step)
-        print(f"  generator[{loop}] {rate:>6.0f}/s: achieved {step['achieved_rate']:>7.1f}/s "
-              f"lag p99 {step['lag_p99_ms']:.3f} ms max {step['lag_max_ms']:.1f} ms "
-              f"latency p99 {step['latency_p99_ms']:.2f} ms {'held' if step['held'] else 'FAILED'}",
-              flush=True)
-        if not step["held"] and step["achieved_rate"] < 0.9 * rate:
+        runs = [_run_child(["--child", "generator", "--url", url, "--rate", str(rate),
+                            "--duration", str(duration), "--loop", loop], timeout=duration + 60)
+                for _ in range(trials)]
+        best = min(runs, key=lambda r: (not r["held"], r["lag_p99_ms"]))
+        steps.append({**best, "trials_lag_p99_ms": [r["lag_p99_ms"] for r in runs],
+                      "trials_held": sum(r["held"] for r in runs)})
+        print(f"  generator[{loop}] {rate:>6.0f}/s: achieved {best['achieved_rate']:>7.1f}/s "
+              f"lag p99 {best['lag_p99_ms']:.3f} ms (trials {[r['lag_p99_ms'] for r in runs]}) "
+              f"latency p99 {best['latency_p99_ms']:.2f} ms {'held' if best['held'] else 'FAILED'}", flush=True)
+        if not best["held"] and best["achieved_rate"] < 0.9 * rate:
             break  # far past capacity: higher steps only cost time
     capacity = max((s["rate"] for s in steps if s["held"]), default=0.0)
     return {"tool": f"open-loop generator ({loop})", "capacity_rate": capacity, "steps": steps}
@@ -214,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(consume(a.url, 2.0)))
         return 0
 
-    duration = 2.0 if a.quick else 4.0
+    duration = 2.0 if a.quick else 3.0
+    trials = 1 if a.quick else 3
     rates = [500.0, 1000.0, 2000.0, 3000.0] if a.quick else [500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0]
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "harness.load.capacity", "--child", "server",
@@ -231,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.1)
         results = []
         for loop in ("asyncio", "uvloop"):
-            results.append(measure_generator(url, rates, duration, loop))
+            results.append(measure_generator(url, rates, duration, loop, trials))
         results.append(measure_locust(url, int(duration) + 2))
         print(f"  locust: {results[-1]}", flush=True)
         results.append(measure_wrk(url, int(duration) + 1))

@@ -91,6 +91,7 @@ class Stack:
     token: str
     bot_settings: dict[str, Any]
     network_profile: str = "loopback"
+    slo: Path | None = None
 
 
 @contextlib.asynccontextmanager
@@ -151,7 +152,7 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             node_info = {"kind": node.kind, "version": node.version, "url": node.url, "mining": node.mining}
             try:
                 yield Stack(run_dir, node_info, deployment, bot, puller, sampler, prober, feed, api_url, token,
-                            settings, network)
+                            settings, network, opts.slo)
             finally:
                 await prober.stop()
                 await sampler.stop()
@@ -198,8 +199,9 @@ def install_signal_handlers(task: asyncio.Task[Any]) -> None:
 async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, Any]]:
     """Run ``profile``; returns the run folder and the final results document."""
     from harness.run.scenario_exec import run_scenario
-    from harness.run.verdicts import finalize
+    from harness.run.verdicts import finalize, load_spec
 
+    load_spec(opts.slo)  # a bad SLO file fails here, naming row and field, before anything starts
     run_id = new_run_id()
     run_dir = (opts.out / run_id).resolve()  # absolute: child processes run elsewhere
     run_dir.mkdir(parents=True, exist_ok=True)

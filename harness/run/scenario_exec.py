@@ -107,7 +107,7 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
         from harness.run.verdicts import latency_limits
 
         offset = 0.0
-        limits = latency_limits(writer)
+        limits = latency_limits(st.slo)
         for i, step in enumerate(scn.steps):
             doc["annotations"].append({"t": offset, "label": f"step {i + 1}: {step.rate:g}/s"})
             step_feed = await _drive(st, ui, writer, scn, doc, [step], True, t0_wall,
@@ -148,7 +148,7 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
         from harness.run.verdicts import latency_limits
 
         whole = judge_step(scn.total / max(scn.duration_s, 1e-9), 0.0, doc["duration_s"], doc["intervals"],
-                           latency_limits(writer))
+                           latency_limits(st.slo))
         doc["summary"]["latency_ok"] = whole.latency_ok
     if steps_out:
         doc["summary"]["steps"] = steps_out

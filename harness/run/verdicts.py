@@ -21,7 +21,7 @@ def load_spec(path: Path | None) -> Any:
     return _load(path)
 
 
-def latency_limits(writer: ResultsWriter, slo: Path | None = None) -> dict[str, dict[str, float]]:
+def latency_limits(slo: Path | None = None) -> dict[str, dict[str, float]]:
     """row -> {"mean"|"p95"|"p99": ms}, for the stress stopping rule."""
     from harness.slo.spec import latency_limits_ms
 
