@@ -156,6 +156,7 @@ def consume(url: str, idle_s: float) -> dict[str, Any]:
 
     async def run() -> dict[str, Any]:
         ticks = frames = 0
+        cpu0 = time.process_time()
         async with aiohttp.ClientSession() as s, s.ws_connect(url, max_msg_size=0) as ws:
             while True:
                 try:
@@ -166,7 +167,9 @@ def consume(url: str, idle_s: float) -> dict[str, Any]:
                     break
                 frames += 1
                 ticks += len(decode_frame(msg.data))
-        return {"ticks": ticks, "frames": frames}
+        # Includes the idle wait at the end (no CPU) and the connection set-up (little).
+        cpu_us = (time.process_time() - cpu0) * 1e6
+        return {"ticks": ticks, "frames": frames, "consumer_cpu_us_per_tick": round(cpu_us / max(ticks, 1), 2)}
 
     return asyncio.run(run())
 
@@ -187,6 +190,7 @@ async def _feed_run(batch_max: int, rate: float, duration: float, coalesce_s: fl
     return {"batch_max": batch_max, "coalesce_ms": coalesce_s * 1000, "rate": rate,
             "ws_sent": res.ws_sent, "ws_dropped": res.ws_dropped,
             "sent_rate": round(res.achieved_rate, 1), "received": got["ticks"], "frames": got["frames"],
+            "consumer_cpu_us_per_tick": got["consumer_cpu_us_per_tick"],
             "lag_p99_ms": res.lag_p99_ms, "behind": res.behind}
 
 
@@ -196,7 +200,8 @@ def measure_feed(rate: float, duration: float) -> list[dict[str, Any]]:
     for batch, coalesce in ((1, 0.0), (64, 0.0), (64, 0.0005)):
         row = asyncio.run(_feed_run(batch, rate, duration, coalesce))
         print(f"  feed batch_max={batch} coalesce={coalesce * 1000:g} ms: sent {row['sent_rate']}/s, "
-              f"received {row['received']} of {int(rate * duration)}, lag p99 {row['lag_p99_ms']:.2f} ms", flush=True)
+              f"received {row['received']} of {int(rate * duration)}, lag p99 {row['lag_p99_ms']:.2f} ms, "
+              f"consumer CPU {row['consumer_cpu_us_per_tick']} us/tick", flush=True)
         rows.append(row)
     return rows
 
