@@ -71,7 +71,7 @@ def serve(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def generator_step(url: str, rate: float, duration: float, loop: str) -> dict[str, Any]:
+def generator_step(url: str, rate: float, duration: float, loop: str, spin_s: float = 0.001) -> dict[str, Any]:
     from harness.load.jsonrpc import run_jsonrpc_load
     from harness.load.schedules import ConstantRate
 
@@ -80,14 +80,18 @@ def generator_step(url: str, rate: float, duration: float, loop: str) -> dict[st
         import uvloop
 
         uvloop.install()
+    cpu0 = time.process_time()
     res = asyncio.run(run_jsonrpc_load(url, "eth_blockNumber", [], ConstantRate(rate, duration),
-                                       connections=64, max_in_flight=2000, timeout_s=5.0))
+                                       connections=64, max_in_flight=2000, timeout_s=5.0, spin_s=spin_s))
+    cpu_us = (time.process_time() - cpu0) * 1e6
     s = res.summary
     p99_ms = res.merged("eth_blockNumber").get_value_at_percentile(99) / 1000.0
     held = s.sent >= 0.99 * s.scheduled and s.errors == 0 and s.generator_lag_p99_ms < 1.0
     return {"loop": loop, "rate": rate, "achieved_rate": round(s.achieved_rate, 1), "errors": s.errors,
             "dropped": s.dropped, "lag_p99_ms": s.generator_lag_p99_ms, "lag_max_ms": s.generator_lag_max_ms,
-            "latency_p99_ms": p99_ms, "held": held}
+            "latency_p99_ms": p99_ms, "held": held, "held_5ms": held or (
+                s.sent >= 0.99 * s.scheduled and s.errors == 0 and s.generator_lag_p99_ms < 5.0),
+            "cpu_us_per_op": round(cpu_us / max(s.sent, 1), 1)}
 
 
 def _run_child(args: list[str], timeout: float) -> dict[str, Any]:
@@ -112,11 +116,23 @@ def measure_generator(url: str, rates: list[float], duration: float, loop: str, 
                       "trials_held": sum(r["held"] for r in runs)})
         print(f"  generator[{loop}] {rate:>6.0f}/s: achieved {best['achieved_rate']:>7.1f}/s "
               f"lag p99 {best['lag_p99_ms']:.3f} ms (trials {[r['lag_p99_ms'] for r in runs]}) "
-              f"latency p99 {best['latency_p99_ms']:.2f} ms {'held' if best['held'] else 'FAILED'}", flush=True)
+              f"latency p99 {best['latency_p99_ms']:.2f} ms cpu {best['cpu_us_per_op']} us/op "
+              f"{'held' if best['held'] else 'FAILED'}", flush=True)
         if not best["held"] and best["achieved_rate"] < 0.9 * rate:
             break  # far past capacity: higher steps only cost time
     capacity = max((s["rate"] for s in steps if s["held"]), default=0.0)
-    return {"tool": f"open-loop generator ({loop})", "capacity_rate": capacity, "steps": steps}
+    relaxed = max((s["rate"] for s in steps if s["held_5ms"]), default=0.0)
+    # CPU is charged only while the process runs, so CPU per operation survives a busy machine
+    # better than any wall-clock figure; 1e6 / it is the rate one full core could sustain. It is
+    # measured past saturation (8000/s), where the generator never waits and so never spins.
+    cpu_runs = [_run_child(["--child", "generator", "--url", url, "--rate", "8000", "--duration", "1.5",
+                            "--loop", loop, "--spin", "0"], timeout=120) for _ in range(2)]
+    cpu_us = min(r["cpu_us_per_op"] for r in cpu_runs)
+    print(f"  generator[{loop}] CPU per operation when saturated: {cpu_us} us "
+          f"(trials {[r['cpu_us_per_op'] for r in cpu_runs]})", flush=True)
+    return {"tool": f"open-loop generator ({loop})", "capacity_rate": capacity, "capacity_rate_lag_5ms": relaxed,
+            "cpu_us_per_op": cpu_us, "one_core_rate_estimate": round(1e6 / cpu_us),
+            "steps": steps}
 
 
 def measure_locust(url: str, duration: int) -> dict[str, Any]:
@@ -216,12 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--duration", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
+    ap.add_argument("--spin", type=float, default=0.001, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child == "server":
         serve(a.port)
         return 0
     if a.child == "generator":
-        print(json.dumps(generator_step(a.url, a.rate, a.duration, a.loop)))
+        print(json.dumps(generator_step(a.url, a.rate, a.duration, a.loop, a.spin)))
         return 0
     if a.child == "consumer":
         print(json.dumps(consume(a.url, 2.0)))
@@ -229,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
     duration = 2.0 if a.quick else 3.0
     trials = 1 if a.quick else 3
-    rates = [500.0, 1000.0, 2000.0, 3000.0] if a.quick else [500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0]
+    rates = [500.0, 1000.0, 2000.0, 3000.0] if a.quick else [500.0, 1000.0, 2000.0, 3000.0, 4000.0, 6000.0, 8000.0]
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "harness.load.capacity", "--child", "server",
                                "--port", str(port)])

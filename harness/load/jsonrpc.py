@@ -188,6 +188,7 @@ async def run_jsonrpc_load(
     drain_timeout_s: float = 15.0,
     lag_policy: LagPolicy | None = None,
     name: str | None = None,
+    spin_s: float = 0.001,
 ) -> LoadResult:
     """Send ``method(params)`` to ``url`` on ``schedule``.
 
@@ -199,5 +200,5 @@ async def run_jsonrpc_load(
     async with JsonRpcDriver(url, method, params, connections=connections, timeout_s=timeout_s) as drv:
         gen = OpenLoopGenerator(drv.call, schedule, name=name or method, max_in_flight=max_in_flight,
                                 op_timeout_s=timeout_s, drain_timeout_s=drain_timeout_s,
-                                lag_policy=lag_policy)
+                                lag_policy=lag_policy, spin_s=spin_s)
         return await gen.run()
