@@ -71,7 +71,7 @@ def serve(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def generator_step(url: str, rate: float, duration: float, loop: str, spin_s: float = 0.001) -> dict[str, Any]:
+def generator_step(url: str, rate: float, duration: float, loop: str, spin_s: float = 0.0) -> dict[str, Any]:
     from harness.load.jsonrpc import run_jsonrpc_load
     from harness.load.schedules import ConstantRate
 
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--duration", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
-    ap.add_argument("--spin", type=float, default=0.001, help=argparse.SUPPRESS)
+    ap.add_argument("--spin", type=float, default=0.0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child == "server":
         serve(a.port)

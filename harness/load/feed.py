@@ -99,7 +99,7 @@ class _Conn:
 
 class MarketFeed:
     def __init__(self, pairs: list[str] | tuple[str, ...], *, seed: int = 0, batch_max: int = 64,
-                 queue_frames: int = 4096, spin_s: float = 0.0005, flush_timeout_s: float = 5.0,
+                 queue_frames: int = 4096, spin_s: float = 0.0, flush_timeout_s: float = 5.0,
                  send_buffer_bytes: int | None = None, coalesce_s: float | None = None,
                  lag_policy: LagPolicy | None = None) -> None:
         if batch_max < 1:

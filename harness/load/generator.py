@@ -17,13 +17,13 @@ like k6's constant-arrival-rate executor and wrk2. Differences that matter:
   is still in flight; those are counted as errors of kind ``unfinished``, not lost.
 
 Timing: every timestamp is ``time.perf_counter_ns()`` relative to the run start. asyncio
-timers wake up to ~1 ms late on an idle loop (epoll's timeout is in milliseconds), which alone
-would put the lag p99 near 1 ms; so the generator sleeps until ``spin_s`` before the due time
-and then yields to the loop (``sleep(0)``) until it is due. Other tasks run during that spin;
-it costs at most ``spin_s`` of CPU per arrival gap, and ``spin_s=0`` turns it off. When a yield
+timers wake up to 1 ms late on an idle loop (the selector's timeout is rounded up to whole
+milliseconds), which alone would put the lag p99 near 1 ms; so ``wait_until`` aims its timer
+1 ms (+ ``spin_s``) before the due time and then yields to the loop (``sleep(0)``) until due.
+Other tasks run during that spin; it costs up to ~1 ms of CPU per arrival gap. When a yield
 comes back slowly the loop is busy with other work (and then timers are not rounded), so the
-spin stops and a plain sleep covers the rest: several generators in one loop, or one loop
-shared with a server, do not starve each other.
+spin backs off to a timer: several generators in one loop, or a loop shared with a server,
+do not starve each other.
 
 An operation is an async callable ``op() -> None`` that raises on error. The error's ``kind``
 attribute (``bot.rpc.errors`` style) labels the error counter, else the exception class name.
@@ -47,24 +47,32 @@ Op = Callable[[], Awaitable[None]]
 _LAUNCH_BATCH = 16
 
 
+# asyncio's selector rounds its timeout *up* to whole milliseconds, so a timer wakes up to 1 ms
+# after the time asked for. The timer is aimed this much (plus any extra spin) before the due
+# time, and the rest is covered by yielding to the loop until due.
+_TIMER_SLACK_NS = 1_000_000
 # A yield to the loop that takes longer than this means other work is running: the loop is
-# awake anyway (timers fire without the epoll millisecond rounding), so spinning only steals
-# CPU from that work. Stop spinning and sleep for the rest.
+# awake anyway (and then timers are not rounded), so spinning only steals CPU from that work.
 _BUSY_YIELD_NS = 100_000
 
 
-async def wait_until(due_ns: int, spin_ns: int) -> None:
-    """Sleep until ``perf_counter_ns() >= due_ns``: a timer for most of it, then a short spin."""
+async def wait_until(due_ns: int, spin_ns: int = 0) -> None:
+    """Sleep until ``perf_counter_ns() >= due_ns``: a timer for most of it, then a short spin.
+
+    Never sleeping through the due time matters more than the spin's CPU: on a busy machine a
+    process that sleeps may wait milliseconds for the kernel to run it again.
+    """
     now = time.perf_counter_ns()
-    if due_ns - now > spin_ns:
-        await asyncio.sleep((due_ns - now - spin_ns) / NS_PER_S)
+    margin = _TIMER_SLACK_NS + spin_ns
+    if due_ns - now > margin:
+        await asyncio.sleep((due_ns - now - margin) / NS_PER_S)
     now = time.perf_counter_ns()
     while now < due_ns:
         await asyncio.sleep(0)
         after = time.perf_counter_ns()
-        if after - now > _BUSY_YIELD_NS and after < due_ns:
-            await asyncio.sleep((due_ns - after) / NS_PER_S)
-            return
+        if after - now > _BUSY_YIELD_NS and due_ns - after > _TIMER_SLACK_NS:
+            await asyncio.sleep((due_ns - after - _TIMER_SLACK_NS) / NS_PER_S)
+            after = time.perf_counter_ns()
         now = after
 
 
@@ -104,7 +112,7 @@ class OpenLoopGenerator:
         op_timeout_s: float = 30.0,
         drain_timeout_s: float = 30.0,
         max_count: int = 10_000_000,
-        spin_s: float = 0.001,
+        spin_s: float = 0.0,
         lag_policy: LagPolicy | None = None,
         interval_s: float = 1.0,
     ) -> None:

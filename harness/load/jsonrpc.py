@@ -188,7 +188,7 @@ async def run_jsonrpc_load(
     drain_timeout_s: float = 15.0,
     lag_policy: LagPolicy | None = None,
     name: str | None = None,
-    spin_s: float = 0.001,
+    spin_s: float = 0.0,
 ) -> LoadResult:
     """Send ``method(params)`` to ``url`` on ``schedule``.
 
