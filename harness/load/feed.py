@@ -128,6 +128,7 @@ class MarketFeed:
         self._running = False
         self._scheduled = 0
         self._totals = dict.fromkeys(COUNTERS, 0)
+        self._last_sent_ns = 0
         self.connects = 0
         self.disconnects = 0
         self.url = ""
@@ -175,8 +176,11 @@ class MarketFeed:
                               "is the bot configured with this feed URL?") from None
 
     def _count(self, name: str, n: int) -> None:
-        self._series.count(time.perf_counter_ns() - self._t0_ns, name, n)
+        t = time.perf_counter_ns() - self._t0_ns
+        self._series.count(t, name, n)
         self._totals[name] += n
+        if name == "ws_sent":
+            self._last_sent_ns = t
 
     async def _handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=1 << 20)
@@ -253,6 +257,7 @@ class MarketFeed:
         self._running = True
         self._series = IntervalSeries(counters=COUNTERS)
         self._totals = dict.fromkeys(COUNTERS, 0)
+        self._last_sent_ns = 0
         scheduled = (market.count if market else 0) + (trades.count if trades else 0)
         duration = max(s.duration for s in (market, trades) if s is not None)
         self._scheduled = scheduled
@@ -289,7 +294,9 @@ class MarketFeed:
         t = self._totals
         p99 = lag_total.get_value_at_percentile(99) / 1000.0 if lag_total.get_total_count() else 0.0
         lag_max = lag_total.get_max_value() / 1000.0 if lag_total.get_total_count() else 0.0
-        span = max(duration, (time.perf_counter_ns() - t0) / NS_PER_S)
+        # Over the schedule, or until the last tick went out if that was later (the flush's
+        # polling after it is not the feed's sending time).
+        span = max(duration, self._last_sent_ns / NS_PER_S)
         return FeedResult(self._series.intervals(), scheduled, t["ws_sent"], t["ws_undelivered"],
                           t["ws_dropped"], scheduled / duration, t["ws_sent"] / span, p99, lag_max,
                           self._lag_policy.behind(p99, lag_max))
