@@ -26,8 +26,9 @@ async def test_every_scheduled_operation_is_started_and_counted_per_interval() -
     assert 90.0 <= s.achieved_rate <= 100.0
     assert res.counter_total("sent") == 200
     assert [iv.start for iv in res.intervals][:2] == [0.0, 1.0]
-    # Starts land in the second they happened: 100 per second of the schedule.
-    assert [iv.counters["sent"] for iv in res.intervals[:2]] == [100, 100]
+    # Starts land in the second they happened: 100 per second of the schedule (give or take
+    # an arrival that a busy machine started just after the boundary).
+    assert all(abs(iv.counters["sent"] - 100) <= 3 for iv in res.intervals[:2])
     assert res.merged("op").get_total_count() == 200
     assert res.merged("op.service").get_total_count() == 200
     assert res.merged(LAG_KEY).get_total_count() == 200
