@@ -7,6 +7,8 @@ import time
 
 import pytest
 from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.errors import ConfigError
 from harness.load.generator import OpenLoopGenerator, error_kind, run_open_loop
@@ -162,3 +164,36 @@ def test_error_kind_labels() -> None:
     assert error_kind(TimeoutError()) == "timeout"
     assert error_kind(E()) == "rate_limited"
     assert error_kind(KeyError("x")) == "KeyError"
+
+
+events = st.lists(
+    st.tuples(st.integers(0, 5_000_000_000), st.integers(0, 50_000_000), st.integers(0, 3_000_000_000),
+              st.sampled_from([None, None, "timeout", "node"]), st.booleans()),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(events)
+def test_recorder_intervals_add_up_to_the_totals(evs: list[tuple[int, int, int, str | None, bool]]) -> None:
+    rec = IntervalRecorder("op")
+    for intended, lag, took, kind, dropped in evs:
+        if dropped:
+            rec.dropped_at(intended)
+            continue
+        rec.started(intended, intended + lag)
+        rec.finished(intended, intended + lag, intended + lag + took, kind)
+    res = rec.result(schedule={}, annotations=[], scheduled=len(evs), schedule_duration_s=5.0)
+    s = res.summary
+    assert s.sent + s.dropped == len(evs)
+    assert s.sent == s.ok + s.errors
+    for name, total in (("sent", s.sent), ("ok", s.ok), ("errors", s.errors), ("dropped", s.dropped)):
+        assert res.counter_total(name) == total
+    assert sum(res.counter_total(f"errors{{kind={k}}}") for k in s.errors_by_kind) == s.errors
+    assert res.merged("op").get_total_count() == s.ok == res.merged("op.service").get_total_count()
+    assert res.merged(LAG_KEY).get_total_count() == s.sent
+    # Intervals are contiguous from 0, one per second, none missing.
+    assert [iv.start for iv in res.intervals] == [float(i) for i in range(len(res.intervals))]
+    if s.ok:
+        # From the intended start is never shorter than from the actual start.
+        assert res.merged("op").get_max_value() >= res.merged("op.service").get_max_value()
