@@ -1,8 +1,9 @@
 """Percentile coverage: the reported confidence intervals contain the true percentiles.
 
 A local server delays each request by a draw from a known distribution (20 ms + exponential with
-mean 100 ms, seeded per run). The true percentiles are those of that distribution; the server's
-and client's own overhead (~1 ms) is small beside the intervals' width (~10 ms). Twenty short
+mean 300 ms, seeded per run). The true percentiles are those of that distribution; the server's
+and client's own overhead (1-5 ms on a busy box) is small beside the intervals' width (100+ ms;
+at a 100 ms scale the overhead alone pushed the lower bounds past the truth). Twenty short
 runs, each a separate seeded open-loop run of 100 requests, are judged by the harness's own
 statistics (``harness.stats.intervals``): the block bootstrap over 0.1-s intervals, and the
 order-statistic CI (what a run with too few intervals falls back to). At 95% confidence, for
