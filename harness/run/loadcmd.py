@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 from typing import Any
 
 import orjson
@@ -47,15 +48,15 @@ def _ms(us: float) -> str:
 def cmd_load(args: argparse.Namespace) -> int:
     schedule = schedule_from_args(args)
     params = parse_params(args.params)
+    name = re.sub(r"[^a-z0-9_]+", "_", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", args.method).lower())
     result = asyncio.run(run_jsonrpc_load(args.url, args.method, params, schedule, allow_remote=args.allow_remote,
-                                          max_in_flight=args.max_in_flight))
+                                          max_in_flight=args.max_in_flight, name=name))
     s = result.summary
     console = Console()
     table = Table(title=f"{args.method} @ {args.url}  ({schedule.kind}, {s.duration_s:.1f} s)")
     for col in ("latency (ms)", "mean", "p50", "p90", "p99", "p99.9", "max"):
         table.add_column(col, justify="right")
-    for key, label in ((args.method, "from intended start (corrected)"),
-                       (f"{args.method}.service", "service time (uncorrected)")):
+    for key, label in ((name, "from intended start (corrected)"), (f"{name}.service", "service time (uncorrected)")):
         h = result.merged(key)
         if h.get_total_count() == 0:
             continue
@@ -72,4 +73,6 @@ def cmd_load(args: argparse.Namespace) -> int:
         doc: dict[str, Any] = {"url": args.url, "method": args.method, **result.to_scenario_json()}
         args.json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         console.print(f"written: {args.json}")
-    return 1 if (s.errors or s.dropped or s.generator_behind) else 0
+    # A generator that fell behind is a warning about the run, not a verdict on the endpoint: the
+    # latencies from intended start stay honest, and preemption alone trips it on a busy machine.
+    return 1 if (s.errors or s.dropped) else 0
