@@ -33,6 +33,7 @@ from bot.engine.actors import Engine, EngineSettings
 from bot.engine.mailbox import Message, Priority, PutResult
 from bot.engine.watchdog import Watchdog
 from bot.feed import FeedClient
+from bot.market.prices import Pair
 from bot.rpc import EndpointPool, HttpTransport, PoolLimits, Timeouts, WsSubscriber
 from bot.strategy import StrategyParams
 from bot.telemetry.observer import TelemetryObserver, register_engine_gauges
@@ -56,8 +57,11 @@ def load_pairs(config: BotConfig, accounts: list[str]) -> dict[str, PairInfo]:
             continue
         # Pairs are spread over accounts round-robin: each account's nonces are one queue at the
         # node, so more accounts means more independent queues.
-        pairs[p["id"]] = PairInfo(p["id"], p["pool"], p["token0"], p["token1"], p["base"], p["quote"],
-                                  accounts[i % len(accounts)])
+        try:
+            market = Pair.from_deployment(p)
+        except ValueError as exc:
+            raise ConfigError(f"deployment: {exc}") from exc
+        pairs[market.id] = PairInfo(market, accounts[i % len(accounts)])
     if wanted is not None and (missing := wanted - set(pairs)):
         raise ConfigError(f"pairs: {sorted(missing)} are not in {config.deployment}; use ids from its 'pairs'")
     if not pairs:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FEE_NUM, FEE_DEN = 997, 1000  # the pool's 0.3% fee, exactly as Pool.sol computes it
+from bot.market.prices import amount_out
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,6 @@ class Order:
     min_amount_out: int
     buys_base: bool
     pays_token0: bool
-
-
-def amount_out(amount_in: int, reserve_in: int, reserve_out: int) -> int:
-    """Constant-product output with the 0.3% fee, in the pool's integer arithmetic."""
-    if amount_in <= 0 or reserve_in <= 0 or reserve_out <= 0:
-        return 0
-    a = amount_in * FEE_NUM
-    return (a * reserve_out) // (reserve_in * FEE_DEN + a)
 
 
 def decide(pool: PoolView, ref_price: float, params: StrategyParams) -> Order | None:

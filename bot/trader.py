@@ -24,15 +24,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.chain.abi import GET_RESERVES, decode_reserves, decode_uint256, encode_balance_of, encode_swap
+from bot.chain.abi import encode_swap
 from bot.chain.ledger import TxState
 from bot.chain.sender import TxSender
 from bot.chain.tx import TxRequest
 from bot.engine.limits import RANK_IN_FLIGHT, CapacityLimiter, LimiterTimeout
 from bot.engine.mailbox import Message
+from bot.market.balances import BalanceReader
+from bot.market.prices import Pair, PriceReader, amount_out
 from bot.rpc.errors import RpcError
 from bot.rpc.protocol import RpcClient
-from bot.strategy import Order, PoolView, StrategyParams, amount_out, decide
+from bot.strategy import Order, PoolView, StrategyParams, decide
 from bot.telemetry.recorder import Telemetry
 
 log = logging.getLogger(__name__)
@@ -49,17 +51,28 @@ _OUTCOME = {
 
 @dataclass(frozen=True, slots=True)
 class PairInfo:
-    id: str
-    pool: str
-    token0: str
-    token1: str
-    base: str
-    quote: str
+    market: Pair  # the pool and its tokens, as deployed
     account: str  # the address that trades this pair
 
     @property
+    def id(self) -> str:
+        return self.market.id
+
+    @property
+    def pool(self) -> str:
+        return self.market.pool
+
+    @property
+    def token0(self) -> str:
+        return self.market.token0
+
+    @property
+    def token1(self) -> str:
+        return self.market.token1
+
+    @property
     def base_is_token0(self) -> bool:
-        return self.base.lower() == self.token0.lower()
+        return self.market.base_is_token0
 
 
 class InFlight:
@@ -116,13 +129,12 @@ class Trader:
     def __init__(self, rpc: RpcClient, sender: TxSender, telemetry: Telemetry, pairs: Mapping[str, PairInfo],
                  params: StrategyParams, *, read_timeout: float = 2.0, balance_timeout: float = 2.0,
                  max_in_flight: int = 1024, slot_timeout: float = 10.0) -> None:
-        self._rpc = rpc
+        self.prices = PriceReader(rpc, on_latency=telemetry.record, timeout=read_timeout)
+        self.balances = BalanceReader(rpc, on_latency=telemetry.record, timeout=balance_timeout)
         self._sender = sender
         self._t = telemetry
         self.pairs = pairs
         self.params = params
-        self.read_timeout = read_timeout
-        self.balance_timeout = balance_timeout
         self.reference: dict[str, float] = {}
         self.in_flight = InFlight(telemetry)
         # One slot per trade from signal to receipt. Its holder is the trade (a token object),
@@ -140,21 +152,15 @@ class Trader:
     # -- reads (timed as the SLO rows define them) ----------------------------------------------
 
     async def pool_view(self, pair: PairInfo, scheduled: float | None) -> PoolView:
-        t0 = time.perf_counter_ns()
-        raw = await self._rpc.call("eth_call", [{"to": pair.pool, "data": "0x" + GET_RESERVES.hex()}, "latest"],
-                                   timeout=self.read_timeout)
-        r0, r1, _ts = decode_reserves(raw)
-        self._t.record_since_ns("price_fetch", t0)
+        p = await self.prices.price(pair.market)  # one eth_call, decoded: records price_fetch
         if scheduled is not None:
             self._t.record_since_scheduled("price_fetch.from_tick", scheduled)
-        return PoolView(r0, r1, pair.base_is_token0)
+        base0 = pair.base_is_token0
+        return PoolView(p.reserve_base if base0 else p.reserve_quote, p.reserve_quote if base0 else p.reserve_base,
+                        base0)
 
     async def token_balance(self, token: str, owner: str, scheduled: float | None) -> int:
-        t0 = time.perf_counter_ns()
-        raw = await self._rpc.call("eth_call", [{"to": token, "data": "0x" + encode_balance_of(owner).hex()},
-                                                "latest"], timeout=self.balance_timeout)
-        value = decode_uint256(raw, "balanceOf")
-        self._t.record_since_ns("balance_check", t0)
+        value = await self.balances.get(owner, token)  # records balance_check
         if scheduled is not None:
             self._t.record_since_scheduled("balance_check.from_tick", scheduled)
         return value

@@ -6,10 +6,11 @@ Probes run on their own schedule, independent of the load, so an unresponsive bo
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import aiohttp
+
+from harness.probes.periodic import Periodic
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class HealthProber:
         self._probes = 0
         self._ok = 0
         self._last_error: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self.probe_once, interval, name="health-prober", max_runs=max_probes)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -60,22 +61,12 @@ class HealthProber:
             self._last_error = f"{type(exc).__name__}: {exc}"
         return False
 
-    async def _run(self) -> None:
-        for _ in range(self.max_probes):
-            await self.probe_once()
-            await asyncio.sleep(self.interval)
-
     def start(self) -> None:
         self._session = aiohttp.ClientSession()
-        self._task = asyncio.create_task(self._run(), name="health-prober")
+        self._loop.start()
 
     async def stop(self) -> HealthStatistics:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._loop.stop()
         if self._session is not None:
             await self._session.close()
         return self.statistics()

@@ -13,12 +13,13 @@ long-lived children (signing workers), so this is noted, not corrected.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
+
+from harness.probes.periodic import Periodic
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class ProcessTreeSampler:
         self.series = ResourceSeries(origin=time.monotonic())
         # The bot's own transport byte counters (psutil has none per process), if available.
         self.net_bytes = net_bytes or (lambda: None)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self.sample_now, interval, name=f"sampler-{pid}", max_runs=max_samples)
 
     def __repr__(self) -> str:
         return f"<ProcessTreeSampler pid={self.pid} every={self.interval}s samples={len(self.series.samples)}>"
@@ -130,24 +131,12 @@ class ProcessTreeSampler:
         except psutil.NoSuchProcess:
             return None
 
-    async def _run(self) -> None:
-        for _ in range(self.max_samples):
-            self.sample_now()
-            await asyncio.sleep(self.interval)
-
     def start(self) -> None:
         self.series = ResourceSeries(origin=time.monotonic())
-        self.sample_now()
-        self._task = asyncio.create_task(self._run(), name=f"sampler-{self.pid}")
+        self._loop.start()
 
     async def stop(self) -> list[ResourceSample]:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._loop.stop()
         self.sample_now()
         return list(self.series.samples)
 

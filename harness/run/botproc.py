@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from harness.errors import HarnessError
+from harness.probes.periodic import Periodic
 
 _PR_SET_PDEATHSIG = 1
 
@@ -111,7 +112,7 @@ class StatsPuller:
         self.gauges: dict[str, Any] = {}
         self.failures = 0
         self._seq = -1
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self.pull_once, period, name="stats-puller", max_runs=max_pulls)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -135,23 +136,12 @@ class StatsPuller:
                 self._seq = iv["seq"]
         self.gauges = payload.get("gauges", {})
 
-    async def _run(self) -> None:
-        for _ in range(self.max_pulls):
-            await self.pull_once()
-            await asyncio.sleep(self.period)
-
     def start(self) -> None:
         self._session = aiohttp.ClientSession()
-        self._task = asyncio.create_task(self._run(), name="stats-puller")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._loop.stop()
         if self._session is not None:
             await self.pull_once()  # the last closed intervals
             await self._session.close()

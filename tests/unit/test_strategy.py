@@ -3,7 +3,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.strategy import PoolView, StrategyParams, amount_out, decide
+from bot.market.prices import amount_out
+from bot.strategy import PoolView, StrategyParams, decide
 
 reserves = st.integers(min_value=10**15, max_value=10**30)
 
