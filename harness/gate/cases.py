@@ -221,6 +221,22 @@ def _setup_tx_build_sign() -> Op:
     return op
 
 
+def _setup_prices_from_reserves() -> Op:
+    prices = require("bot.market.prices", "Reserves", "mid_price", "swap_outcome", "min_out_with_slippage")
+    abi = require("bot.chain.abi", "decode_reserves")
+    decode, reserves_cls = abi.decode_reserves, prices.Reserves
+    mid, outcome, min_out = prices.mid_price, prices.swap_outcome, prices.min_out_with_slippage
+
+    def op() -> object:
+        # One price read as the bot does it: decode getReserves, mid price, then size a swap.
+        reserves = reserves_cls(*decode(_RESERVES_RESULT))
+        price = mid(reserves, True)
+        expected, _ = outcome(reserves, 10**18, True, 0)
+        return price, outcome(reserves, 10**18, True, min_out(expected, 50))
+
+    return op
+
+
 def _setup_nonce_cycle() -> Op:
     nonces = require("bot.chain.nonces", "NonceAllocator")
     allocator = nonces.NonceAllocator(0)
@@ -311,6 +327,8 @@ CASES: tuple[Case, ...] = (
     Case("codec.decode_response", _setup_codec_decode_response, "bot.rpc.codec: decode one getReserves reply"),
     Case("codec.decode_batch", _setup_codec_decode_batch, "bot.rpc.codec: decode a 20-reply batch, out of order"),
     Case("tx.build_sign", _setup_tx_build_sign, "bot.chain.tx: build + sign (direct codec) one EIP-1559 tx"),
+    Case("prices.from_reserves", _setup_prices_from_reserves,
+         "bot.market.prices: decode getReserves, mid price, swap outcome with slippage"),
     Case("nonces.allocate_send_confirm", _setup_nonce_cycle, "bot.chain.nonces: one nonce's life cycle",
          callgrind=True),
     Case("mailbox.put_get", _setup_mailbox_put_get, "bot.engine.mailbox: enqueue + dequeue one tick",
