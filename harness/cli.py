@@ -43,6 +43,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=Path, help="a previous run folder to judge the regression row against "
                    "(default: the newest earlier run of the same profile, if any)")
     p.add_argument("--seed", type=int, default=1, help="seed for prices and schedules (default 1)")
+    p.add_argument("--bot", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a bot.toml setting for this run (repeatable), e.g. --bot loop=asyncio "
+                   "--bot engine.signing=thread; the effective settings are recorded in the results")
     p.add_argument("--faults", metavar="PLAN", help="put the fault proxy between bot and node, e.g. "
                    "'latency=5ms,jitter=2ms,error=0.001,429=0.001,drop=0.001' (recorded as the network profile)")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of live progress bars")

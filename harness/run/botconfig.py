@@ -1,13 +1,30 @@
-"""The bot.toml a run starts the bot with (written into the run folder, recorded in the results)."""
+"""The bot.toml a run starts the bot with (written into the run folder, recorded in the results).
+
+The harness's defaults for load runs are merged with the user's ``--bot KEY=VALUE`` overrides
+and validated by the bot's own config parser before anything starts, so a typo fails at once,
+naming the dotted field (``engine.signing: expected one of inline, thread, process``).
+"""
 
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.config import loads
+from bot.config import ConfigError, parse
+from harness.errors import ConfigError as HarnessConfigError
 
 KEYS_ENV = "TRADEBENCH_BOT_KEYS"
+
+# What load runs need beyond the bot's own defaults: room for a 1000-trade burst in flight, more
+# handlers at once, and a strategy that trades on every signal (deadband 0) with slippage room
+# for the pool moves of concurrent trades on the same pair.
+HARNESS_DEFAULTS: dict[str, Any] = {
+    "loop": "uvloop",
+    "engine": {"max_in_flight": 1024, "dispatch_slots": 128, "mailbox_size": 256, "signing": "inline"},
+    "strategy": {"deadband_bps": 0.0, "max_slippage_bps": 200.0},
+}
 
 
 def bot_keys_env(accounts: int) -> dict[str, str]:
@@ -19,43 +36,61 @@ def bot_keys_env(accounts: int) -> dict[str, str]:
     return {KEYS_ENV: ",".join(a.private_key for a in dev_accounts(accounts + 1)[1:])}
 
 
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["engine.signing=thread", "loop=asyncio"]`` -> nested dict; values are TOML literals
+    (``64``, ``1.5``, ``true``), anything else a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        path = [p.strip() for p in key.split(".")]
+        if not sep or not all(path):
+            raise HarnessConfigError(f"--bot {item!r}: write KEY=VALUE with a dotted key, e.g. engine.signing=thread")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        node = out
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise HarnessConfigError(f"--bot {item!r}: {p} is a value, not a table")
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def check_overrides(extra: Mapping[str, Any]) -> None:
+    """Validate ``--bot`` overrides up front, before a node or a bot is started."""
+    probe = {"deployment": "deployment.json", "endpoints": {"http": ["http://127.0.0.1:1"]},
+             "accounts": {"env": KEYS_ENV}}
+    try:
+        parse(_merge(_merge(HARNESS_DEFAULTS, extra), probe))
+    except ConfigError as exc:
+        raise HarnessConfigError(f"--bot: {exc}") from exc
+
+
 def write_bot_config(run_dir: Path, *, node_http: str, node_ws: str, deployment: Path, feed_url: str,
-                     api_port: int, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+                     api_port: int, extra: Mapping[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """Write ``bot.toml`` and return its path and the effective settings (no secrets in either)."""
     run_dir = run_dir.resolve()
-    deployment = deployment.resolve()
-    extra = extra or {}
-    engine = {"max_in_flight": 1024, "dispatch_slots": 128, "mailbox_size": 256, "signing": "inline",
-              **extra.get("engine", {})}
-    strategy = {"deadband_bps": 0.0, "max_slippage_bps": 200.0, **extra.get("strategy", {})}
-    lines = [
-        f'deployment = "{deployment}"',
-        'pairs = "all"',
-        f'loop = "{extra.get("loop", "uvloop")}"',
-        "",
-        "[endpoints]",
-        f'http = ["{node_http}"]',
-        f'ws = "{node_ws}"',
-        "",
-        "[accounts]",
-        f'env = "{KEYS_ENV}"',
-        "",
-        "[strategy]",
-        *(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in strategy.items()),
-        "",
-        "[engine]",
-        *(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in engine.items()),
-        "",
-        "[api]",
-        'host = "127.0.0.1"',
-        f"port = {api_port}",
-        'token_env = "TRADEBENCH_API_TOKEN"',
-        "",
-        "[feed]",
-        f'url = "{feed_url}"',
-    ]
-    text = "\n".join(lines) + "\n"
-    config = loads(text, base_dir=run_dir)  # fail here, with the field named, not in the bot
+    fixed = {
+        "deployment": str(deployment.resolve()),
+        "endpoints": {"http": [node_http], "ws": node_ws},
+        "accounts": {"env": KEYS_ENV},
+        "api": {"host": "127.0.0.1", "port": api_port, "token_env": "TRADEBENCH_API_TOKEN"},
+        "feed": {"url": feed_url},
+    }
+    data = _merge(_merge(HARNESS_DEFAULTS, extra or {}), fixed)
+    try:
+        config = parse(data, base_dir=run_dir)
+    except ConfigError as exc:
+        raise HarnessConfigError(f"--bot: {exc}") from exc
     path = run_dir / "bot.toml"
-    path.write_text(text)
+    path.write_text(config.to_toml())
     return path, config.to_dict()

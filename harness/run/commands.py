@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import HarnessError
+from harness.run.botconfig import check_overrides, parse_overrides
 from harness.run.runner import RunOptions, execute
 from harness.run.scenarios import Profile, Scenario, Step, profile
 from harness.run.verdicts import exit_code
@@ -23,7 +24,13 @@ def _options(args: argparse.Namespace, **extra: Any) -> RunOptions:
     return RunOptions(profile=getattr(args, "profile", "custom"), pairs=args.pairs, out=args.out,
                       node_url=args.node_url, deployment=args.deployment, block_time=args.block_time, slo=args.slo,
                       baseline=args.baseline, seed=args.seed, progress=not args.no_progress,
-                      faults=getattr(args, "faults", None), **extra)
+                      faults=getattr(args, "faults", None), extra_bot=_bot_overrides(args.bot), **extra)
+
+
+def _bot_overrides(items: list[str]) -> dict[str, Any]:
+    overrides = parse_overrides(items)
+    check_overrides(overrides)
+    return overrides
 
 
 def _fmt(v: float | None) -> str:

@@ -21,3 +21,15 @@ def test_steps_round_trip(steps: list[tuple[float, float]]) -> None:
 def test_bad_steps_name_the_item_and_the_form(bad: str) -> None:
     with pytest.raises(ConfigError, match="RATExSECONDS"):
         parse_steps(bad)
+
+
+def test_bot_overrides_are_typed_nested_and_validated_up_front() -> None:
+    from harness.run.botconfig import check_overrides, parse_overrides
+
+    o = parse_overrides(["loop=asyncio", "engine.workers=3", "strategy.deadband_bps=1.5", "engine.signing=thread"])
+    assert o == {"loop": "asyncio", "engine": {"workers": 3, "signing": "thread"}, "strategy": {"deadband_bps": 1.5}}
+    check_overrides(o)
+    with pytest.raises(ConfigError, match="engine.signing"):
+        check_overrides(parse_overrides(["engine.signing=sideways"]))
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["engine.workers"])
