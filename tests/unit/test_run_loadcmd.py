@@ -29,7 +29,7 @@ def test_bot_overrides_are_typed_nested_and_validated_up_front() -> None:
     o = parse_overrides(["loop=asyncio", "engine.workers=3", "strategy.deadband_bps=1.5", "engine.signing=thread"])
     assert o == {"loop": "asyncio", "engine": {"workers": 3, "signing": "thread"}, "strategy": {"deadband_bps": 1.5}}
     check_overrides(o)
-    with pytest.raises(ConfigError, match="engine.signing"):
+    with pytest.raises(ConfigError, match=r"engine\.signing"):
         check_overrides(parse_overrides(["engine.signing=sideways"]))
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["engine.workers"])
