@@ -8,6 +8,7 @@ bot reports each second, and results are flushed every few seconds so a killed r
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -93,6 +94,12 @@ async def _drive(st: Stack, ui: Ui, writer: ResultsWriter, scn: Scenario, doc: d
     return run.result()
 
 
+def step_window(start: float, end: float) -> tuple[int, int]:
+    """The whole 1-s buckets inside [start, end): partial buckets at the edges would dilute a rate."""
+    lo, hi = math.ceil(start), math.floor(end)
+    return (lo, hi) if hi > lo else (math.floor(start), math.ceil(end))
+
+
 async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) -> dict[str, Any]:
     if scn.kind == "api":
         from harness.run.apiload import run_api_scenario
@@ -106,25 +113,28 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
     if scn.stop_on_break:
         from harness.run.verdicts import latency_limits
 
-        offset = 0.0
         limits = latency_limits(st.slo)
         for i, step in enumerate(scn.steps):
-            doc["annotations"].append({"t": offset, "label": f"step {i + 1}: {step.rate:g}/s"})
+            # Step boundaries are taken from the clock, not added up: judging a step on a window
+            # that drifted into the pause between steps would read as "could not keep up".
+            step_start = time.time() - t0_wall
+            doc["annotations"].append({"t": round(step_start, 2), "label": f"step {i + 1}: {step.rate:g}/s"})
             step_feed = await _drive(st, ui, writer, scn, doc, [step], True, t0_wall,
                                      f"{scn.id} {step.rate:g}/s")
-            feed_intervals += [{**fv, "start": fv["start"] + offset, "end": fv["end"] + offset} for fv in step_feed]
+            step_end = time.time() - t0_wall
+            feed_intervals += [{**fv, "start": fv["start"] + step_start, "end": fv["end"] + step_start}
+                               for fv in step_feed]
             await asyncio.sleep(1.2)  # the step's last telemetry interval closes
             ivs = merge_intervals(t0_wall, st.puller.intervals, feed_intervals)
-            in_step = [iv for iv in ivs if offset <= iv["start"] < offset + step.seconds + 1]
-            outcome = judge_step(step.rate, offset, offset + step.seconds, in_step, limits)
+            lo, hi = step_window(step_start, step_end)
+            outcome = judge_step(step.rate, lo, hi, [iv for iv in ivs if lo <= iv["start"] < hi], limits)
             steps_out.append(outcome.as_dict())
-            offset += step.seconds + 1.2
             if outcome.broken:
-                doc["annotations"].append({"t": offset, "label": f"breaking point: {step.rate:g}/s "
-                                                                 f"({outcome.broken})"})
+                doc["annotations"].append({"t": round(step_end, 2), "label": f"breaking point: {step.rate:g}/s "
+                                                                             f"({outcome.broken})"})
                 ui.log(f"stress: {step.rate:g}/s broke {outcome.broken}")
                 break
-        doc["duration_s"] = offset
+        doc["duration_s"] = time.time() - t0_wall
     else:
         feed_intervals = await _drive(st, ui, writer, scn, doc, list(scn.steps), scn.kind == "trades", t0_wall,
                                       scn.id)

@@ -45,3 +45,11 @@ def test_falling_behind_the_offered_rate_breaks_throughput() -> None:
 def test_errors_break_the_error_rate() -> None:
     out = judge_step(100, 0, 1, [_iv([20] * 10, 100, 99, errors=1)], LIMITS)
     assert out.broken == "error_rate"
+
+
+def test_step_windows_keep_only_whole_seconds_inside_the_step() -> None:
+    from harness.run.scenario_exec import step_window
+
+    assert step_window(9.2, 17.3) == (10, 17)  # the partial seconds 9 and 17 are left out
+    assert step_window(3.0, 11.0) == (3, 11)
+    assert step_window(4.2, 4.9) == (4, 5)  # a step shorter than a second still gets its bucket
