@@ -69,7 +69,9 @@ def _emit(row: SloRow, thr: SloThreshold, scenario: str | None, est: Estimate | 
     has_ci = est is not None and est.has_ci and math.isfinite(est.lo) and math.isfinite(est.hi)
     notes = [n for n in (note, est.note if est is not None else "", verdict.note) if n]
     return {
-        "row": row.id, "table": row.table, "stat": stat or thr.stat, "unit": row.unit, "scenario": scenario,
+        # a proportion threshold (k6 "rate < x") is a ratio whatever the row's own unit
+        "row": row.id, "table": row.table, "stat": stat or thr.stat,
+        "unit": "ratio" if thr.expr.aggregate == "rate" else row.unit, "scenario": scenario,
         "value": _num(est.value) if est is not None else None,
         "ci": [float(est.lo), float(est.hi)] if est is not None and has_ci else None,
         "confidence": est.confidence if est is not None else confidence,
