@@ -15,6 +15,7 @@ import contextlib
 import secrets
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.load.feed import MarketFeed
 from harness.node.anvil import AnvilOptions
 from harness.node.endpoint import NodeConfig, start_node
 from harness.node.mining import MiningMode
@@ -86,7 +88,7 @@ class Stack:
     puller: StatsPuller
     sampler: ProcessTreeSampler
     prober: HealthProber
-    feed: Any
+    feed: MarketFeed
     api_url: str
     token: str
     bot_settings: dict[str, Any]
@@ -96,7 +98,6 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIterator[Stack]:
-    from harness.load.feed import MarketFeed
     from harness.run.botconfig import bot_keys_env, write_bot_config
     from harness.run.deployment import ensure_deployment
 
@@ -118,48 +119,37 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             proxy = await exits.enter_async_context(FaultProxy(node.url, plan))
             bot_http, bot_ws, network = proxy.url, proxy.ws_url, f"proxy:{plan}"
             ui.log(f"fault proxy at {proxy.url}: {plan}")
-        pair_ids = [p["id"] for p in deployment["pairs"]]
-        feed = MarketFeed(pair_ids, seed=opts.seed)
+        feed = MarketFeed([p["id"] for p in deployment["pairs"]], seed=opts.seed)
         await feed.start()
-        try:
-            api_port = free_port()
-            token = secrets.token_urlsafe(24)
-            cfg_path, settings = write_bot_config(
-                run_dir, node_http=bot_http, node_ws=bot_ws, deployment=run_dir / "deployment.json",
-                feed_url=feed.url, api_port=api_port, extra=opts.extra_bot)
-            api_url = f"http://127.0.0.1:{api_port}"
-            wrap = None
-            if opts.memray:
-                import sys
+        exits.push_async_callback(feed.stop)
+        api_port = free_port()
+        token = secrets.token_urlsafe(24)
+        cfg_path, settings = write_bot_config(
+            run_dir, node_http=bot_http, node_ws=bot_ws, deployment=run_dir / "deployment.json",
+            feed_url=feed.url, api_port=api_port, extra=opts.extra_bot)
+        api_url = f"http://127.0.0.1:{api_port}"
+        wrap = None
+        if opts.memray:
+            from harness.probes.profilers import memray_wrap
 
-                from harness.probes.profilers import memray_wrap
-
-                wrap = memray_wrap([sys.executable, "-m", "bot", "run", "--config", str(cfg_path)],
-                                   run_dir / "bot.memray.bin")
-            bot = BotProcess(cfg_path, run_dir / "bot.log", api_url, token=token, wrap=wrap,
-                             env={"TRADEBENCH_API_TOKEN": token, **bot_keys_env(opts.accounts)})
-            await bot.start()
-            ui.log(f"bot: pid {bot.pid}, api {api_url}")
-            puller = StatsPuller(api_url)
-            sampler = ProcessTreeSampler(bot.pid, interval=0.5,
-                                         net_bytes=lambda: _net_bytes(puller.gauges))
-            # 40 probes/s: deciding uptime >= 99.9% needs thousands of probes (Wilson interval), and a
-            # /health GET is cheap next to the load itself.
-            prober = HealthProber(api_url + "/health", interval=0.025)
-            puller.start()
-            sampler.start()
-            prober.start()
-            node_info = {"kind": node.kind, "version": node.version, "url": node.url, "mining": node.mining}
-            try:
-                yield Stack(run_dir, node_info, deployment, bot, puller, sampler, prober, feed, api_url, token,
-                            settings, network, opts.slo)
-            finally:
-                await prober.stop()
-                await sampler.stop()
-                await puller.stop()
-                await bot.stop()
-        finally:
-            await feed.stop()
+            wrap = memray_wrap([sys.executable, "-m", "bot", "run", "--config", str(cfg_path)],
+                               run_dir / "bot.memray.bin")
+        bot = BotProcess(cfg_path, run_dir / "bot.log", api_url, token=token, wrap=wrap,
+                         env={"TRADEBENCH_API_TOKEN": token, **bot_keys_env(opts.accounts)})
+        await bot.start()
+        exits.push_async_callback(bot.stop)
+        ui.log(f"bot: pid {bot.pid}, api {api_url}")
+        puller = StatsPuller(api_url)
+        sampler = ProcessTreeSampler(bot.pid, interval=0.5, net_bytes=lambda: _net_bytes(puller.gauges))
+        # 40 probes/s: deciding uptime >= 99.9% needs thousands of probes (Wilson interval), and a
+        # /health GET is cheap next to the load itself.
+        prober = HealthProber(api_url + "/health", interval=0.025)
+        for probe in (puller, sampler, prober):  # stopped in reverse, before the bot
+            probe.start()
+            exits.push_async_callback(probe.stop)
+        node_info = {"kind": node.kind, "version": node.version, "url": node.url, "mining": node.mining}
+        yield Stack(run_dir, node_info, deployment, bot, puller, sampler, prober, feed, api_url, token, settings,
+                    network, opts.slo)
 
 
 def _net_bytes(gauges: dict[str, Any]) -> int | None:
