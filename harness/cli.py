@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quick: every scenario short (a few minutes); full: sustained 1 h, longer stress")
     p.add_argument("--minutes", type=float, help="override the sustained scenario's length in minutes")
     p.add_argument("--only", help="comma-separated scenarios to run (burst,sustained,stress,websocket,api)")
+    p.add_argument("--locust-workers", type=int, default=0, metavar="N",
+                   help="run the api scenario's Locust as a master with N local worker processes "
+                   "(default 0: one process)")
     _add_run_options(p)
 
     p = _verb(sub, "soak", "steady load for hours with memray and RSS tracking, judged for memory leaks",

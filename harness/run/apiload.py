@@ -24,8 +24,8 @@ async def run_api_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWrit
     doc = _scenario_doc(scn, t0_wall, step.seconds)
     st.prober.reset()
     task = ui.task(f"api (Locust, {step.rate:g} req/s)", step.seconds)
-    run = asyncio.create_task(run_locust(plan(st.api_url, step.rate, step.seconds), st.run_dir / "locust",
-                                         t0=t0_wall))
+    run = asyncio.create_task(run_locust(plan(st.api_url, step.rate, step.seconds, workers=st.locust_workers),
+                                         st.run_dir / "locust", t0=t0_wall))
     start = time.monotonic()
     while not run.done():
         await asyncio.wait({run}, timeout=0.5)

@@ -85,7 +85,9 @@ def _run(opts: RunOptions, prof: Profile) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     prof = profile(args.profile, args.minutes).select(args.only)
-    return _run(_options(args), prof)
+    if not 0 <= args.locust_workers <= 64:
+        raise HarnessError("--locust-workers: give 0..64 local worker processes")
+    return _run(_options(args, locust_workers=args.locust_workers), prof)
 
 
 def cmd_soak(args: argparse.Namespace) -> int:

@@ -51,6 +51,7 @@ class RunOptions:
     memray: bool = False
     accounts: int = 4
     faults: str | None = None  # a FaultPlan text: the bot talks to the node through the fault proxy
+    locust_workers: int = 0  # > 0: the api scenario runs Locust as a master with this many workers
     extra_bot: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,6 +95,7 @@ class Stack:
     bot_settings: dict[str, Any]
     network_profile: str = "loopback"
     slo: Path | None = None
+    locust_workers: int = 0
 
 
 @contextlib.asynccontextmanager
@@ -149,7 +151,7 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             exits.push_async_callback(probe.stop)
         node_info = {"kind": node.kind, "version": node.version, "url": node.url, "mining": node.mining}
         yield Stack(run_dir, node_info, deployment, bot, puller, sampler, prober, feed, api_url, token, settings,
-                    network, opts.slo)
+                    network, opts.slo, opts.locust_workers)
 
 
 def _net_bytes(gauges: dict[str, Any]) -> int | None:
