@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +27,10 @@ def test_demo_prints_the_bots_own_summary(tmp_path: Path) -> None:
 
 
 def test_profile_writes_a_flame_graph_of_the_bot(tmp_path: Path) -> None:
-    res = _harness("profile", "--seconds", "3", "--rate", "50", "--pairs", "3", "--out", str(tmp_path))
+    res = _harness("profile", "--seconds", "4", "--rate", "200", "--pairs", "5", "--out", str(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
     (svg,) = list(tmp_path.glob("profile-*/bot-flamegraph.svg"))
     text = svg.read_text()
     assert text.lstrip().startswith("<?xml") and "<svg" in text
-    assert "bot/rpc/transport.py" in text  # samples landed in the bot's own code, not just the loop
+    # samples landed in the bot's own modules (which ones varies with a few hundred samples)
+    assert re.search(r"bot/[a-z_]+(/[a-z_]+)*\.py", text), "no sample in the bot's code"
