@@ -67,6 +67,11 @@ async def test_start_answers_and_stop_leaves_no_process(tmp_path: Path) -> None:
 
 async def test_anvil_fixture_is_automine(anvil: Anvil) -> None:
     await _send_transfer(anvil.url)
+    # automine mines the transaction into its own block, but the send can answer a moment before
+    # the block is visible to eth_blockNumber: wait for it (bounded) rather than race it
+    deadline = time.monotonic() + 5
+    while await _block_number(anvil.url) < 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert await _block_number(anvil.url) == 1
 
 
