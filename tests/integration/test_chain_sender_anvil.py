@@ -216,7 +216,11 @@ async def test_node_errors_mid_flight_never_lose_or_duplicate_a_tx(chain_factory
     recs = await asyncio.wait_for(asyncio.gather(*(c.sender.execute(ME, pay) for _ in range(60))), 60)
     assert flaky[0].lost_after > 0 and flaky[0].lost_before > 0
     assert {r.state for r in recs} == {TxState.MINED_OK}
-    assert sum(r.attempts for r in recs) == 60 + flaky[0].lost_after + flaky[0].lost_before
+    # every send the node (or the injected fault) saw is accounted to exactly one intent's attempts;
+    # "60 + lost" would assume each intent ends on a successful send, but under load an intent can
+    # exhaust its attempts on injected faults and still be found mined (its lost_after copy landed)
+    assert sum(r.attempts for r in recs) == flaky[0].sends
+    assert flaky[0].sends >= 60 + flaky[0].lost_before
     await _assert_nonces_exact(c.rpc, [r.hash for r in recs if r.hash], range(60))
 
 
