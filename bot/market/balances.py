@@ -11,14 +11,12 @@ trade is about to depend on must be current.
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.chain import abi
+from bot.market._reader import CachedReader, ReaderStatistics
 from bot.rpc.errors import RpcError
-from bot.rpc.protocol import RpcClient
 
 LatencyHook = Callable[[str, int], None]
 NATIVE = "native"
@@ -50,50 +48,20 @@ class BalanceQuery:
         return abi.decode_uint256(result, "balanceOf(address)")
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceReaderStatistics:
-    reads: int
-    cache_hits: int
-    cache_size: int
-    cached: int
-    errors: int
+BalanceReaderStatistics = ReaderStatistics
 
 
-class BalanceReader:
-    def __init__(
-        self,
-        rpc: RpcClient,
-        *,
-        on_latency: LatencyHook | None = None,
-        cache_size: int = 4096,
-        timeout: float = 5.0,
-        clock_ns: Callable[[], int] = time.perf_counter_ns,
-    ) -> None:
-        if cache_size < 0:
-            raise ValueError(f"balances.cache_size must be >= 0, got {cache_size}")
-        self._rpc = rpc
-        self._on_latency = on_latency
-        self.cache_size = cache_size
-        self.timeout = timeout
-        self._clock = clock_ns
-        self._cache: OrderedDict[tuple[str, str, int], int] = OrderedDict()
-        self._reads = self._hits = self._errors = 0
+class BalanceReader(CachedReader[tuple[str, str, int], int]):
+    setting = "balances"
 
     def _cached(self, q: BalanceQuery, block: int | str) -> int | None:
         if not isinstance(block, int):
             return None
-        key = (q.owner.lower(), q.token.lower(), block)
-        value = self._cache.get(key)
-        if value is not None:
-            self._cache.move_to_end(key)
-            self._hits += 1
-        return value
+        return self._cache_get((q.owner.lower(), q.token.lower(), block))
 
     def _store(self, q: BalanceQuery, block: int | str, value: int) -> None:
-        if isinstance(block, int) and self.cache_size:
-            self._cache[(q.owner.lower(), q.token.lower(), block)] = value
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        if isinstance(block, int):
+            self._cache_put((q.owner.lower(), q.token.lower(), block), value)
 
     async def get(self, owner: str, token: str = NATIVE, block: int | str = "latest") -> int:
         q = BalanceQuery(owner, token)
@@ -142,14 +110,3 @@ class BalanceReader:
                     self._on_latency("balance_check", micros)
         return [v for v in out if v is not None]
 
-    def statistics(self) -> BalanceReaderStatistics:
-        return BalanceReaderStatistics(
-            reads=self._reads,
-            cache_hits=self._hits,
-            cache_size=self.cache_size,
-            cached=len(self._cache),
-            errors=self._errors,
-        )
-
-    def __repr__(self) -> str:
-        return f"BalanceReader(cached={len(self._cache)}/{self.cache_size}, reads={self._reads})"

@@ -20,16 +20,14 @@ a price. Caching, only where provably correct:
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from bot.chain import abi
+from bot.market._reader import CachedReader, ReaderStatistics
 from bot.rpc.errors import RpcError
-from bot.rpc.protocol import RpcClient
 
 LatencyHook = Callable[[str, int], None]
 FEE_NUMERATOR = 997
@@ -126,41 +124,17 @@ def _block_tag(block: int | str) -> str:
     return hex(block) if isinstance(block, int) else block
 
 
-@dataclass(frozen=True, slots=True)
-class PriceReaderStatistics:
-    reads: int
-    cache_hits: int
-    cache_size: int
-    cached: int
-    errors: int
+PriceReaderStatistics = ReaderStatistics
 
 
-class PriceReader:
-    def __init__(
-        self,
-        rpc: RpcClient,
-        *,
-        on_latency: LatencyHook | None = None,
-        cache_size: int = 4096,
-        timeout: float = 5.0,
-        clock_ns: Callable[[], int] = time.perf_counter_ns,
-    ) -> None:
-        if cache_size < 0:
-            raise ValueError(f"prices.cache_size must be >= 0, got {cache_size}")
-        self._rpc = rpc
-        self._on_latency = on_latency
-        self.cache_size = cache_size
-        self.timeout = timeout
-        self._clock = clock_ns
-        self._cache: OrderedDict[tuple[str, int], Reserves] = OrderedDict()
-        self._reads = self._hits = self._errors = 0
+class PriceReader(CachedReader[tuple[str, int], Reserves]):
+    setting = "prices"
 
     async def reserves(self, pool: str, block: int | str = "latest") -> Reserves:
         key = (pool.lower(), block) if isinstance(block, int) else None
-        if key is not None and key in self._cache:
-            self._cache.move_to_end(key)
-            self._hits += 1
-            return self._cache[key]
+        hit = self._cache_get(key) if key is not None else None
+        if hit is not None:
+            return hit
         self._reads += 1
         params = [{"to": pool, "data": "0x" + abi.GET_RESERVES.hex()}, _block_tag(block)]
         try:
@@ -169,10 +143,8 @@ class PriceReader:
             self._errors += 1
             raise
         r = Reserves(*abi.decode_reserves(result))
-        if key is not None and self.cache_size:
-            self._cache[key] = r
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        if key is not None:
+            self._cache_put(key, r)
         return r
 
     async def price(self, pair: Pair, block: int | str = "latest") -> PairPrice:
@@ -219,17 +191,6 @@ class PriceReader:
         )
         return abi.decode_address(result, "token0()")
 
-    def statistics(self) -> PriceReaderStatistics:
-        return PriceReaderStatistics(
-            reads=self._reads,
-            cache_hits=self._hits,
-            cache_size=self.cache_size,
-            cached=len(self._cache),
-            errors=self._errors,
-        )
-
-    def __repr__(self) -> str:
-        return f"PriceReader(cached={len(self._cache)}/{self.cache_size}, reads={self._reads})"
 
 
 def _to_price(pair: Pair, r: Reserves, block: int | str) -> PairPrice:
