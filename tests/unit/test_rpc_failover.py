@@ -178,7 +178,10 @@ async def test_killing_one_server_mid_run_loses_no_call(nodes: list[FakeNode]) -
         first = await asyncio.gather(*(one(i) for i in range(20)))
         assert (a.requests, b.requests) == (20, 0)
         calls = [asyncio.ensure_future(one(i)) for i in range(20, 220)]
-        await asyncio.sleep(0.02)
+        # wait until calls are really in flight on "a" (a fixed sleep races a loaded machine), bounded
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while a.requests <= 20 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.001)
         await a.stop()  # a crash: the requests in flight on "a" are cut
         rest = await asyncio.gather(*calls)
         assert first + rest == [[i] for i in range(220)]
