@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
+from harness.stats.histograms import encode, merge_encoded
 
 # bot counter name -> scenario counter name (summed per interval)
 BOT_COUNTERS: Mapping[str, str] = {
@@ -27,13 +27,6 @@ BOT_COUNTERS: Mapping[str, str] = {
     "trades_skipped": "skipped",
 }
 MAX_COUNTERS = ("in_flight_max",)
-
-
-def _merge_b64(a: str, b: str) -> str:
-    ha = HdrHistogram.decode(a)
-    ha.add(HdrHistogram.decode(b))
-    enc = ha.encode()
-    return enc.decode() if isinstance(enc, bytes) else str(enc)
 
 
 def merge_intervals(
@@ -62,7 +55,8 @@ def merge_intervals(
             continue
         b = bucket(math.floor(mid))
         for op, enc in iv.get("histograms", {}).items():
-            b["histograms"][op] = _merge_b64(b["histograms"][op], enc) if op in b["histograms"] else enc
+            have = b["histograms"].get(op)
+            b["histograms"][op] = enc if have is None else encode(merge_encoded([have, enc], where=op))
         for name, value in iv.get("counters", {}).items():
             if name in MAX_COUNTERS:
                 b["counters"][name] = max(b["counters"].get(name, 0), value)

@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from harness.stats.histograms import series_from_encoded
 from harness.stats.intervals import latency_cis, stat_key
 
@@ -36,20 +34,6 @@ class StepOutcome:
     def as_dict(self) -> dict[str, Any]:
         return {"rate": self.rate, "start": self.start, "end": self.end, "achieved": round(self.achieved, 2),
                 "error_rate": self.error_rate, "latency_ok": self.latency_ok, "broken": self.broken}
-
-
-def merged(intervals: Sequence[Mapping[str, Any]], key: str) -> HdrHistogram | None:
-    total: HdrHistogram | None = None
-    for iv in intervals:
-        enc = iv.get("histograms", {}).get(key)
-        if enc is None:
-            continue
-        h = HdrHistogram.decode(enc)
-        if total is None:
-            total = h
-        else:
-            total.add(h)
-    return total
 
 
 def judge_step(
