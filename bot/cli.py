@@ -41,13 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bot: config error: {exc}", file=sys.stderr)
         return 2
     if args.verb == "check-config":
-        print(config.describe() if hasattr(config, "describe") else config)
+        print(config.to_toml(), end="")
         return 0
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bot.app import run_bot
 
     runner = asyncio.run
-    if getattr(config, "loop", "asyncio") == "uvloop":
+    if config.loop == "uvloop":
         import uvloop
 
         runner = uvloop.run
