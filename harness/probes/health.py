@@ -48,18 +48,21 @@ class HealthProber:
         return stats
 
     async def probe_once(self) -> bool:
+        """One probe, counted only once it has an outcome: a probe cut off by ``stop()`` is the
+        harness stopping, not the bot failing, and counts neither way."""
         assert self._session is not None
-        self._probes += 1
+        ok = False
         try:
             async with self._session.get(self.url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as r:
                 await r.read()
-                if r.status == 200:
-                    self._ok += 1
-                    return True
-                self._last_error = f"HTTP {r.status}"
+                ok = r.status == 200
+                if not ok:
+                    self._last_error = f"HTTP {r.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._last_error = f"{type(exc).__name__}: {exc}"
-        return False
+        self._probes += 1
+        self._ok += ok
+        return ok
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession()

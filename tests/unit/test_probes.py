@@ -85,8 +85,10 @@ async def test_health_prober_counts_every_non_200_as_down(flaky_health: tuple[st
     prober.start()
     await asyncio.sleep(0.3)
     stats = await prober.stop()
-    assert stats.probes == len(seen) >= 8
-    assert stats.ok == seen.count(200) and stats.probes - stats.ok == seen.count(503) >= 1
+    # the server may have answered one last probe that stop() cut off before it was counted
+    assert stats.probes in (len(seen), len(seen) - 1) and stats.probes >= 8
+    answered = seen[: stats.probes]
+    assert stats.ok == answered.count(200) and stats.probes - stats.ok == answered.count(503) >= 1
     assert stats.last_error == "HTTP 503"
 
 
