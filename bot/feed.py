@@ -67,11 +67,14 @@ class FeedClient:
             seq = int(tick["seq"])
             price = float(tick["price"])
             trade = bool(tick.get("trade", False))
+            tag = tick.get("tag")
         except (KeyError, TypeError, ValueError):
             self._t.count("ticks_invalid")
             return
+        if not isinstance(tag, str):
+            tag = None
         if pair not in self._pairs:
-            self._t.count("ticks_invalid")
+            self._t.count("ticks_invalid", tag=tag)
             return
         if self._last_seq is not None and seq > self._last_seq + 1:
             self._t.count("ticks_missed", seq - self._last_seq - 1)
@@ -80,9 +83,9 @@ class FeedClient:
         if trade:
             result = self._post(pair, Message(Priority.ENTRY, "trade", tick, scheduled=float(tick["scheduled"])))
             if result is PutResult.REJECTED:
-                self._t.count("ticks_rejected")
+                self._t.count("ticks_rejected", tag=tag)
                 return
-        self._t.count("ticks_handled")
+        self._t.count("ticks_handled", tag=tag)
 
     async def _run(self) -> None:
         backoff = 0.1

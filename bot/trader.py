@@ -35,7 +35,7 @@ from bot.market.prices import Pair, PriceReader, amount_out
 from bot.rpc.errors import RpcError
 from bot.rpc.protocol import RpcClient
 from bot.strategy import Order, PoolView, StrategyParams, decide
-from bot.telemetry.recorder import Telemetry
+from bot.telemetry.recorder import TAG, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class InFlight:
         if seq != self._seq:
             self._seq, self._peak = seq, 0
         if self.now > self._peak:
-            self._t.count("in_flight_max", self.now - self._peak)
+            self._t.count_untagged("in_flight_max", self.now - self._peak)
             self._peak = self.now
 
     def enter(self) -> None:
@@ -169,7 +169,14 @@ class Trader:
 
     async def handle(self, pair_id: str, message: Message) -> None:
         if message.kind == "trade":
-            await self.trade(pair_id, message.payload, message.scheduled)
+            tag = message.payload.get("tag")
+            # Everything this trade records, its confirmation task included (tasks copy the
+            # context), is also kept under the tick's tag: see bot.telemetry.recorder.
+            token = TAG.set(tag if isinstance(tag, str) else None)
+            try:
+                await self.trade(pair_id, message.payload, message.scheduled)
+            finally:
+                TAG.reset(token)
         elif message.kind == "order":
             await self.trade(pair_id, {}, None, manual=message.payload)
 

@@ -17,6 +17,13 @@ Gauges are either set (``set_gauge``) or read at snapshot time from a provider c
 
 Not thread-safe by design: call it from the event loop's thread (the signer's worker threads
 report back through the loop).
+
+Tags: the harness marks each tick with the scenario (or stress step) that sent it. ``Trader`` sets
+``TAG`` (a context variable) for the handling of a tagged tick, and every ``record``/``count`` made
+in that context -- in tasks it spawns too, since asyncio copies the context -- is also kept under
+the tag. A closed interval then carries ``tags: {tag: {"histograms", "counters"}}`` beside the
+totals, so the harness can judge a scenario on the operations its own ticks caused and report
+what earlier scenarios left behind as carry-over instead of blaming it on the current one.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +52,11 @@ DEFAULT_OPERATIONS = (
     "event_loop_lag",
 )
 MAX_OPERATIONS = 64  # operations beyond the declared ones are created on first use, up to this many
+MAX_LIVE_TAGS = 16  # tags with live histograms at once; a scenario's tag retires once it is idle
+TAG_IDLE_INTERVALS = 30  # intervals without a sample before a tag's live histograms are freed
+
+# The tag of the tick whose handling is running now (None: not caused by a tagged tick).
+TAG: ContextVar[str | None] = ContextVar("telemetry_tag", default=None)
 
 _KEY_RE = re.compile(r"^[a-z_][a-z0-9_]*(\{[a-z_][a-z0-9_]*=[^{},=]+(,[a-z_][a-z0-9_]*=[^{},=]+)*\})?$")
 
@@ -71,21 +84,36 @@ def new_histogram() -> HdrHistogram:
 
 
 @dataclass(frozen=True, slots=True)
+class TagSlice:
+    """What one tag's operations recorded within an interval (a subset of the interval's totals)."""
+
+    histograms: Mapping[str, str]
+    counters: Mapping[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"histograms": dict(self.histograms), "counters": dict(self.counters)}
+
+
+@dataclass(frozen=True, slots=True)
 class ClosedInterval:
     seq: int
     start: float  # Unix seconds
     end: float
     histograms: Mapping[str, str]  # op -> HdrHistogram compressed base64
     counters: Mapping[str, int]
+    tags: Mapping[str, TagSlice] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "seq": self.seq,
             "start": self.start,
             "end": self.end,
             "histograms": dict(self.histograms),
             "counters": dict(self.counters),
         }
+        if self.tags:
+            out["tags"] = {tag: sl.to_json() for tag, sl in self.tags.items()}
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +125,8 @@ class TelemetryStatistics:
     samples_total: int
     out_of_range_total: int  # samples clamped into [0, 60 s]
     operations: tuple[str, ...]
+    live_tags: tuple[str, ...] = ()
+    tags_refused_total: int = 0  # records not split by tag because MAX_LIVE_TAGS were live
 
 
 class _Op:
@@ -111,6 +141,30 @@ class _Op:
         self.cumulative: npt.NDArray[np.uint64] = np.zeros_like(self.view)
         self.sum_us = 0
         self.count = 0
+
+
+class _Tagged:
+    """One tag's live histograms and counters for the open interval."""
+
+    __slots__ = ("counters", "hists", "idle")
+
+    def __init__(self) -> None:
+        self.hists: dict[str, HdrHistogram] = {}
+        self.counters: dict[str, int] = {}
+        self.idle = 0  # closed intervals in a row with nothing recorded
+
+    def close(self) -> TagSlice | None:
+        encoded: dict[str, str] = {}
+        for op, h in self.hists.items():
+            if h.get_total_count():
+                encoded[op] = h.encode().decode("ascii")
+                h.reset()
+        counters, self.counters = self.counters, {}
+        if not encoded and not counters:
+            self.idle += 1
+            return None
+        self.idle = 0
+        return TagSlice(encoded, counters)
 
 
 class Telemetry:
@@ -140,6 +194,8 @@ class Telemetry:
         self._evicted = 0
         self._out_of_range = 0
         self._samples = 0
+        self._tagged: dict[str, _Tagged] = {}
+        self._tags_refused = 0
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -164,6 +220,14 @@ class Telemetry:
         slot.sum_us += micros
         slot.count += 1
         self._samples += 1
+        tag = TAG.get()
+        if tag is not None:
+            tagged = self._tag(tag)
+            if tagged is not None:
+                h = tagged.hists.get(op)
+                if h is None:
+                    h = tagged.hists[op] = new_histogram()
+                h.record_value(micros)
 
     def record_since_ns(self, op: str, start_ns: int) -> int:
         """Record the time since ``start_ns`` (``time.perf_counter_ns()``); returns it in microseconds."""
@@ -177,8 +241,29 @@ class Telemetry:
         self.record(op, micros)
         return micros
 
-    def count(self, key: str, n: int = 1) -> None:
+    def count(self, key: str, n: int = 1, *, tag: str | None = None) -> None:
+        """Count ``n`` events; ``tag`` defaults to the running context's ``TAG``."""
         self._counters[key] = self._counters.get(key, 0) + n
+        if tag is None:
+            tag = TAG.get()
+        if tag is not None:
+            tagged = self._tag(tag)
+            if tagged is not None:
+                tagged.counters[key] = tagged.counters.get(key, 0) + n
+
+    def count_untagged(self, key: str, n: int = 1) -> None:
+        """Count into the totals only: for levels such as a peak, which are not any one tag's."""
+        self._counters[key] = self._counters.get(key, 0) + n
+
+    def _tag(self, tag: str) -> _Tagged | None:
+        tagged = self._tagged.get(tag)
+        if tagged is None:
+            if len(self._tagged) >= MAX_LIVE_TAGS:
+                # Totals still count it; only the per-tag split is lost, and that is counted.
+                self._tags_refused += 1
+                return None
+            tagged = self._tagged[tag] = _Tagged()
+        return tagged
 
     def error(self, kind: str) -> None:
         self.count(_error_key(kind))
@@ -214,7 +299,14 @@ class Telemetry:
         counters = self._counters
         for key, n in counters.items():
             self._totals[key] = self._totals.get(key, 0) + n
-        closed = ClosedInterval(self._seq, self._start, end, encoded, counters)
+        tags: dict[str, TagSlice] = {}
+        for tag, tagged in list(self._tagged.items()):
+            sl = tagged.close()
+            if sl is not None:
+                tags[tag] = sl
+            elif tagged.idle >= TAG_IDLE_INTERVALS:
+                del self._tagged[tag]  # its live histograms are ~200 KB each
+        closed = ClosedInterval(self._seq, self._start, end, encoded, counters, tags)
         if len(self._closed) == self._keep:
             self._evicted += 1
         self._closed.append(closed)
@@ -276,6 +368,8 @@ class Telemetry:
             samples_total=self._samples,
             out_of_range_total=self._out_of_range,
             operations=tuple(self._ops),
+            live_tags=tuple(self._tagged),
+            tags_refused_total=self._tags_refused,
         )
 
     # -- the rotation task ----------------------------------------------------------------------------

@@ -248,8 +248,8 @@ class MarketFeed:
         conn.queue.put_nowait((encode_frame(ticks, batched=self.batch_max > 1), n))
 
     async def run(self, *, market: Schedule | None = None, trades: Schedule | None = None,
-                  grace_s: float = 5.0) -> FeedResult:
-        """Send one scenario's ticks; returns when all are sent or accounted for."""
+                  grace_s: float = 5.0, tag: str | None = None) -> FeedResult:
+        """Send one scenario's ticks (each marked ``tag``); returns when all are sent or accounted for."""
         if market is None and trades is None:
             raise ConfigError("feed run needs a market schedule, a trades schedule, or both")
         if self._running:
@@ -280,7 +280,7 @@ class MarketFeed:
                 now = time.perf_counter_ns()
                 batch: list[dict[str, object]] = []
                 while nxt is not None and t0 + round(nxt.t * NS_PER_S) <= now and len(batch) < self.batch_max:
-                    batch.append(self.source.tick(wall0 + nxt.t, nxt.trade))
+                    batch.append(self.source.tick(wall0 + nxt.t, nxt.trade, tag))
                     lag = now - (t0 + round(nxt.t * NS_PER_S))
                     lag_total.record_value(max(1, min(lag // 1000, 60_000_000)))
                     self._series.record_us(now - t0, LAG_KEY, lag)

@@ -1,6 +1,7 @@
 """Market-data ticks for the feed (pure): what each tick says, and in which order ticks are due.
 
-A tick is ``{"seq": n, "pair": "T000/USD", "price": float, "scheduled": unix_s, "trade": bool}``.
+A tick is ``{"seq": n, "pair": "T000/USD", "price": float, "scheduled": unix_s, "trade": bool}``,
+plus ``"tag": str`` when the run tags ticks with the scenario (or stress step) that sent them.
 ``scheduled`` is the wall-clock time the feed *intended* to send it, so the bot can time
 ``trade_execution`` from it across processes (same machine, same clock).
 
@@ -66,7 +67,7 @@ class TickSource:
     def __repr__(self) -> str:
         return f"<TickSource pairs={len(self.pairs)} seq={self.seq}>"
 
-    def tick(self, scheduled: float, trade: bool) -> dict[str, object]:
+    def tick(self, scheduled: float, trade: bool, tag: str | None = None) -> dict[str, object]:
         if trade:
             pair = self.pairs[self._next_trade % len(self.pairs)]
             self._next_trade += 1
@@ -76,6 +77,8 @@ class TickSource:
         price = self._prices[pair] * math.exp(self._vol * self._rng.gauss(0.0, 1.0))
         self._prices[pair] = price
         t = {"seq": self.seq, "pair": pair, "price": price, "scheduled": scheduled, "trade": trade}
+        if tag is not None:
+            t["tag"] = tag  # which scenario sent it: the bot's telemetry splits by it
         self.seq += 1
         return t
 

@@ -110,6 +110,7 @@ class StatsPuller:
         self.max_pulls = max_pulls
         self.intervals: list[dict[str, Any]] = []
         self.gauges: dict[str, Any] = {}
+        self.pulled_at = 0.0  # monotonic time of the last successful pull: how fresh ``gauges`` are
         self.failures = 0
         self._seq = -1
         self._loop = Periodic(self.pull_once, period, name="stats-puller", max_runs=max_pulls)
@@ -135,6 +136,7 @@ class StatsPuller:
                 self.intervals.append(iv)
                 self._seq = iv["seq"]
         self.gauges = payload.get("gauges", {})
+        self.pulled_at = time.monotonic()
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession()

@@ -5,15 +5,75 @@ the scenario. Both are bucketed by whole seconds since the scenario start and me
 scenario interval carries the latency histograms (as the bot encoded them: never re-averaged)
 and the counters the SLO judge reads: ``sent``, ``ok``, ``errors``, ``dropped``, ``tx_accepted``,
 ``in_flight_max``, ``ws_sent``, ``ws_handled``.
+
+With ``own`` (a tag predicate), a scenario counts only what its own ticks caused: where the bot
+split an interval by tag (``tags``), an operation or counter that appears under any tag is taken
+from the scenario's own tags only; the rest of the window's tagged work is ``carry_over``,
+reported beside the scenario and never judged. Untagged operations (the event loop's lag, the
+in-flight peak) are taken whole.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
+
 from harness.stats.histograms import encode, merge_encoded
+
+TagFilter = Callable[[str], bool]
+
+
+def tag_filter(tag: str) -> TagFilter:
+    """A scenario's tag, or any of its steps' (``stress`` owns ``stress/3``)."""
+    prefix = tag + "/"
+    return lambda t: t == tag or t.startswith(prefix)
+
+
+def own_view(iv: Mapping[str, Any], own: TagFilter | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """The interval's histograms and counters that count for a scenario owning tags ``own``."""
+    hists: dict[str, str] = dict(iv.get("histograms", {}))
+    counters: dict[str, Any] = dict(iv.get("counters", {}))
+    tags: Mapping[str, Any] = iv.get("tags") or {}
+    if own is None or not tags:
+        return hists, counters
+    tagged_ops = {op for sl in tags.values() for op in sl.get("histograms", {})}
+    tagged_counters = {k for sl in tags.values() for k in sl.get("counters", {})}
+    for op in tagged_ops:
+        hists.pop(op, None)
+    for k in tagged_counters:
+        counters.pop(k, None)
+    for tag, sl in tags.items():
+        if not own(tag):
+            continue
+        for op, enc in sl.get("histograms", {}).items():
+            have = hists.get(op)
+            hists[op] = enc if have is None else encode(merge_encoded([have, enc], where=op))
+        for k, n in sl.get("counters", {}).items():
+            counters[k] = counters.get(k, 0) + n
+    return hists, counters
+
+
+def carry_over(t0: float, end: float, bot_intervals: Iterable[Mapping[str, Any]], own: TagFilter) -> dict[str, Any]:
+    """What other scenarios' ticks caused inside [t0, t0 + end): sample counts per operation, counters."""
+    hists: dict[str, int] = {}
+    counters: dict[str, int] = {}
+    tags_seen: set[str] = set()
+    for iv in bot_intervals:
+        mid = (float(iv["start"]) + float(iv["end"])) / 2 - t0
+        if not 0 <= mid < end:
+            continue
+        for tag, sl in (iv.get("tags") or {}).items():
+            if own(tag):
+                continue
+            tags_seen.add(tag)
+            for op, enc in sl.get("histograms", {}).items():
+                hists[op] = hists.get(op, 0) + int(HdrHistogram.decode(enc).get_total_count())
+            for k, n in sl.get("counters", {}).items():
+                counters[k] = counters.get(k, 0) + int(n)
+    return {"tags": sorted(tags_seen), "histograms": hists, "counters": counters}
 
 # bot counter name -> scenario counter name (summed per interval)
 BOT_COUNTERS: Mapping[str, str] = {
@@ -34,6 +94,7 @@ def merge_intervals(
     bot_intervals: Iterable[Mapping[str, Any]],
     feed_intervals: Iterable[Mapping[str, Any]] = (),
     duration_s: float | None = None,
+    own: TagFilter | None = None,
 ) -> list[dict[str, Any]]:
     """Scenario intervals, one per second since ``t0`` (wall clock), ordered by start.
 
@@ -54,10 +115,11 @@ def merge_intervals(
         if mid < 0:
             continue
         b = bucket(math.floor(mid))
-        for op, enc in iv.get("histograms", {}).items():
+        hists, counters = own_view(iv, own)
+        for op, enc in hists.items():
             have = b["histograms"].get(op)
             b["histograms"][op] = enc if have is None else encode(merge_encoded([have, enc], where=op))
-        for name, value in iv.get("counters", {}).items():
+        for name, value in counters.items():
             if name in MAX_COUNTERS:
                 b["counters"][name] = max(b["counters"].get(name, 0), value)
                 continue

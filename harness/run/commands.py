@@ -13,9 +13,10 @@ from rich.table import Table
 
 from harness.errors import HarnessError
 from harness.run.botconfig import check_overrides, parse_overrides
-from harness.run.runner import RunOptions, execute
+from harness.run.finalize import exit_code
+from harness.run.options import RunOptions
+from harness.run.runner import execute
 from harness.run.scenarios import Profile, Scenario, Step, profile
-from harness.run.verdicts import exit_code
 
 COLOURS = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
 
@@ -87,7 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     prof = profile(args.profile, args.minutes).select(args.only)
     if not 0 <= args.locust_workers <= 64:
         raise HarnessError("--locust-workers: give 0..64 local worker processes")
-    return _run(_options(args, locust_workers=args.locust_workers), prof)
+    return _run(_options(args, locust_workers=args.locust_workers, fresh_bot=args.fresh_bot,
+                         calibrate=not args.no_calibrate, settle_timeout_s=args.settle_timeout), prof)
 
 
 def cmd_soak(args: argparse.Namespace) -> int:

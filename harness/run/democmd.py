@@ -11,9 +11,10 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.load.schedules import schedule_from_spec
+from harness.run.options import RunOptions
 from harness.run.progress import Ui
 from harness.run.results import new_run_id
-from harness.run.runner import RunOptions, stack
+from harness.run.stack import stack
 
 
 async def demo(opts: RunOptions, seconds: float, rate: float) -> Path:
@@ -24,7 +25,7 @@ async def demo(opts: RunOptions, seconds: float, rate: float) -> Path:
         async with stack(opts, run_dir, ui) as st:
             await st.feed.wait_for_client(10)
             task = ui.task(f"trading {rate:g}/s over {len(st.deployment['pairs'])} pairs", seconds)
-            from harness.run.scenario_exec import _live
+            from harness.run.scenario_doc import live_line as _live
 
             run = asyncio.create_task(st.feed.run(trades=schedule_from_spec(
                 {"kind": "constant", "rate": rate, "duration": seconds})))

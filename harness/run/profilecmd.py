@@ -13,9 +13,10 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.load.schedules import schedule_from_spec
 from harness.probes.profilers import start_pyspy
+from harness.run.options import RunOptions
 from harness.run.progress import Ui
 from harness.run.results import new_run_id
-from harness.run.runner import RunOptions, stack
+from harness.run.stack import stack
 
 
 async def _profile(opts: RunOptions, seconds: int, rate: float, fmt: str) -> Path:

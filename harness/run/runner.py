@@ -1,164 +1,36 @@
-"""One performance run, end to end: chain, deployment, bot process, scenarios, verdicts, report.
+"""One performance run, end to end: chain, deployment, calibration, bot, scenarios, verdicts, report.
 
-The shape follows docs/../shared/architecture.md: the harness is one asyncio process that starts
+The shape follows ../shared/architecture.md: the harness is one asyncio process that starts
 anvil, the market-data feed and the bot (its own process, so its resources are measured alone),
 then drives each scenario through the feed while it samples the bot's process tree, probes its
-health and pulls its telemetry intervals every second. Results are flushed after every scenario
-(and every few seconds inside a long one), so Ctrl-C or a crash leaves a readable partial run;
-the verdicts and the report are produced from whatever was measured.
+health and pulls its telemetry intervals every second.
+
+Before the first scenario the run calibrates the machine (the node's own accept ceiling and a
+CPU reference), so every figure can be read against the box it came from. Before every scenario
+it waits, bounded, for quiescence (``harness.run.settle``): no earlier trade in flight, the
+node's pool empty, the bot's CPU near idle; with ``fresh_bot`` each scenario also gets a new bot
+process. Results are flushed after every scenario (and every few seconds inside a long one), so
+Ctrl-C or a crash leaves a readable partial run; the verdicts and the report are produced from
+whatever was measured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import signal
-import socket
-import sys
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.load.feed import MarketFeed
-from harness.node.anvil import AnvilOptions
-from harness.node.endpoint import NodeConfig, start_node
-from harness.node.mining import MiningMode
-from harness.probes.health import HealthProber
-from harness.probes.resources import ProcessTreeSampler
 from harness.run import progress as progress_ui
-from harness.run.botproc import BotProcess, StatsPuller
 from harness.run.conditions import conditions
+from harness.run.options import RunOptions, free_port, mining_for
 from harness.run.results import ResultsWriter, new_run_id
 from harness.run.scenarios import Profile
+from harness.run.stack import Stack, stack
 
-
-@dataclass(frozen=True)
-class RunOptions:
-    profile: str = "quick"
-    pairs: int = 100
-    out: Path = Path("reports")
-    node_url: str | None = None
-    deployment: Path | None = None
-    block_time: float | None = None
-    slo: Path | None = None
-    baseline: Path | None = None
-    seed: int = 1
-    progress: bool = True
-    memray: bool = False
-    accounts: int = 4
-    faults: str | None = None  # a FaultPlan text: the bot talks to the node through the fault proxy
-    locust_workers: int = 0  # > 0: the api scenario runs Locust as a master with this many workers
-    extra_bot: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.pairs <= 500:
-            raise HarnessError(f"--pairs: {self.pairs} is out of range; give 1..500")
-        if self.node_url and not self.deployment:
-            raise HarnessError("--node-url needs --deployment (the deployment.json of the contracts on that node)")
-        if self.block_time is not None and self.block_time < 0:
-            raise HarnessError("--block-time: give seconds >= 0 (0 = automine)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def mining_for(opts: RunOptions) -> MiningMode:
-    # Interval mining, not automine: anvil's automine stalls for >12 s under a burst from one
-    # sender (machine-facts.md, foundry #10122). 50 ms blocks keep the wait for inclusion small
-    # next to the trade_execution target (mean < 100 ms) while never stalling.
-    bt = 0.05 if opts.block_time is None else opts.block_time
-    return MiningMode.automine() if bt == 0 else MiningMode.interval(bt)
-
-
-@dataclass
-class Stack:
-    """Everything that runs while scenarios run; built by ``stack()``."""
-
-    run_dir: Path
-    node_info: dict[str, Any]
-    deployment: dict[str, Any]
-    bot: BotProcess
-    puller: StatsPuller
-    sampler: ProcessTreeSampler
-    prober: HealthProber
-    feed: MarketFeed
-    api_url: str
-    token: str
-    bot_settings: dict[str, Any]
-    network_profile: str = "loopback"
-    slo: Path | None = None
-    locust_workers: int = 0
-
-
-@contextlib.asynccontextmanager
-async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIterator[Stack]:
-    from harness.run.botconfig import bot_keys_env, write_bot_config
-    from harness.run.deployment import ensure_deployment
-
-    anvil_opts = AnvilOptions(mining=mining_for(opts), disable_block_gas_limit=True, quiet=True,
-                              accounts=max(10, opts.accounts + 1))
-    async with contextlib.AsyncExitStack() as exits:
-        node = await exits.enter_async_context(
-            start_node(NodeConfig(url=opts.node_url, anvil=anvil_opts, run_dir=run_dir)))
-        ui.log(f"node: {node.kind} {node.version} at {node.url} ({node.mining})")
-        t = time.monotonic()
-        deployment = await ensure_deployment(node.url, opts.pairs, opts.accounts, run_dir, opts.deployment)
-        ui.log(f"deployed {len(deployment['pairs'])} pairs in {time.monotonic() - t:.1f} s")
-        bot_http, bot_ws, network = node.url, node.ws_url, "loopback"
-        if opts.faults is not None:
-            from harness.node.faultplan import FaultPlan
-            from harness.node.faultproxy import FaultProxy
-
-            plan = FaultPlan.parse(opts.faults)
-            proxy = await exits.enter_async_context(FaultProxy(node.url, plan))
-            bot_http, bot_ws, network = proxy.url, proxy.ws_url, f"proxy:{plan}"
-            ui.log(f"fault proxy at {proxy.url}: {plan}")
-        feed = MarketFeed([p["id"] for p in deployment["pairs"]], seed=opts.seed)
-        await feed.start()
-        exits.push_async_callback(feed.stop)
-        api_port = free_port()
-        token = secrets.token_urlsafe(24)
-        cfg_path, settings = write_bot_config(
-            run_dir, node_http=bot_http, node_ws=bot_ws, deployment=run_dir / "deployment.json",
-            feed_url=feed.url, api_port=api_port, extra=opts.extra_bot)
-        api_url = f"http://127.0.0.1:{api_port}"
-        wrap = None
-        if opts.memray:
-            from harness.probes.profilers import memray_wrap
-
-            wrap = memray_wrap([sys.executable, "-m", "bot", "run", "--config", str(cfg_path)],
-                               run_dir / "bot.memray.bin")
-        bot = BotProcess(cfg_path, run_dir / "bot.log", api_url, token=token, wrap=wrap,
-                         env={"TRADEBENCH_API_TOKEN": token, **bot_keys_env(opts.accounts)})
-        await bot.start()
-        exits.push_async_callback(bot.stop)
-        ui.log(f"bot: pid {bot.pid}, api {api_url}")
-        puller = StatsPuller(api_url)
-        sampler = ProcessTreeSampler(bot.pid, interval=0.5, net_bytes=lambda: _net_bytes(puller.gauges))
-        # 40 probes/s: deciding uptime >= 99.9% needs thousands of probes (Wilson interval), and a
-        # /health GET is cheap next to the load itself.
-        prober = HealthProber(api_url + "/health", interval=0.025)
-        for probe in (puller, sampler, prober):  # stopped in reverse, before the bot
-            probe.start()
-            exits.push_async_callback(probe.stop)
-        node_info = {"kind": node.kind, "version": node.version, "url": node.url, "mining": node.mining}
-        yield Stack(run_dir, node_info, deployment, bot, puller, sampler, prober, feed, api_url, token, settings,
-                    network, opts.slo, opts.locust_workers)
-
-
-def _net_bytes(gauges: dict[str, Any]) -> int | None:
-    sent, recv = gauges.get("net_bytes_sent"), gauges.get("net_bytes_received")
-    if sent is None or recv is None:
-        return None
-    return int(sent) + int(recv)
+__all__ = ["RunOptions", "execute", "free_port", "mining_for", "stack"]
 
 
 def memray_artifacts(writer: ResultsWriter, capture: Path) -> None:
@@ -188,12 +60,51 @@ def install_signal_handlers(task: asyncio.Task[Any]) -> None:
             loop.add_signal_handler(sig, task.cancel)
 
 
+async def _calibrate(st: Stack, writer: ResultsWriter, ui: progress_ui.Ui) -> None:
+    from harness.node.keys import DEV_PRIVATE_KEYS
+    from harness.probes.calibration import calibrate
+
+    if st.calibration_key_index is None:
+        ui.log("calibration: skipped (not our own anvil: no transfers are sent to a user's node)")
+        return
+    try:
+        cal = await calibrate(st.node_url, DEV_PRIVATE_KEYS[st.calibration_key_index])
+    except Exception as exc:  # a failed calibration costs the ratios, not the run
+        writer.doc.setdefault("x_errors", []).append({"scenario": "calibration", "error": str(exc)})
+        ui.log(f"calibration failed: {exc}")
+        return
+    writer.doc["conditions"]["calibration"] = cal.as_dict()
+    writer.flush()
+    ui.log(f"calibration: node accepts {cal.node_accept_per_s:,.0f} raw tx/s, signs {cal.sign_per_s:,.0f} tx/s, "
+           f"CPU reference {cal.cpu_ref_per_s:,.0f}/s ({cal.seconds:.1f} s)")
+
+
+async def _prepare(st: Stack, opts: RunOptions, ui: progress_ui.Ui, first: bool) -> dict[str, Any]:
+    """A clean start for the next scenario: a fresh bot if asked, then a bounded wait for quiet."""
+    from harness.run.settle import settle
+
+    if opts.fresh_bot and not first:
+        await st.restart_bot()
+        ui.log(f"bot: fresh process, pid {st.bot.pid}")
+    settled = await settle(st, timeout_s=opts.settle_timeout_s)
+    if settled.timed_out:
+        ui.log(f"not quiet after {settled.settle_s:.0f} s ({'; '.join(settled.busy)}); starting anyway")
+    elif settled.settle_s > 2:
+        ui.log(f"settled in {settled.settle_s:.1f} s")
+    out = settled.summary()
+    out["fresh_bot"] = opts.fresh_bot
+    return out
+
+
 async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, Any]]:
     """Run ``profile``; returns the run folder and the final results document."""
+    from harness.run.finalize import finalize
     from harness.run.scenario_exec import run_scenario
-    from harness.run.verdicts import finalize, load_spec
+    from harness.slo.spec import load_spec
 
     load_spec(opts.slo)  # a bad SLO file fails here, naming row and field, before anything starts
+    if opts.fresh_bot and opts.memray:
+        raise HarnessError("--fresh-bot and memray do not mix: a memray capture follows one bot process")
     run_id = new_run_id()
     run_dir = (opts.out / run_id).resolve()  # absolute: child processes run elsewhere
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -209,7 +120,10 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                 writer = ResultsWriter(run_dir, run_id, profile.name,
                                        conditions(st.node_info, st.bot_settings, st.network_profile))
                 writer.add_artifact("logs", run_dir / "bot.log")
-                for scn in profile.scenarios:
+                if opts.calibrate:
+                    await _calibrate(st, writer, ui)
+                for i, scn in enumerate(profile.scenarios):
+                    prepared = await _prepare(st, opts, ui, first=i == 0)
                     try:
                         result = await run_scenario(scn, st, ui, writer)
                     except HarnessError as exc:
@@ -218,6 +132,7 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                         ui.log(f"scenario {scn.id} failed: {exc}")
                         writer.doc.setdefault("x_errors", []).append({"scenario": scn.id, "error": str(exc)})
                         continue
+                    result.setdefault("summary", {}).update(prepared)
                     writer.upsert_scenario(result)
     except asyncio.CancelledError:
         status = "interrupted"

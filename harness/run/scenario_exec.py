@@ -1,77 +1,68 @@
 """Running one scenario against the running stack, and shaping its part of results.json.
 
 Trades and market data are paced by the feed (open loop: it never waits for the bot); the HTTP
-API is loaded by Locust in its own process. While a scenario runs, the live line shows what the
-bot reports each second, and results are flushed every few seconds so a killed run keeps them.
+API is loaded by Locust in its own process. Every tick carries its scenario's tag (a stress step
+its own), and a scenario is judged on what its own ticks caused: an earlier scenario's backlog
+completing inside this one is reported as ``summary.carry_over``, never judged. While a scenario
+runs, the live line shows what the bot reports each second, and results are flushed every few
+seconds so a killed run keeps them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from harness.load.schedules import schedule_from_spec
 from harness.run import feedrun
-from harness.run.collect import merge_intervals, totals
+from harness.run.collect import carry_over, merge_intervals, tag_filter, totals
+from harness.run.drift import drift
+from harness.run.feedrun import FeedRun
 from harness.run.progress import Ui
 from harness.run.results import ResultsWriter
-from harness.run.runner import Stack
+from harness.run.scenario_doc import live_line, new_scenario_doc, resources_between, step_window
 from harness.run.scenarios import Scenario, Step
-from harness.run.stress import judge_step
+from harness.run.settle import settle
+from harness.run.stack import Stack
+from harness.run.stress import StressSearch, judge_step
+from harness.slo.spec import latency_limits_ms, load_spec
+
+__all__ = ["run_scenario", "step_window"]
 
 FLUSH_EVERY_S = 5.0
+STRESS_WARMUP_S = 2.0  # each step's first seconds: the bot and node adjust to the new rate
+STEP_SETTLE_S = 30.0  # a broken step's backlog must clear before the next (lower) rate is judged
 
 
-def _live(st: Stack) -> str:
-    if not st.puller.intervals:
-        return ""
-    iv = st.puller.intervals[-1]
-    c = iv.get("counters", {})
-    parts = [f"tx/s {c.get('tx_accepted', 0):>4}", f"ok {c.get('trades_ok', 0):>4}"]
-    enc = iv.get("histograms", {}).get("trade_execution")
-    if enc:
-        h = HdrHistogram.decode(enc)
-        parts.append(f"trade p99 {h.get_value_at_percentile(99) / 1000:.0f} ms")
-    samples = st.sampler.series.samples
-    if samples:
-        parts.append(f"rss {samples[-1].rss_bytes / 2**20:.0f} MB cpu {samples[-1].cpu_percent:.0f}%")
-    return "  ".join(parts)
+def _latency_limits(st: Stack) -> dict[str, dict[str, float]]:
+    return latency_limits_ms(load_spec(st.slo))
 
 
-def _scenario_doc(scn: Scenario, t0_wall: float, duration: float) -> dict[str, Any]:
-    return {"id": scn.id, "description": scn.description, "kind": scn.kind, "started_at": t0_wall,
-            "duration_s": duration, "schedule": scn.schedule_dict(), "annotations": [], "intervals": [],
-            "resources": [], "health": {"probes": 0, "ok": 0}, "summary": {}}
-
-
-def _resources(st: Stack, since_mono: float, until_mono: float) -> list[dict[str, Any]]:
-    origin = st.sampler.series.origin
-    out = []
-    for s in st.sampler.series.samples:
-        t_abs = origin + s.t
-        if since_mono <= t_abs <= until_mono:
-            d = s.as_dict()
-            d["t"] = round(t_abs - since_mono, 3)
-            out.append(d)
-    return out
-
-
-async def _wait_drained(st: Stack, ui: Ui, seconds: float) -> None:
-    """Let in-flight trades reach their receipts, up to ``seconds`` (ends early when nothing is in flight)."""
-    deadline = time.monotonic() + seconds
-    await asyncio.sleep(min(1.5, seconds))  # at least one full telemetry interval
+async def _wait_telemetry(st: Stack, until_wall: float, timeout_s: float = 5.0) -> None:
+    """Until the bot's closed intervals reach ``until_wall`` (bounded): the step's last second is in."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if int(st.puller.gauges.get("in_flight", 1)) == 0:
+        ivs = st.puller.intervals
+        if ivs and float(ivs[-1]["end"]) >= until_wall:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _wait_drained(st: Stack, seconds: float) -> None:
+    """Let this scenario's trades reach their receipts, up to ``seconds`` (ends once nothing is in
+    flight or queued, on telemetry pulled after this call began)."""
+    start = time.monotonic()
+    deadline = start + seconds
+    while time.monotonic() < deadline:
+        g = st.puller.gauges
+        if st.puller.pulled_at > start + 0.5 and int(g.get("in_flight", 1)) == 0 and int(g.get("queue_depth", 1)) == 0:
             break
         await asyncio.sleep(0.25)
 
 
 async def _drive(st: Stack, ui: Ui, writer: ResultsWriter, scn: Scenario, doc: dict[str, Any], steps: list[Step],
-                 trade: bool, t0_wall: float, label: str) -> list[dict[str, Any]]:
+                 trade: bool, t0_wall: float, label: str, tag: str) -> FeedRun:
     """Run ``steps`` through the feed with a progress bar; returns the feed's per-second counters."""
     spec = ({"kind": "burst", "count": int(steps[0].rate * steps[0].seconds), "within": steps[0].seconds}
             if scn.id == "burst" else
@@ -80,24 +71,63 @@ async def _drive(st: Stack, ui: Ui, writer: ResultsWriter, scn: Scenario, doc: d
     schedule = schedule_from_spec(spec)
     total = sum(s.seconds for s in steps)
     task = ui.task(label, total)
-    run = asyncio.create_task(feedrun.run(st.feed, schedule, trade=trade))
+    run = asyncio.create_task(feedrun.run(st.feed, schedule, trade=trade, tag=tag))
     start = time.monotonic()
     last_flush = start
+    own = tag_filter(scn.id)
     while not run.done():
         await asyncio.wait({run}, timeout=0.5)
-        ui.update(task, min(total, time.monotonic() - start), _live(st))
+        ui.update(task, min(total, time.monotonic() - start), live_line(st))
         if time.monotonic() - last_flush > FLUSH_EVERY_S:
-            doc["intervals"] = merge_intervals(t0_wall, st.puller.intervals)
+            doc["intervals"] = merge_intervals(t0_wall, st.puller.intervals, own=own)
             writer.upsert_scenario(doc)
             last_flush = time.monotonic()
-    ui.update(task, total, _live(st))
+    ui.update(task, total, live_line(st))
     return run.result()
 
 
-def step_window(start: float, end: float) -> tuple[int, int]:
-    """The whole 1-s buckets inside [start, end): partial buckets at the edges would dilute a rate."""
-    lo, hi = math.ceil(start), math.floor(end)
-    return (lo, hi) if hi > lo else (math.floor(start), math.ceil(end))
+async def _stress(st: Stack, ui: Ui, writer: ResultsWriter, scn: Scenario, doc: dict[str, Any],
+                  t0_wall: float) -> tuple[list[dict[str, Any]], list[FeedRun], dict[str, Any]]:
+    """Ramp the ladder until a step breaks, then bisect to the breaking point (``StressSearch``)."""
+    limits = _latency_limits(st)
+    # Room for the ramp, a bisection to 10% (3-4 steps from a doubling) and a re-run or two.
+    search = StressSearch([s.rate for s in scn.steps], max_steps=len(scn.steps) + 6)
+    base_seconds = scn.steps[0].seconds
+    feed_intervals: list[dict[str, Any]] = []
+    runs: list[FeedRun] = []
+    steps_out: list[dict[str, Any]] = []
+    while (rate := search.next_rate()) is not None:
+        n = len(steps_out) + 1
+        tag = f"{scn.id}/{n}"
+        seconds = base_seconds * search.next_seconds_factor
+        # Step boundaries are taken from the clock, not added up: judging a step on a window
+        # that drifted into the pause between steps would read as "could not keep up".
+        step_start = time.time() - t0_wall
+        doc["annotations"].append({"t": round(step_start, 2), "label": f"step {n}: {rate:g}/s"})
+        fr = await _drive(st, ui, writer, scn, doc, [Step(rate, seconds)], True, t0_wall,
+                          f"{scn.id} {rate:g}/s ({search.phase})", tag)
+        step_end = time.time() - t0_wall
+        runs.append(fr)
+        feed_intervals += [{**fv, "start": fv["start"] + step_start, "end": fv["end"] + step_start}
+                           for fv in fr.intervals]
+        await _wait_telemetry(st, t0_wall + step_end + 1.0)
+        ivs = merge_intervals(t0_wall, st.puller.intervals, feed_intervals, own=tag_filter(tag))
+        lo, hi = step_window(step_start, step_end)
+        outcome = judge_step(rate, lo, hi, [iv for iv in ivs if lo <= iv["start"] < hi], limits,
+                             warmup_s=STRESS_WARMUP_S)
+        search.record(outcome)
+        steps_out.append({**outcome.as_dict(), "tag": tag, "phase_after": search.phase})
+        verdict = "undecided" if outcome.undecided else (f"broke {outcome.broken}" if outcome.broken else "held")
+        ui.log(f"stress: {rate:g}/s {verdict} ({outcome.achieved:.0f} tx/s accepted, {outcome.samples} samples)")
+        if search.next_rate() is not None:
+            pause = await settle(st, timeout_s=STEP_SETTLE_S)
+            steps_out[-1]["settle_s"] = round(pause.settle_s, 2)
+    result = search.summary()
+    if search.breaking_point is not None:
+        doc["annotations"].append({"t": round(time.time() - t0_wall, 2),
+                                   "label": f"breaking point: {search.breaking_point:g}/s ({result.get('broken_by')})"})
+    doc["x_feed_intervals"] = feed_intervals
+    return steps_out, runs, result
 
 
 async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) -> dict[str, Any]:
@@ -106,42 +136,25 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
 
         return dict(await run_api_scenario(scn, st, ui, writer))
     t0_wall, t0_mono = time.time(), time.monotonic()
-    doc = _scenario_doc(scn, t0_wall, scn.duration_s)
+    doc = new_scenario_doc(scn, t0_wall, scn.duration_s)
     st.prober.reset()
-    feed_intervals: list[dict[str, Any]] = []
+    own = tag_filter(scn.id)
     steps_out: list[dict[str, Any]] = []
+    search: dict[str, Any] = {}
     if scn.stop_on_break:
-        from harness.run.verdicts import latency_limits
-
-        limits = latency_limits(st.slo)
-        for i, step in enumerate(scn.steps):
-            # Step boundaries are taken from the clock, not added up: judging a step on a window
-            # that drifted into the pause between steps would read as "could not keep up".
-            step_start = time.time() - t0_wall
-            doc["annotations"].append({"t": round(step_start, 2), "label": f"step {i + 1}: {step.rate:g}/s"})
-            step_feed = await _drive(st, ui, writer, scn, doc, [step], True, t0_wall,
-                                     f"{scn.id} {step.rate:g}/s")
-            step_end = time.time() - t0_wall
-            feed_intervals += [{**fv, "start": fv["start"] + step_start, "end": fv["end"] + step_start}
-                               for fv in step_feed]
-            await asyncio.sleep(1.2)  # the step's last telemetry interval closes
-            ivs = merge_intervals(t0_wall, st.puller.intervals, feed_intervals)
-            lo, hi = step_window(step_start, step_end)
-            outcome = judge_step(step.rate, lo, hi, [iv for iv in ivs if lo <= iv["start"] < hi], limits)
-            steps_out.append(outcome.as_dict())
-            if outcome.broken:
-                doc["annotations"].append({"t": round(step_end, 2), "label": f"breaking point: {step.rate:g}/s "
-                                                                             f"({outcome.broken})"})
-                ui.log(f"stress: {step.rate:g}/s broke {outcome.broken}")
-                break
+        steps_out, runs, search = await _stress(st, ui, writer, scn, doc, t0_wall)
+        feed_intervals = doc.pop("x_feed_intervals")
         doc["duration_s"] = time.time() - t0_wall
     else:
-        feed_intervals = await _drive(st, ui, writer, scn, doc, list(scn.steps), scn.kind == "trades", t0_wall,
-                                      scn.id)
-    await _wait_drained(st, ui, scn.drain_s)
+        fr = await _drive(st, ui, writer, scn, doc, list(scn.steps), scn.kind == "trades", t0_wall, scn.id, scn.id)
+        runs, feed_intervals = [fr], fr.intervals
+    await _wait_drained(st, scn.drain_s)
+    await _wait_telemetry(st, time.time())
     end_mono = time.monotonic()
-    doc["intervals"] = merge_intervals(t0_wall, st.puller.intervals, feed_intervals, duration_s=doc["duration_s"])
-    doc["resources"] = _resources(st, t0_mono, end_mono)
+    window = time.time() - t0_wall
+    doc["intervals"] = merge_intervals(t0_wall, st.puller.intervals, feed_intervals, duration_s=doc["duration_s"],
+                                       own=own)
+    doc["resources"] = resources_between(st, t0_mono, end_mono)
     doc["health"] = st.prober.statistics().as_dict()
     tot = totals(doc["intervals"])
     sent = tot.get("sent", tot.get("ws_sent", 0))
@@ -151,18 +164,20 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
         "dropped": tot.get("dropped", 0),
         "totals": tot,
         "drain_s": round(end_mono - t0_mono - doc["duration_s"], 2),
+        "tag": scn.id,
+        "carry_over": carry_over(t0_wall, window, st.puller.intervals, own),
+        **feedrun.combine(runs),
     }
     if scn.kind == "trades" and not steps_out:
         # Whether the latency rows held during this scenario (point estimates): the judge counts a
         # scenario's in-flight peak toward concurrent_operations only where they did.
-        from harness.run.verdicts import latency_limits
-
         whole = judge_step(scn.total / max(scn.duration_s, 1e-9), 0.0, doc["duration_s"], doc["intervals"],
-                           latency_limits(st.slo))
+                           _latency_limits(st), warmup_s=0.0)
         doc["summary"]["latency_ok"] = whole.latency_ok
+        doc["summary"]["drift"] = drift(doc["intervals"], scn.duration_s)
     if steps_out:
         doc["summary"]["steps"] = steps_out
-        broken = [s for s in steps_out if s["broken"]]
-        doc["summary"]["breaking_point"] = broken[0]["rate"] if broken else None
-        doc["summary"]["first_broken"] = broken[0]["broken"] if broken else None
+        doc["summary"]["search"] = search
+        doc["summary"]["breaking_point"] = search.get("breaking_point")
+        doc["summary"]["first_broken"] = search.get("broken_by")
     return doc

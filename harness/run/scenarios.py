@@ -69,9 +69,27 @@ def _stress(rates: list[float], seconds: float) -> Scenario:
                     description="arrival rate raised step by step until a target breaks")
 
 
+def smoke(sustained_minutes: float | None = None) -> Profile:
+    """Every scenario, as short as still decides something: CI's two-run A/A check."""
+    minutes = sustained_minutes if sustained_minutes is not None else 0.25
+    return Profile("smoke", (
+        Scenario("burst", "trades", (Step(1000.0, 1.0),), drain_s=20.0,
+                 description="1000 transactions arriving within 1 second"),
+        Scenario("sustained", "trades", (Step(100.0, minutes * 60.0),), drain_s=8.0,
+                 description=f"100 transactions per second for {minutes:g} min"),
+        Scenario("websocket", "market_data", (Step(12_000.0, 5.0),), drain_s=2.0,
+                 description="market-data ticks at 12k/s (target 10k/s), decoded and handled, none dropped"),
+        Scenario("api", "api", (Step(700.0, 8.0),), drain_s=1.0,
+                 description="Locust against the bot's HTTP control API"),
+        _stress([200, 400, 800, 1600], 6.0),
+    ))
+
+
 def profile(name: str, sustained_minutes: float | None = None) -> Profile:
+    if name == "smoke":
+        return smoke(sustained_minutes)
     if name not in {"quick", "full"}:
-        raise ConfigError(f"--profile: unknown profile {name!r}; use quick or full")
+        raise ConfigError(f"--profile: unknown profile {name!r}; use quick, full or smoke")
     quick = name == "quick"
     minutes = sustained_minutes if sustained_minutes is not None else (1.0 if quick else 60.0)
     if minutes <= 0 or minutes > 24 * 60:
@@ -87,8 +105,11 @@ def profile(name: str, sustained_minutes: float | None = None) -> Profile:
                  description="market-data ticks at 12k/s (target 10k/s), decoded and handled, none dropped"),
         Scenario("api", "api", (Step(700.0, 20.0 if quick else 120.0),), drain_s=1.0,
                  description="Locust against the bot's HTTP control API"),
-        _stress([100, 200, 400, 600, 800, 1000, 1300, 1600] if quick else
+        # Ramp doubling, then bisect (StressSearch) to the breaking point within 10%: fewer steps
+        # than a fine ladder, and each long enough that its judged window (after a 2 s warm-up)
+        # holds the ~600 samples a p99 needs at the lowest rate.
+        _stress([100, 200, 400, 800, 1600] if quick else
                 [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1400, 1700, 2000],
-                8.0 if quick else 60.0),
+                10.0 if quick else 60.0),
     )
     return Profile(name, scenarios)

@@ -127,10 +127,18 @@ def _tps(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
     sid, scen = ctx.scenario("stress")
     steps = X.steps(scen)
     max_err = row.param("max_error_rate", 0.001)
-    ok = [s for s in steps if float(s["error_rate"]) < max_err and s["latency_ok"]]
-    broken = [s for s in steps if s not in ok]
+    # An undecided step (too few samples to judge its latency) is neither good nor broken.
+    decided = [s for s in steps if not s.get("undecided")]
+    ok = [s for s in decided if float(s["error_rate"]) < max_err and s["latency_ok"]]
+    broken = [s for s in decided if s not in ok]
     first_broken = (f"; first step that broke: offered {broken[0]['rate']:g}/s "
                     f"({broken[0].get('broken') or 'error rate or latency'})" if broken else "; no step broke")
+    search = scen.get("summary", {}).get("search") if isinstance(scen.get("summary"), Mapping) else None
+    if isinstance(search, Mapping) and search.get("breaking_point") is not None:
+        lo, hi = search.get("bracket") or [search.get("last_good"), search.get("breaking_point")]
+        first_broken += (f"; breaking point {float(search['breaking_point']):g}/s (held {lo:g}/s, broke {hi:g}/s"
+                         f"{'' if search.get('resolved') else ', not resolved to 10%'}) by "
+                         f"{search.get('broken_by') or '?'}")
     if not ok:
         est = _exact(0.0, ctx.confidence, f"no step kept error rate < {max_err:g} with latency met")
         return [_emit(row, t, sid, est, duration=None, note=first_broken.lstrip("; ")) for t in row.thresholds]
@@ -156,7 +164,7 @@ def _concurrency(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
     if "stress" in ctx.scenarios:
         scen = ctx.scenarios["stress"]
         ivs = X.intervals(scen)
-        held = [s for s in X.steps(scen) if s["latency_ok"]]
+        held = [s for s in X.steps(scen) if s["latency_ok"] and not s.get("undecided")]
         for st in held:
             values += list(X.counter(X.within(ivs, float(st["start"]), float(st["end"])), "in_flight_max", "stress"))
         notes.append(f"stress: {len(held)} of {len(X.steps(scen))} steps held latency")

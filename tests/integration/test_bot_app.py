@@ -22,7 +22,7 @@ from harness.node.faultproxy import FaultProxy
 from harness.node.mining import MiningMode
 from harness.run.botconfig import KEYS_ENV, bot_keys_env, write_bot_config
 from harness.run.deployment import ensure_deployment
-from harness.run.runner import free_port
+from harness.run.options import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -10,22 +10,9 @@ import orjson
 from harness.run.results import ResultsWriter
 
 if TYPE_CHECKING:
-    from harness.run.runner import RunOptions
+    from harness.run.options import RunOptions
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 2
-
-
-def load_spec(path: Path | None) -> Any:
-    from harness.slo.spec import load_spec as _load
-
-    return _load(path)
-
-
-def latency_limits(slo: Path | None = None) -> dict[str, dict[str, float]]:
-    """row -> {"mean"|"p95"|"p99": ms}, for the stress stopping rule."""
-    from harness.slo.spec import latency_limits_ms
-
-    return latency_limits_ms(load_spec(slo))
 
 
 def find_baseline(out: Path, run_dir: Path, profile: str, explicit: Path | None) -> dict[str, Any] | None:
@@ -57,6 +44,7 @@ def exit_code(verdicts: list[dict[str, Any]]) -> int:
 def finalize(writer: ResultsWriter, opts: RunOptions, status: str) -> None:
     """Judge and report whatever was measured, even for an interrupted run."""
     from harness.slo.judge import judge_run
+    from harness.slo.spec import load_spec
 
     baseline = find_baseline(opts.out, writer.run_dir, writer.doc["profile"], opts.baseline)
     if baseline is not None:

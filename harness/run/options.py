@@ -1,0 +1,58 @@
+"""What one run is asked to do (``RunOptions``, immutable, validated on construction)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.node.mining import MiningMode
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    profile: str = "quick"
+    pairs: int = 100
+    out: Path = Path("reports")
+    node_url: str | None = None
+    deployment: Path | None = None
+    block_time: float | None = None
+    slo: Path | None = None
+    baseline: Path | None = None
+    seed: int = 1
+    progress: bool = True
+    memray: bool = False
+    accounts: int = 4
+    faults: str | None = None  # a FaultPlan text: the bot talks to the node through the fault proxy
+    locust_workers: int = 0  # > 0: the api scenario runs Locust as a master with this many workers
+    fresh_bot: bool = False  # a new bot process for every scenario
+    calibrate: bool = True  # measure the node's ceiling and a CPU reference before the scenarios
+    settle_timeout_s: float = 60.0  # longest wait for quiescence before a scenario
+    extra_bot: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.pairs <= 500:
+            raise HarnessError(f"--pairs: {self.pairs} is out of range; give 1..500")
+        if self.node_url and not self.deployment:
+            raise HarnessError("--node-url needs --deployment (the deployment.json of the contracts on that node)")
+        if self.block_time is not None and self.block_time < 0:
+            raise HarnessError("--block-time: give seconds >= 0 (0 = automine)")
+        if not 0 < self.settle_timeout_s <= 600:
+            raise HarnessError("--settle-timeout: give seconds in (0, 600]")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def mining_for(opts: RunOptions) -> MiningMode:
+    # Interval mining, not automine: anvil's automine stalls for >12 s under a burst from one
+    # sender (machine-facts.md, foundry #10122). 50 ms blocks keep the wait for inclusion small
+    # next to the trade_execution target (mean < 100 ms) while never stalling.
+    bt = 0.05 if opts.block_time is None else opts.block_time
+    return MiningMode.automine() if bt == 0 else MiningMode.interval(bt)

@@ -1,0 +1,164 @@
+"""Everything that runs while scenarios run: node, deployment, feed, and the bot with its probes.
+
+``stack()`` starts the parts in dependency order and stops them in reverse through one
+``AsyncExitStack``. The bot and the probes that watch it (telemetry puller, process sampler,
+health prober) form a ``BotSession``: with ``--fresh-bot`` the runner replaces the session
+between scenarios, so no scenario inherits the previous one's process state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.load.feed import MarketFeed
+from harness.node.anvil import AnvilOptions
+from harness.node.endpoint import NodeConfig, start_node
+from harness.probes.health import HealthProber
+from harness.probes.resources import ProcessTreeSampler
+from harness.run import progress as progress_ui
+from harness.run.botproc import BotProcess, StatsPuller
+from harness.run.options import RunOptions, free_port, mining_for
+
+
+def _net_bytes(gauges: dict[str, Any]) -> int | None:
+    sent, recv = gauges.get("net_bytes_sent"), gauges.get("net_bytes_received")
+    if sent is None or recv is None:
+        return None
+    return int(sent) + int(recv)
+
+
+@dataclass
+class BotSession:
+    """One bot process and the probes that watch it; started and stopped as one."""
+
+    bot: BotProcess
+    puller: StatsPuller = field(init=False)
+    sampler: ProcessTreeSampler = field(init=False)
+    prober: HealthProber = field(init=False)
+    started_mono: float = 0.0
+
+    async def start(self) -> None:
+        await self.bot.start()
+        self.started_mono = time.monotonic()
+        self.puller = StatsPuller(self.bot.api_url)
+        self.sampler = ProcessTreeSampler(self.bot.pid, interval=0.5,
+                                          net_bytes=lambda: _net_bytes(self.puller.gauges))
+        # 40 probes/s: deciding uptime >= 99.9% needs thousands of probes (Wilson interval), and a
+        # /health GET is cheap next to the load itself.
+        self.prober = HealthProber(self.bot.api_url + "/health", interval=0.025)
+        for probe in (self.puller, self.sampler, self.prober):
+            probe.start()
+
+    async def stop(self) -> None:
+        for probe in (self.prober, self.sampler, self.puller):  # reverse of start, before the bot
+            with contextlib.suppress(Exception):
+                await probe.stop()
+        await self.bot.stop()
+
+
+@dataclass
+class Stack:
+    """Everything that runs while scenarios run; built by ``stack()``."""
+
+    run_dir: Path
+    node_info: dict[str, Any]
+    deployment: dict[str, Any]
+    session: BotSession
+    feed: MarketFeed
+    api_url: str
+    token: str
+    bot_settings: dict[str, Any]
+    network_profile: str = "loopback"
+    slo: Path | None = None
+    locust_workers: int = 0
+    node_url: str = ""  # the node itself (not the fault proxy): quiescence asks its txpool
+    calibration_key_index: int | None = None  # the dev account the calibration may spend from
+    new_session: Any = None  # () -> BotSession, for --fresh-bot
+    bot_starts: int = 1
+
+    @property
+    def bot(self) -> BotProcess:
+        return self.session.bot
+
+    @property
+    def puller(self) -> StatsPuller:
+        return self.session.puller
+
+    @property
+    def sampler(self) -> ProcessTreeSampler:
+        return self.session.sampler
+
+    @property
+    def prober(self) -> HealthProber:
+        return self.session.prober
+
+    async def restart_bot(self) -> None:
+        """A fresh bot process (same config, keys and feed): the old one drains and stops first."""
+        await self.session.stop()
+        self.session = self.new_session()
+        await self.session.start()
+        self.bot_starts += 1
+
+
+@contextlib.asynccontextmanager
+async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIterator[Stack]:
+    from harness.run.botconfig import bot_keys_env, write_bot_config
+    from harness.run.deployment import ensure_deployment
+
+    # One dev account more than the bot's: the calibration spends from it, never from the bot's.
+    n_accounts = max(10, opts.accounts + 2)
+    anvil_opts = AnvilOptions(mining=mining_for(opts), disable_block_gas_limit=True, quiet=True,
+                              accounts=n_accounts)
+    async with contextlib.AsyncExitStack() as exits:
+        node = await exits.enter_async_context(
+            start_node(NodeConfig(url=opts.node_url, anvil=anvil_opts, run_dir=run_dir)))
+        ui.log(f"node: {node.kind} {node.version} at {node.url} ({node.mining})")
+        t = time.monotonic()
+        deployment = await ensure_deployment(node.url, opts.pairs, opts.accounts, run_dir, opts.deployment)
+        ui.log(f"deployed {len(deployment['pairs'])} pairs in {time.monotonic() - t:.1f} s")
+        bot_http, bot_ws, network = node.url, node.ws_url, "loopback"
+        if opts.faults is not None:
+            from harness.node.faultplan import FaultPlan
+            from harness.node.faultproxy import FaultProxy
+
+            plan = FaultPlan.parse(opts.faults)
+            proxy = await exits.enter_async_context(FaultProxy(node.url, plan))
+            bot_http, bot_ws, network = proxy.url, proxy.ws_url, f"proxy:{plan}"
+            ui.log(f"fault proxy at {proxy.url}: {plan}")
+        feed = MarketFeed([p["id"] for p in deployment["pairs"]], seed=opts.seed)
+        await feed.start()
+        exits.push_async_callback(feed.stop)
+        api_port = free_port()
+        token = secrets.token_urlsafe(24)
+        cfg_path, settings = write_bot_config(
+            run_dir, node_http=bot_http, node_ws=bot_ws, deployment=run_dir / "deployment.json",
+            feed_url=feed.url, api_port=api_port, extra=opts.extra_bot)
+        api_url = f"http://127.0.0.1:{api_port}"
+        env = {"TRADEBENCH_API_TOKEN": token, **bot_keys_env(opts.accounts)}
+
+        def new_session() -> BotSession:
+            wrap = None
+            if opts.memray:
+                from harness.probes.profilers import memray_wrap
+
+                wrap = memray_wrap([sys.executable, "-m", "bot", "run", "--config", str(cfg_path)],
+                                   run_dir / "bot.memray.bin")
+            return BotSession(BotProcess(cfg_path, run_dir / "bot.log", api_url, token=token, wrap=wrap, env=env))
+
+        st = Stack(run_dir, {"kind": node.kind, "version": node.version, "url": node.url, "mining": node.mining},
+                   deployment, new_session(), feed, api_url, token, settings, network, opts.slo,
+                   opts.locust_workers, node_url=node.url,
+                   calibration_key_index=n_accounts - 1 if node.kind == "anvil" else None,
+                   new_session=new_session)
+        await st.session.start()
+        # Late-bound: with --fresh-bot the session at exit is not the first one.
+        exits.push_async_callback(lambda: st.session.stop())  # noqa: PLW0108
+        ui.log(f"bot: pid {st.bot.pid}, api {api_url}")
+        yield st
