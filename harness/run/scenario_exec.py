@@ -11,6 +11,7 @@ seconds so a killed run keeps them.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ from harness.run.scenario_doc import live_line, new_scenario_doc, resources_betw
 from harness.run.scenarios import Scenario, Step
 from harness.run.settle import settle
 from harness.run.stack import Stack
-from harness.run.stress import StressSearch, judge_step
+from harness.run.stress import MIN_SAMPLES, StressSearch, judge_step
 from harness.slo.spec import latency_limits_ms, load_spec
 
 __all__ = ["run_scenario", "step_window"]
@@ -99,7 +100,9 @@ async def _stress(st: Stack, ui: Ui, writer: ResultsWriter, scn: Scenario, doc: 
     while (rate := search.next_rate()) is not None:
         n = len(steps_out) + 1
         tag = f"{scn.id}/{n}"
-        seconds = base_seconds * search.next_seconds_factor
+        # Long enough that the judged window can hold MIN_SAMPLES at this rate: a low rate in a
+        # short step would only ever come back undecided.
+        seconds = math.ceil(max(base_seconds, STRESS_WARMUP_S + 1.25 * MIN_SAMPLES / rate) * search.next_seconds_factor)
         # Step boundaries are taken from the clock, not added up: judging a step on a window
         # that drifted into the pause between steps would read as "could not keep up".
         step_start = time.time() - t0_wall

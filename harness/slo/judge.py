@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.probes.calibration import calibration_shift
 from harness.slo import extract as X
 from harness.slo.spec import SloRow, SloSpec, SloThreshold
 from harness.stats.change import classify, compare_series
@@ -36,6 +37,7 @@ class _Ctx:
     confidence: float
     n_boot: int
     seed: int
+    calibration: Mapping[str, Any] | None = None  # this run's machine calibration (conditions.calibration)
     # Decoding is the dominant cost (~0.5 s per 1M-sample series); rows share decoded series.
     _series: dict[tuple[int, str], BucketSeries] = field(default_factory=dict)
 
@@ -341,11 +343,17 @@ def _regression(ctx: _Ctx, row: SloRow, spec: SloSpec) -> list[dict[str, Any]]:
                            confidence=ctx.confidence, n_boot=ctx.n_boot, seed=ctx.seed)
     dur = X.duration_s(scen)
     base_id = ctx.baseline.get("run_id", "?")
+    # A baseline taken on a machine that measures differently (2-3x between boxes of one kind) cannot
+    # tell a slower build from a slower box: say so instead of calling it a regression.
+    shift = calibration_shift(_calibration(ctx.baseline), ctx.calibration)
     out = []
     for c in comps:
         v = decide(c.ratio, thr.op, thr.value, duration_s=dur)
         change = classify(c.ratio, c.p_adjusted, alpha=alpha, noise=noise)
-        if change == "regression":
+        if shift is not None:
+            v = Verdict("inconclusive", v.margin, None, f"machine differs from the baseline's ({shift}): "
+                        f"a change here cannot be told from the machine's; not judged as a regression")
+        elif change == "regression":
             v = Verdict("fail", v.margin, None, f"significant slowdown (adjusted p {c.p_adjusted:.2g})")
         elif v.verdict == "fail":
             v = Verdict("inconclusive", v.margin, v.more_time_s,
@@ -370,6 +378,12 @@ _JUDGES: dict[str, Callable[[_Ctx, SloRow], list[dict[str, Any]]]] = {
 }
 
 
+def _calibration(doc: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    cond = doc.get("conditions") if isinstance(doc, Mapping) else None
+    cal = cond.get("calibration") if isinstance(cond, Mapping) else None
+    return cal if isinstance(cal, Mapping) else None
+
+
 def judge_run(
     results: Mapping[str, Any],
     spec: SloSpec,
@@ -380,7 +394,8 @@ def judge_run(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """The ``verdicts`` list for ``results`` (a results.json document) judged against ``spec``."""
-    ctx = _Ctx(X.scenarios_by_id(results), baseline, confidence, n_boot, seed)
+    ctx = _Ctx(X.scenarios_by_id(results), baseline, confidence, n_boot, seed,
+               calibration=_calibration(results))
     out: list[dict[str, Any]] = []
     for row in spec.rows:
         try:

@@ -188,3 +188,24 @@ def test_an_interrupted_or_empty_run_still_lists_every_row() -> None:
         assert all(v["note"] for v in verdicts)
     tps = _pick(judge_run({"scenarios": [stress_without_steps]}, _spec()), "transactions_per_sec")[0]
     assert "summary.steps" in tps["note"]
+
+
+def _calibrated(doc: dict[str, Any], node: float) -> dict[str, Any]:
+    cal = {"cpu_ref_per_s": 2e6, "cpu_ref_spread": 0.02, "sign_per_s": 5000.0, "sign_spread": 0.03,
+           "node_accept_per_s": node, "node_accept_spread": 0.05, "node_mined": True, "seconds": 3.0}
+    doc.setdefault("conditions", {})["calibration"] = cal
+    return doc
+
+
+def test_a_slowdown_measured_on_a_different_machine_is_not_called_a_regression() -> None:
+    base = _calibrated(synth_results(Synth(seed=10, scenarios=("sustained",), sustained_s=40)), 6000.0)
+    slow = _calibrated(synth_results(Synth(seed=11, slowdown=1.10, scenarios=("sustained",), sustained_s=40)),
+                       2454.0)  # the slower box of machine-facts.md
+    reg = _pick(judge_run(slow, _spec(), baseline=base, n_boot=N_BOOT), "regression")
+    assert reg and all(v["verdict"] == "inconclusive" for v in reg)
+    assert all("machine differs" in v["note"] and "node ceiling" in v["note"] for v in reg)
+    # the same slowdown on a machine that calibrates alike is still caught
+    same_box = _calibrated(synth_results(Synth(seed=11, slowdown=1.10, scenarios=("sustained",), sustained_s=40)),
+                           6100.0)
+    assert all(v["verdict"] == "fail" for v in _pick(judge_run(same_box, _spec(), baseline=base, n_boot=N_BOOT),
+                                                     "regression"))
