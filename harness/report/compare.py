@@ -15,6 +15,9 @@ Method (stated on the page as well):
 - p-values of all rows are adjusted together with Holm's method. A change is called only when the
   adjusted p-value is below alpha, the ratio's CI excludes 1 and the ratio is beyond the noise
   threshold; direction (worse or better) follows the row's threshold (``<`` means lower is better).
+- When the two runs' machine calibrations differ beyond their noise (``calibration_shift``), no change
+  is called a regression or improvement: such rows read ``machine_differs`` (the statistical call is
+  kept in ``Change.statistical``), since the machine, not the code, may have moved them.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from typing import Any
 
 from scipy import stats as sps
 
+from harness.probes.calibration import SHIFT_FLOOR, calibration_shift
+from harness.report import format as F
 from harness.report import histograms as H
 from harness.report import plots
 from harness.report.html import environment, flatten, generated_at, slug
 from harness.report.model import (
-    SERVICE_SUFFIX,
     Run,
     Scenario,
     Verdict,
@@ -40,9 +44,16 @@ from harness.report.model import (
     parse_results,
     sorted_verdicts,
 )
+from harness.report.views import op_keys
 from harness.stats.change import adjust, classify, mann_whitney_p, ratio_ci_series, window_means
 from harness.stats.histograms import series_from_encoded
 from harness.stats.intervals import Estimate
+
+__all__ = [
+    "LATENCY_METHOD", "SIGNIFICANT", "SUMMARY_METHOD", "VERDICT_LABELS", "Change", "Comparison", "SpectrumBlock",
+    "calibration_shift", "compare", "comparison_text", "condition_diffs", "render_comparison", "summary_estimate",
+    "write_comparison_page",
+]
 
 LATENCY_METHOD = "interval histograms"
 SUMMARY_METHOD = "recorded CIs"
@@ -51,7 +62,9 @@ VERDICT_LABELS = {
     "improvement": "improvement",
     "no_change": "no change",
     "not_comparable": "not comparable",
+    "machine_differs": "machine differs",
 }
+SIGNIFICANT = ("regression", "improvement")
 
 
 @dataclass(frozen=True)
@@ -69,9 +82,10 @@ class Change:
     ci: tuple[float, float] | None
     p_value: float | None
     p_adjusted: float | None
-    verdict: str  # regression | improvement | no_change | not_comparable
+    verdict: str  # regression | improvement | no_change | not_comparable | machine_differs
     method: str
     note: str
+    statistical: str = ""  # the call the statistics alone made (differs from verdict only under machine_differs)
 
     @property
     def label(self) -> str:
@@ -88,6 +102,8 @@ class Comparison:
     confidence: float
     correction: str
     n_boot: int
+    machine_shift: str | None = None  # calibration_shift's sentence: the machines differ beyond their noise
+    calibrated: tuple[bool, bool] = (True, True)  # (base, head) each recorded a machine calibration
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(VERDICT_LABELS, 0)
@@ -231,9 +247,12 @@ def compare(
                                note)
         pending.append(got)
     adjusted = _holm_nan_safe([p.p for p in pending])
+    cal_b, cal_h = base.conditions.get("calibration"), head.conditions.get("calibration")
+    shift = calibration_shift(cal_b, cal_h)
     changes = []
     for pend, p_adj in zip(pending, adjusted, strict=True):
         est = pend.estimate
+        called = _verdict(pend, p_adj, alpha, noise)
         changes.append(Change(
             table=pend.key[0], row=pend.key[1], stat=pend.key[2], scenario=pend.key[3], unit=pend.unit,
             base=pend.base, head=pend.head,
@@ -241,11 +260,13 @@ def compare(
             ci=None if est is None or not est.has_ci else (est.lo, est.hi),
             p_value=None if math.isnan(pend.p) else pend.p,
             p_adjusted=None if math.isnan(p_adj) else p_adj,
-            verdict=_verdict(pend, p_adj, alpha, noise),
+            verdict="machine_differs" if shift is not None and called in SIGNIFICANT else called,
             method=pend.method,
             note=pend.note,
+            statistical=called,
         ))
-    return Comparison(base.run_id, head.run_id, tuple(changes), alpha, noise, confidence, "holm", n_boot)
+    return Comparison(base.run_id, head.run_id, tuple(changes), alpha, noise, confidence, "holm", n_boot,
+                      machine_shift=shift, calibrated=(isinstance(cal_b, Mapping), isinstance(cal_h, Mapping)))
 
 
 def _holm_nan_safe(ps: list[float]) -> list[float]:
@@ -275,22 +296,28 @@ def _spectra(base: Run, head: Run, plot_dir: Path, comparison: Comparison) -> li
         for op in [o for o in sh.operations() if o in sb.operations()]:
             pairs = []
             for scn, colour in ((sb, plots.GREY), (sh, plots.BLUE)):
-                corr = H.merge(H.decode(iv.histograms[op]) for iv in scn.intervals if op in iv.histograms)
-                serv = H.merge(H.decode(iv.histograms[op + SERVICE_SUFFIX]) for iv in scn.intervals
-                               if op + SERVICE_SUFFIX in iv.histograms)
+                keys = op_keys(scn, op)
+                corr, serv = (
+                    None if key is None else
+                    H.merge(H.decode(iv.histograms[key]) for iv in scn.intervals if key in iv.histograms)
+                    for key in (keys.corrected, keys.service)
+                )
                 # The page's legend names the runs; in the plot "base"/"head" keeps the legend small.
                 pairs.append(plots.SpectrumPair("base" if scn is sb else "head", colour, corr, serv))
             name = f"spectrum-{slug(sb.id)}-{slug(op)}.png"
             plots.compare_spectrum_figure(f"{op} · {sb.id}", pairs, plot_dir / name)
             out.append(SpectrumBlock(sb.id, op, f"plots/{name}"))
-    flagged = {(c.scenario, c.row) for c in comparison.changes if c.verdict in ("regression", "improvement")}
+    flagged = {(c.scenario, c.row) for c in comparison.changes if c.statistical in SIGNIFICANT}
     return sorted(out, key=lambda b: (b.scenario, b.op) not in flagged)
 
 
 def condition_diffs(base: Run, head: Run) -> list[tuple[str, str, str]]:
-    """Conditions that differ between the runs: a change may come from them rather than the code."""
-    fb = dict(flatten(base.conditions))
-    fh = dict(flatten(head.conditions))
+    """Conditions that differ between the runs: a change may come from them rather than the code.
+
+    The calibration is left out: it is measured, so it always differs a little, and whether it differs
+    beyond its noise is ``calibration_shift``'s question."""
+    fb = dict(flatten({k: v for k, v in base.conditions.items() if k != "calibration"}))
+    fh = dict(flatten({k: v for k, v in head.conditions.items() if k != "calibration"}))
     return [(k, fb.get(k, "–"), fh.get(k, "–")) for k in sorted(set(fb) | set(fh)) if fb.get(k) != fh.get(k)]
 
 
@@ -305,6 +332,33 @@ def render_comparison(base_dir: Path, head_dir: Path, out_dir: Path | None = Non
         if (d / "index.html").exists()
     }
     return write_comparison_page(base, head, out_dir, links=links)
+
+
+def comparison_text(comparison: Comparison) -> str:
+    """The comparison for a terminal: a machine difference first, the counts, then every row that changed."""
+    c = comparison
+    counts = c.counts()
+    lines = [f"compare {c.base_id} -> {c.head_id}"]
+    if c.machine_shift is not None:
+        lines += [f"MACHINE DIFFERS: {c.machine_shift}.",
+                  "  No change below is called a regression or improvement: the machines differ beyond their noise,",
+                  "  so a change may come from the machine rather than the code. Compare runs from one machine."]
+    elif not all(c.calibrated):
+        who = " and ".join(r for r, ok in zip(("base", "head"), c.calibrated, strict=True) if not ok)
+        lines.append(f"note: the {who} run was not calibrated: whether the machines differ is unknown.")
+    lines.append(", ".join(f"{counts[k]} {VERDICT_LABELS[k]}" for k in
+                           ("machine_differs", "regression", "improvement", "no_change", "not_comparable")
+                           if counts[k] or k != "machine_differs"))
+    for ch in c.changes:
+        if ch.statistical not in SIGNIFICANT and ch.verdict not in SIGNIFICANT:
+            continue
+        label = VERDICT_LABELS[ch.verdict]
+        if ch.verdict == "machine_differs":
+            label += f" (statistically: {VERDICT_LABELS[ch.statistical]})"
+        ci = "" if ch.ci is None else f", CI [{F.fmt_ratio(ch.ci[0])}, {F.fmt_ratio(ch.ci[1])}]"
+        lines.append(f"  {label:<45} {ch.label}: {F.fmt_value(ch.base, ch.unit)} -> "
+                     f"{F.fmt_value(ch.head, ch.unit)} ({F.fmt_ratio(ch.ratio)}{ci})")
+    return "\n".join(lines) + "\n"
 
 
 def write_comparison_page(
@@ -325,10 +379,13 @@ def write_comparison_page(
         spectra=_spectra(base, head, plot_dir, comparison),
         diffs=condition_diffs(base, head),
         links=links or {},
+        shift_floor=SHIFT_FLOOR,
         latency_method=LATENCY_METHOD,
         summary_method=SUMMARY_METHOD,
         generated=generated_at(),
     )
     out = out_dir / "index.html"
     out.write_text(html, encoding="utf-8")
+    # The same verdicts for a terminal or a CI log (``harness report --compare`` can print it).
+    (out_dir / "summary.txt").write_text(comparison_text(comparison), encoding="utf-8")
     return out

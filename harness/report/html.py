@@ -21,12 +21,12 @@ from typing import Any
 import jinja2
 
 import harness
+from harness.probes.calibration import CPU_REF_REPS, Calibration
 from harness.report import format as F
 from harness.report import plots
-from harness.report.histograms import stat_ms
 from harness.report.junit import write_junit
-from harness.report.model import TABLE_ORDER, Run, Scenario, Verdict, sorted_verdicts
-from harness.report.views import describe_schedule, op_view, resource_panels, throughput_view
+from harness.report.model import TABLE_ORDER, CarryOver, Run, Scenario, Verdict, sorted_verdicts
+from harness.report.views import ceiling_context, describe_schedule, op_view, resource_panels, throughput_view
 
 LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p95", "p99", "p99.9", "max")
 
@@ -72,11 +72,14 @@ class VerdictRow:
     scenario: str
     verdict: str  # pass | fail | inconclusive | missing
     v: Verdict | None
+    context: str | None = None  # a throughput rate beside this machine's calibration
 
 
 def verdict_rows(run: Run) -> list[VerdictRow]:
     """Every verdict in SLO order, plus a ``missing`` row for each SLO row that was not judged."""
-    rows = [VerdictRow(v.table, v.row, v.stat, v.scenario or "", v.verdict, v) for v in sorted_verdicts(run.verdicts)]
+    cal = run.calibration
+    rows = [VerdictRow(v.table, v.row, v.stat, v.scenario or "", v.verdict, v, ceiling_context(v, cal))
+            for v in sorted_verdicts(run.verdicts)]
     for table, row in run.missing_rows():
         rows.append(VerdictRow(table, row, "", "", "missing", None))
     rank = {t: i for i, t in enumerate(TABLE_ORDER)}
@@ -90,6 +93,12 @@ class LatencyBlock:
     corrected: dict[str, float]
     service: dict[str, float]
     image: str
+    corrected_label: str = "from intended start (corrected)"
+    service_label: str = "from actual start (service)"
+    corrected_key: str | None = None
+    service_key: str | None = None
+    judges_service: bool = False  # the operation's SLO row judges the service row, not the corrected one
+    service_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,48 @@ class ScenarioBlock:
     throughput_image: str | None
     resources_image: str | None
     health_ratio: float | None
+    carry_over: str = "not recorded"
+
+
+def carry_over_text(c: CarryOver | None, limit: int = 4) -> str:
+    """``none``, or the largest carried-over operations and counters, e.g.
+    ``trade_execution 120, tx_submission 118 samples; trades_ok 110``."""
+    if c is None:
+        return "not recorded"
+    if c.empty:
+        return "none"
+
+    def top(items: dict[str, int], suffix: str) -> str:
+        ranked = sorted(((k, n) for k, n in items.items() if n), key=lambda kv: (-kv[1], kv[0]))
+        text = ", ".join(f"{k} {n:,}" for k, n in ranked[:limit])
+        more = f" and {len(ranked) - limit} more" if len(ranked) > limit else ""
+        return f"{text}{more}{suffix}" if ranked else ""
+
+    parts = [top(dict(c.histograms), " samples"), top(dict(c.counters), "")]
+    text = "; ".join(p for p in parts if p)
+    return text + (f" (from {', '.join(c.tags)})" if c.tags else "")
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    figure: str
+    value: str
+    spread: str
+    how: str
+
+
+def calibration_rows(cal: Calibration, mining: str) -> list[CalibrationRow]:
+    def pm(x: float) -> str:
+        return f"±{F.sig(x * 100, 2)}%" if math.isfinite(x) else "unknown"
+
+    return [
+        CalibrationRow("CPU reference", f"{F.sig(cal.cpu_ref_per_s / 1e6)}M it/s", pm(cal.cpu_ref_spread),
+                       f"a fixed pure-Python loop, median of {CPU_REF_REPS} reps"),
+        CalibrationRow("Signing", F.fmt_value(cal.sign_per_s, "tx/s"), pm(cal.sign_spread),
+                       "the bot's default signer (inline, direct codec): build + sign"),
+        CalibrationRow("Node ceiling", F.fmt_value(cal.node_accept_per_s, "tx/s"), pm(cal.node_accept_spread),
+                       f"pre-signed transfers accepted, 64 in flight, the bot's HTTP client, mining {mining}"),
+    ]
 
 
 def _stats(view_stat: Any) -> dict[str, float]:
@@ -126,10 +177,12 @@ def _latency(run: Run, plot_dir: Path) -> dict[str, list[LatencyBlock]]:
             view = op_view(scn, op)
             name = f"latency-{slug(scn.id)}-{slug(op)}.png"
             plots.latency_figure(view, scn.annotations, plot_dir / name, spectrum_targets(run, scn.id, op))
-            service = _stats(lambda s, d=view.service: float("nan") if d is None else stat_ms(d, s))
-            ops.setdefault(op, []).append(
-                LatencyBlock(scn.id, view.count, _stats(view.stat), service, f"plots/{name}")
-            )
+            k = view.keys
+            ops.setdefault(op, []).append(LatencyBlock(
+                scn.id, view.count, _stats(view.stat), _stats(view.service_stat), f"plots/{name}",
+                corrected_label=k.corrected_label, service_label=k.service_label, corrected_key=k.corrected,
+                service_key=k.service, judges_service=k.judges_service, service_count=view.service_count,
+            ))
     return ops
 
 
@@ -146,7 +199,7 @@ def _scenario_blocks(run: Run, plot_dir: Path) -> list[ScenarioBlock]:
             plots.resources_figure(resource_panels(scn, run.verdicts), scn.annotations, plot_dir / name)
             res_img = f"plots/{name}"
         health = scn.health_ok / scn.health_probes if scn.health_probes else None
-        out.append(ScenarioBlock(scn, tp_img, res_img, health))
+        out.append(ScenarioBlock(scn, tp_img, res_img, health, carry_over_text(scn.carry_over)))
     return out
 
 
@@ -172,7 +225,12 @@ def render_run(run: Run, run_dir: Path) -> Path:
     for old in plot_dir.glob("*.png"):
         old.unlink()  # a re-render must not leave plots of scenarios that are no longer there
     cond = run.conditions
+    cal = run.calibration
+    mining = str(cond.get("node", {}).get("mining", "as recorded"))
     html = environment().get_template("run.html.j2").render(
+        calibration=cal,
+        calibration_rows=[] if cal is None else calibration_rows(cal, mining),
+        behind=[s.id for s in run.scenarios if s.generator_behind],
         run=run,
         counts=run.counts(),
         rows=verdict_rows(run),
@@ -180,7 +238,7 @@ def render_run(run: Run, run_dir: Path) -> Path:
         machine=flatten(cond.get("machine", {})),
         node=flatten(cond.get("node", {})),
         bot=flatten(cond.get("bot", {})),
-        other=[(k, str(v)) for k, v in cond.items() if k not in ("machine", "node", "bot")],
+        other=[(k, str(v)) for k, v in cond.items() if k not in ("machine", "node", "bot", "calibration")],
         latency=_latency(run, plot_dir),
         stats=LATENCY_STATS,
         scenarios=_scenario_blocks(run, plot_dir),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.probes.calibration import Calibration
 
 SCHEMA_VERSION = 1
 
@@ -48,6 +49,20 @@ SLO_ROWS: tuple[tuple[str, str], ...] = (
 TABLE_ORDER: tuple[str, ...] = ("latency", "throughput", "resources", "quality")
 LATENCY_OPERATIONS: tuple[str, ...] = ("tx_submission", "price_fetch", "balance_check", "trade_execution")
 SERVICE_SUFFIX = ".service"
+FROM_TICK_SUFFIX = ".from_tick"
+# Operations the bot records as their own time under the bare key (service time, which their SLO rows
+# judge), with ``<op>.from_tick`` from the tick's scheduled time (corrected). Every other operation
+# (trade_execution, the load generators' operations) is corrected under the bare key, ``<op>.service``.
+OWN_TIME_OPERATIONS: tuple[str, ...] = ("tx_submission", "price_fetch", "balance_check")
+THROUGHPUT_UNITS: tuple[str, ...] = ("tx/s", "msg/s", "req/s")
+
+
+def base_operation(key: str) -> str:
+    """The operation a histogram key belongs to: ``tx_submission.from_tick`` -> ``tx_submission``."""
+    for suffix in (SERVICE_SUFFIX, FROM_TICK_SUFFIX):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key
 
 
 class ResultsError(HarnessError):
@@ -131,6 +146,39 @@ class Annotation:
 
 
 @dataclass(frozen=True)
+class Quiescence:
+    """What the runner saw when it stopped waiting for quiet before the scenario."""
+
+    in_flight: int
+    txpool_pending: int
+    txpool_queued: int
+    bot_cpu_percent: float
+    timed_out: bool
+    busy: tuple[str, ...]  # what was still running at a time-out (empty when quiet)
+
+
+@dataclass(frozen=True)
+class CarryOver:
+    """Operations inside this scenario's window caused by an earlier scenario's ticks (reported, never judged)."""
+
+    histograms: Mapping[str, int]  # operation -> samples
+    counters: Mapping[str, int]
+    tags: tuple[str, ...]
+
+    @property
+    def samples(self) -> int:
+        return sum(self.histograms.values())
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.histograms.values()) and not any(self.counters.values())
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True)
 class Scenario:
     id: str
     started_at: float
@@ -149,10 +197,59 @@ class Scenario:
                 f"resources={len(self.resources)}, annotations={len(self.annotations)})")
 
     def operations(self) -> tuple[str, ...]:
-        """Operations with a corrected (intended-start) histogram, SLO operations first."""
-        names = {k for iv in self.intervals for k in iv.histograms if not k.endswith(SERVICE_SUFFIX)}
+        """Operations with any latency histogram (``.service``/``.from_tick`` keys fold into their
+        operation), SLO operations first."""
+        names = {base_operation(k) for iv in self.intervals for k in iv.histograms}
         first = [op for op in LATENCY_OPERATIONS if op in names]
         return (*first, *sorted(names - set(first)))
+
+    def has_key(self, key: str) -> bool:
+        return any(key in iv.histograms for iv in self.intervals)
+
+    # The runner's per-scenario summary is free-form (older runs lack these keys): typed reads, None if absent.
+    @property
+    def settle_s(self) -> float | None:
+        return _number(self.summary.get("settle_s"))
+
+    @property
+    def generator_lag_p99_ms(self) -> float | None:
+        return _number(self.summary.get("generator_lag_p99_ms"))
+
+    @property
+    def generator_lag_max_ms(self) -> float | None:
+        return _number(self.summary.get("generator_lag_max_ms"))
+
+    @property
+    def generator_behind(self) -> bool | None:
+        v = self.summary.get("generator_behind")
+        return v if isinstance(v, bool) else None
+
+    @property
+    def quiescence(self) -> Quiescence | None:
+        q = self.summary.get("quiescence")
+        if not isinstance(q, Mapping):
+            return None
+        busy = q.get("busy")
+        return Quiescence(
+            in_flight=int(q.get("in_flight") or 0),
+            txpool_pending=int(q.get("txpool_pending") or 0),
+            txpool_queued=int(q.get("txpool_queued") or 0),
+            bot_cpu_percent=float(q.get("bot_cpu_percent") or 0.0),
+            timed_out=bool(q.get("timed_out")),
+            busy=tuple(str(b) for b in busy) if isinstance(busy, list) else (),
+        )
+
+    @property
+    def carry_over(self) -> CarryOver | None:
+        c = self.summary.get("carry_over")
+        if not isinstance(c, Mapping):
+            return None
+        tags = c.get("tags")
+        return CarryOver(
+            histograms={str(k): int(v) for k, v in (c.get("histograms") or {}).items()},
+            counters={str(k): int(v) for k, v in (c.get("counters") or {}).items()},
+            tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
+        )
 
 
 @dataclass(frozen=True)
@@ -198,6 +295,12 @@ class Run:
         for v in self.verdicts:
             out[v.verdict] += 1
         return out
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The machine calibration measured before the scenarios (None: this run was not calibrated)."""
+        c = self.conditions.get("calibration")
+        return Calibration.from_dict(c) if isinstance(c, Mapping) else None
 
     def missing_rows(self) -> tuple[tuple[str, str], ...]:
         """SLO rows (table, row) with no verdict at all in this run."""

@@ -14,10 +14,57 @@ from typing import Any
 
 import numpy as np
 
+from harness.probes.calibration import Calibration
 from harness.report import histograms as H
-from harness.report.model import SERVICE_SUFFIX, ResultsError, Scenario, Verdict
+from harness.report.format import fmt_value, sig
+from harness.report.model import (
+    FROM_TICK_SUFFIX,
+    OWN_TIME_OPERATIONS,
+    SERVICE_SUFFIX,
+    THROUGHPUT_UNITS,
+    ResultsError,
+    Scenario,
+    Verdict,
+)
 
 MB = 1_000_000.0
+
+
+@dataclass(frozen=True)
+class OpKeys:
+    """Which histogram keys hold an operation's corrected and service time, and what to call them.
+
+    Two conventions meet in results.json: the bot records tx_submission, price_fetch and
+    balance_check as their own time under the bare key and from the tick under ``.from_tick``;
+    trade_execution and the load generators record the corrected time under the bare key and the
+    service time under ``.service``. The SLO rows judge the bare key in both.
+    """
+
+    corrected: str | None
+    service: str | None
+    corrected_label: str
+    service_label: str
+    judged: str  # the bare key: what the operation's SLO row judges
+
+    @property
+    def judges_service(self) -> bool:
+        return self.judged == self.service
+
+
+FROM_TICK_LABELS = ("from tick (corrected)", "operation (service)")
+INTENDED_LABELS = ("from intended start (corrected)", "from actual start (service)")
+
+
+def op_keys(scenario: Scenario, op: str) -> OpKeys:
+    tick = op + FROM_TICK_SUFFIX
+    if scenario.has_key(tick):
+        return OpKeys(tick, op, *FROM_TICK_LABELS, judged=op)
+    if scenario.has_key(op + SERVICE_SUFFIX):
+        return OpKeys(op, op + SERVICE_SUFFIX, *INTENDED_LABELS, judged=op)
+    if op in OWN_TIME_OPERATIONS:
+        # No tick caused any (API orders only, say): the bare key is still the operation's own time.
+        return OpKeys(None, op, *FROM_TICK_LABELS, judged=op)
+    return OpKeys(op, None, *INTENDED_LABELS, judged=op)
 
 
 @dataclass(frozen=True)
@@ -28,12 +75,20 @@ class OpView:
     corrected: H.Dense | None
     service: H.Dense | None
     t: H.Floats  # interval mid-points, seconds from the scenario start
-    p50: H.Floats
+    p50: H.Floats  # of the corrected histogram when there is one, else of the service one
     p99: H.Floats
-    count: int
+    count: int  # samples of the corrected histogram (of the service one when there is no corrected)
+    keys: OpKeys
+
+    @property
+    def service_count(self) -> int:
+        return 0 if self.service is None else self.service.total
 
     def stat(self, stat: str) -> float:
         return float("nan") if self.corrected is None else H.stat_ms(self.corrected, stat)
+
+    def service_stat(self, stat: str) -> float:
+        return float("nan") if self.service is None else H.stat_ms(self.service, stat)
 
 
 def _add(acc: H.Dense | None, d: H.Dense) -> H.Dense:
@@ -52,25 +107,29 @@ def op_view(scenario: Scenario, op: str) -> OpView:
     Intervals are decoded one at a time and summed as they come: a 24 h soak has 86,400 intervals,
     and keeping their dense vectors (140 kB each) would take gigabytes.
     """
-    where = f"scenario {scenario.id!r}, histogram {op!r}"
+    keys = op_keys(scenario, op)
+    series_key = keys.corrected or keys.service
     t: list[float] = []
     p50: list[float] = []
     p99: list[float] = []
     corrected: H.Dense | None = None
     service: H.Dense | None = None
     for iv in scenario.intervals:
-        enc = iv.histograms.get(op)
-        if enc is not None:
-            d = H.decode(enc, f"{where} at t={iv.start:g}s")
-            corrected = _add(corrected, d)
-            if d.total:
+        for key in (keys.corrected, keys.service):
+            enc = None if key is None else iv.histograms.get(key)
+            if enc is None:
+                continue
+            d = H.decode(enc, f"scenario {scenario.id!r}, histogram {key!r} at t={iv.start:g}s")
+            if key == keys.corrected:
+                corrected = _add(corrected, d)
+            else:
+                service = _add(service, d)
+            if key == series_key and d.total:
                 q = H.percentiles_ms(d, [50.0, 99.0])
                 t.append((iv.start + iv.end) / 2)
                 p50.append(float(q[0]))
                 p99.append(float(q[1]))
-        enc_s = iv.histograms.get(op + SERVICE_SUFFIX)
-        if enc_s is not None:
-            service = _add(service, H.decode(enc_s, f"{where}{SERVICE_SUFFIX} at t={iv.start:g}s"))
+    counted = corrected if corrected is not None else service
     return OpView(
         op=op,
         corrected=corrected,
@@ -78,9 +137,25 @@ def op_view(scenario: Scenario, op: str) -> OpView:
         t=np.asarray(t, dtype=np.float64),
         p50=np.asarray(p50, dtype=np.float64),
         p99=np.asarray(p99, dtype=np.float64),
-        count=0 if corrected is None else corrected.total,
+        count=0 if counted is None else counted.total,
+        keys=keys,
     )
 
+
+def ceiling_context(verdict: Verdict, calibration: Calibration | None) -> str | None:
+    """A throughput verdict beside what this machine can do at all, e.g.
+    ``201 tx/s = 8.2% of this node's ceiling``; None for rows that are not throughput rates."""
+    if verdict.unit not in THROUGHPUT_UNITS or verdict.value is None:
+        return None
+    if calibration is None:
+        return "machine not calibrated: an absolute figure only"
+    value = fmt_value(verdict.value, verdict.unit)
+    if verdict.unit == "tx/s":
+        share = verdict.value / calibration.node_accept_per_s
+        return f"{value} = {sig(share * 100, 2)}% of this node's ceiling"
+    # No node ceiling bounds ticks or API requests: the bot's CPU does, so set it against the CPU reference.
+    per_m = verdict.value / calibration.cpu_ref_per_s * 1e6
+    return f"{value} = {sig(per_m)} per million CPU-reference iterations"
 
 def _steps(spec: Any) -> list[tuple[float, float]]:
     out: list[tuple[float, float]] = []

@@ -22,6 +22,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         base, head = (_run_dir(p) for p in args.compare)
         out = args.out / f"compare-{base.name}-{head.name}"
         page = write_comparison(base, head, out)
+        summary = page.parent / "summary.txt"
+        if summary.is_file():  # the verdicts first, a "machine differs" warning among them
+            print(summary.read_text().rstrip())
         print(f"comparison: {page}")
         return 0
     if args.run is not None:

@@ -61,14 +61,13 @@ def install_signal_handlers(task: asyncio.Task[Any]) -> None:
 
 
 async def _calibrate(st: Stack, writer: ResultsWriter, ui: progress_ui.Ui) -> None:
-    from harness.node.keys import DEV_PRIVATE_KEYS
-    from harness.probes.calibration import calibrate
+    from harness.probes.calibration import calibrate, dev_account
 
     if st.calibration_key_index is None:
         ui.log("calibration: skipped (not our own anvil: no transfers are sent to a user's node)")
         return
     try:
-        cal = await calibrate(st.node_url, DEV_PRIVATE_KEYS[st.calibration_key_index])
+        cal = await calibrate(st.node_url, dev_account(st.calibration_key_index))
     except Exception as exc:  # a failed calibration costs the ratios, not the run
         writer.doc.setdefault("x_errors", []).append({"scenario": "calibration", "error": str(exc)})
         ui.log(f"calibration failed: {exc}")

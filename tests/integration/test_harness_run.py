@@ -55,6 +55,15 @@ def test_a_short_run_judges_every_row_and_writes_the_reports(tmp_path: Path) -> 
     assert proc.returncode == expected, output
     assert "results:" in output and "report:" in output
     assert "TRADEBENCH_BOT_KEYS" not in (run / "bot.toml").read_text().replace('env = "TRADEBENCH_BOT_KEYS"', "")
+    # the figures are tied to the machine: a calibration taken in this run, on this node
+    cal = doc["conditions"]["calibration"]
+    assert cal["node_accept_per_s"] > 0 and cal["cpu_ref_per_s"] > 0 and cal["node_mined"] is True
+    for scn in doc["scenarios"]:
+        summary = scn["summary"]
+        assert summary["settle_s"] >= 0 and summary["quiescence"]["timed_out"] is False, summary
+        assert summary["generator_lag_p99_ms"] >= 0 and summary["generator_lag_max_ms"] >= summary[
+            "generator_lag_p99_ms"]
+        assert summary["carry_over"]["tags"] == [], summary["carry_over"]  # it settled: nothing carried over
 
 
 def test_an_interrupted_run_leaves_readable_partial_results(tmp_path: Path) -> None:

@@ -48,3 +48,4 @@ def test_chromium_renders_the_verdict_table_from_disk(tmp_path: Path) -> None:
     want = sorted((v["row"], v["stat"], v["scenario"], v["verdict"]) for v in doc["verdicts"])
     assert sorted(parsed.rows) == want
     assert 'id="run-status"' in dom and ">complete<" in dom
+    assert 'id="calibration-table"' in dom and "of this node's ceiling" in dom and 'id="isolation-table"' in dom

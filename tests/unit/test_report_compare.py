@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.report import write_comparison
-from harness.report.compare import compare, summary_estimate
+from harness.report.compare import compare, comparison_text, summary_estimate
 from harness.report.model import parse_results
 from tests.unit.report_data import results
 
@@ -131,3 +131,74 @@ def test_comparison_links_to_rendered_run_pages_relative_to_its_folder(tmp_path:
     for d in dirs:
         href = f"../../runs/{d.name}/index.html"
         assert f'href="{href}"' in html and (index.parent / href).exists()
+
+
+def _on_another_machine(doc: dict[str, Any], speed: float) -> dict[str, Any]:
+    cal = doc["conditions"]["calibration"]
+    for key in ("cpu_ref_per_s", "sign_per_s", "node_accept_per_s"):
+        cal[key] *= speed
+    return doc
+
+
+def test_a_change_between_different_machines_is_never_called_a_regression(tmp_path: Path) -> None:
+    base, head = results(1), _on_another_machine(results(3, tx_submission=1.3), 0.4)
+    cmp = compare(base, head)
+    assert cmp.machine_shift is not None
+    for name in ("CPU reference", "signing", "node ceiling"):
+        assert name in cmp.machine_shift
+    assert cmp.regressions() == () and cmp.counts()["regression"] == cmp.counts()["improvement"] == 0
+    differs = {c.label for c in cmp.changes if c.verdict == "machine_differs"}
+    assert differs == {"tx_submission.mean [sustained]", "tx_submission.p95 [sustained]",
+                       "tx_submission.p99 [sustained]"}
+    assert all(c.statistical == "regression" for c in cmp.changes if c.verdict == "machine_differs")
+    text = comparison_text(cmp)
+    assert text.splitlines()[1].startswith("MACHINE DIFFERS: CPU reference")
+    assert "machine differs (statistically: regression)" in text and "  regression " not in text
+
+    dirs = []
+    for doc in (base, head):
+        doc["scenarios"] = doc["scenarios"][1:2]
+        d = tmp_path / doc["run_id"]
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+        dirs.append(d)
+    index = write_comparison(dirs[0], dirs[1])
+    html = index.read_text(encoding="utf-8")
+    assert 'id="machine-banner"' in html and "The machines differ:" in html
+    page = _Rows()
+    page.feed(html)
+    verdicts = [r["data-verdict"] for r in page.rows]
+    assert "regression" not in verdicts and "improvement" not in verdicts and verdicts.count("machine_differs") == 3
+    assert (index.parent / "summary.txt").read_text(encoding="utf-8") == comparison_text(compare(
+        parse_results(json.loads((dirs[0] / "results.json").read_text())),
+        parse_results(json.loads((dirs[1] / "results.json").read_text()))))
+
+
+def test_machines_within_their_noise_keep_the_statistical_verdicts() -> None:
+    cmp = compare(results(1), _on_another_machine(results(3, tx_submission=1.3), 1.1))
+    assert cmp.machine_shift is None and cmp.calibrated == (True, True)
+    assert len(cmp.regressions()) == 3 and cmp.counts()["machine_differs"] == 0
+    text = comparison_text(cmp)
+    assert "MACHINE" not in text and "not calibrated" not in text and text.count("regression ") == 3
+
+
+def test_an_uncalibrated_run_is_said_to_leave_the_machine_unknown(tmp_path: Path) -> None:
+    from harness.report.compare import write_comparison_page
+
+    base, head = results(1), results(2)
+    del head["conditions"]["calibration"]
+    for doc in (base, head):
+        doc["scenarios"] = []
+    cmp = compare(base, head)
+    assert cmp.machine_shift is None and cmp.calibrated == (True, False)
+    assert "the head run was not calibrated" in comparison_text(cmp)
+    html = write_comparison_page(parse_results(base), parse_results(head), tmp_path, cmp).read_text(encoding="utf-8")
+    assert 'id="uncalibrated-banner"' in html and 'id="machine-banner"' not in html
+
+
+def test_calibration_figures_are_not_reported_as_differing_conditions() -> None:
+    from harness.report.compare import condition_diffs
+
+    base, head = parse_results(results(1)), parse_results(results(2))
+    assert base.conditions["calibration"] != head.conditions["calibration"]
+    assert [k for k, _, _ in condition_diffs(base, head)] == ["git_commit"]

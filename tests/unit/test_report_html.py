@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from harness.report import render_from_results, write_run_report
+from harness.report.format import fmt_value
 from harness.report.model import SLO_ROWS, ResultsError
 from tests.unit.report_data import results
 
@@ -165,3 +167,102 @@ def test_text_from_the_document_is_escaped(tmp_path: Path) -> None:
     html = write_run_report(doc, tmp_path / "r").read_text(encoding="utf-8")
     assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
     assert "<img src=x" not in html
+
+
+def _cells(html: str, cls: str) -> dict[str, str]:
+    """Inner HTML of ``<td class="... cls" data-scenario="id">`` cells by scenario."""
+    return dict(re.findall(rf'<td class="[^"]*\b{cls}\b[^"]*" data-scenario="([^"]+)">(.*?)</td>', html, re.S))
+
+
+def _latency_tables(html: str) -> dict[tuple[str, str], str]:
+    found = re.findall(r'<table class="latency-stats" data-op="([^"]+)" data-scenario="([^"]+)">(.*?)</table>', html,
+                       re.S)
+    return {(op, scn): body for op, scn, body in found}
+
+
+def test_calibration_panel_and_throughput_rows_beside_the_node_ceiling(
+    rendered: tuple[dict[str, Any], Path, Page],
+) -> None:
+    doc, run_dir, page = rendered
+    html = (run_dir / "index.html").read_text(encoding="utf-8")
+    text = " ".join(page.text)
+    cal = doc["conditions"]["calibration"]
+    assert {"calibration-table", "calibration-meaning"} <= page.ids and "not-calibrated" not in page.ids
+    for figure in ("CPU reference", "Signing", "Node ceiling"):
+        assert figure in text
+    assert f"{cal['node_accept_per_s']:,.0f} tx/s" in text
+    assert f"±{cal['node_accept_spread'] * 100:.2g}%" in text
+    assert "moves with the machine" in text
+    share = 800.0 / cal["node_accept_per_s"] * 100
+    assert f"800 tx/s = {share:.2g}% of this node's ceiling" in text
+    assert text.count("of this node's ceiling") == 2  # transactions_per_sec target and minimum
+    assert text.count("per million CPU-reference iterations") == 4  # websocket and api, target and minimum
+    assert "calibration" not in dict(re.findall(r"<tr><td>([^<]+)</td><td><code>([^<]*)</code>", html))
+
+
+def test_generator_lag_settle_time_and_carry_over_per_scenario(rendered: tuple[dict[str, Any], Path, Page]) -> None:
+    doc, run_dir, page = rendered
+    html = (run_dir / "index.html").read_text(encoding="utf-8")
+    lag = _cells(html, "lag")
+    assert set(lag) == {s["id"] for s in doc["scenarios"]}
+    for s in doc["scenarios"]:
+        summ = s["summary"]
+        cell = lag[s["id"]]
+        assert cell.startswith(f"{fmt_value(summ['generator_lag_p99_ms'], 'ms')} / "), cell
+        assert ("generator behind" in cell) == summ["generator_behind"], cell
+    assert "31.0 ms" in lag["stress"] and "generator-banner" in page.ids
+    settle = _cells(html, "settle")
+    assert settle["sustained"] == "6.30 s" and settle["soak"] == "11.8 s"
+    carry = _cells(html, "carry")
+    assert carry["sustained"] == "trade_execution 14, tx_submission 2 samples; trades_ok 14 (from burst)"
+    assert carry["burst"] == carry["stress"] == "none"
+
+
+def test_every_operation_shows_service_beside_corrected_with_honest_labels(
+    rendered: tuple[dict[str, Any], Path, Page],
+) -> None:
+    _, run_dir, _ = rendered
+    tables = _latency_tables((run_dir / "index.html").read_text(encoding="utf-8"))
+    assert len(tables) == 4 * 4
+    for (op, scn), body in tables.items():
+        assert "n/a" not in body, (op, scn)
+        corrected, service = body.split('<tr class="lat-service">')
+        if op == "trade_execution":
+            assert "from intended start (corrected)" in corrected and "<code>trade_execution</code>" in corrected
+            assert "<code>trade_execution.service</code>" in service and 'class="judged"' in corrected
+        else:
+            assert "from tick (corrected)" in corrected and f"<code>{op}.from_tick</code>" in corrected
+            assert "operation (service)" in service and f"<code>{op}</code>" in service
+            assert 'class="judged"' in service and 'class="judged"' not in corrected
+
+
+def _as_old_run(doc: dict[str, Any]) -> dict[str, Any]:
+    """What runs wrote before calibration and isolation: no such keys, every op corrected under the bare key."""
+    del doc["conditions"]["calibration"]
+    for s in doc["scenarios"]:
+        for k in ("settle_s", "quiescence", "carry_over", "generator_lag_max_ms", "generator_behind"):
+            s["summary"].pop(k)
+        for iv in s["intervals"]:
+            h = iv["histograms"]
+            for op in ("tx_submission", "price_fetch", "balance_check"):
+                h[op + ".service"] = h.pop(op)
+                h[op] = h.pop(op + ".from_tick")
+    return doc
+
+
+def test_a_document_without_calibration_lag_or_isolation_still_renders(tmp_path: Path) -> None:
+    doc = results()
+    doc["scenarios"] = doc["scenarios"][:2]
+    index = write_run_report(_as_old_run(doc), tmp_path / "r")
+    page = parse(index)
+    html = index.read_text(encoding="utf-8")
+    text = " ".join(page.text)
+    assert "not-calibrated" in page.ids and "calibration-table" not in page.ids and "Not calibrated" in text
+    assert "of this node's ceiling" not in text and "machine not calibrated" in text
+    assert "generator-banner" not in page.ids
+    assert _cells(html, "lag")["burst"] == "0.400 ms / n/a"
+    assert _cells(html, "settle")["sustained"] == "n/a"
+    tables = _latency_tables(html)
+    assert len(tables) == 2 * 4
+    for (op, scn), body in tables.items():
+        assert "n/a" not in body and "from intended start (corrected)" in body, (op, scn)

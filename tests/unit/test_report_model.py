@@ -170,3 +170,63 @@ def test_reprs_show_shape_not_data() -> None:
     assert repr(run.scenarios[1]) == (
         "Scenario(id='sustained', duration_s=60, intervals=60, resources=61, annotations=0)"
     )
+
+
+def _without_run_extras(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document as runs wrote them before calibration, quiescence and carry-over existed."""
+    del doc["conditions"]["calibration"]
+    for s in doc["scenarios"]:
+        for k in ("settle_s", "quiescence", "carry_over", "generator_lag_max_ms", "generator_behind"):
+            s["summary"].pop(k)
+    return doc
+
+
+def test_calibration_and_scenario_isolation_are_read_and_old_documents_lack_them() -> None:
+    doc = results()
+    run = parse_results(doc)
+    cal = run.calibration
+    assert cal is not None and cal.as_dict() == doc["conditions"]["calibration"]
+    stress, sustained = run.scenario("stress"), run.scenario("sustained")
+    assert stress is not None and sustained is not None
+    assert stress.generator_behind is True and stress.generator_lag_max_ms == 31.0
+    assert sustained.generator_behind is False and sustained.generator_lag_p99_ms == 0.2
+    assert sustained.settle_s == 6.3
+    q = sustained.quiescence
+    assert q is not None and not q.timed_out and (q.in_flight, q.txpool_pending, q.txpool_queued) == (0, 0, 0)
+    carry = sustained.carry_over
+    assert carry is not None and carry.samples == 16 and carry.tags == ("burst",) and not carry.empty
+    assert stress.carry_over is not None and stress.carry_over.empty
+
+    old = parse_results(_without_run_extras(results()))
+    assert old.calibration is None
+    s = old.scenarios[0]
+    assert (s.settle_s, s.quiescence, s.carry_over, s.generator_lag_max_ms, s.generator_behind) == (
+        None, None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where"),
+    [
+        (("conditions", "calibration", "node_mined"), "yes", "$.conditions.calibration.node_mined"),
+        (("conditions", "calibration", "node_accept_per_s"), 0, "$.conditions.calibration.node_accept_per_s"),
+        (("conditions", "calibration", "cpu_ref_spread"), -0.1, "$.conditions.calibration.cpu_ref_spread"),
+        (("conditions", "calibration", "node_ceiling"), 5.0, "$.conditions.calibration"),
+        (("scenarios", 1, "summary", "settle_s"), -1.0, "$.scenarios[1].summary.settle_s"),
+        (("scenarios", 1, "summary", "generator_behind"), "no", "$.scenarios[1].summary.generator_behind"),
+        (("scenarios", 1, "summary", "quiescence", "timed_out"), 0, "$.scenarios[1].summary.quiescence.timed_out"),
+        (("scenarios", 1, "summary", "carry_over", "histograms", "tx_submission"), -2,
+         "$.scenarios[1].summary.carry_over.histograms.tx_submission"),
+    ],
+)
+def test_bad_calibration_or_isolation_keys_are_reported(path: tuple[Any, ...], value: Any, where: str) -> None:
+    doc = results()
+    _set(doc, path, value)
+    with pytest.raises(ResultsError) as info:
+        validate_results(doc)
+    assert where in str(info.value)
+
+
+def test_operations_fold_from_tick_and_service_keys_into_their_operation() -> None:
+    run = parse_results(results())
+    for s in run.scenarios:
+        assert s.operations() == ("tx_submission", "price_fetch", "balance_check", "trade_execution")
