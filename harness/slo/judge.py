@@ -197,7 +197,11 @@ def _websocket(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
     sid, scen = ctx.scenario("websocket")
     ivs = X.intervals(scen)
     handled = X.counter(ivs, "ws_handled", sid)
-    dropped = float(X.counter(ivs, "ws_sent", sid).sum() - handled.sum())
+    # Ticks the feed could not even send (the bot read too slowly and the feed's queue filled, or
+    # the bot was not connected) are dropped as surely as ticks sent and never handled.
+    unsent = sum(float(X.counter(ivs, k, sid).sum()) for k in ("ws_dropped", "ws_undelivered")
+                 if X.has_counter(ivs, k))
+    dropped = float(X.counter(ivs, "ws_sent", sid).sum() - handled.sum()) + unsent
     live = X.within_schedule(scen, ivs)
     est = rate_ci(X.counter(live, "ws_handled", sid), X.durations(live, sid), confidence=ctx.confidence)
     cond = Verdict("fail" if dropped > 0 else "pass", None, None, "")
