@@ -14,19 +14,26 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bot", description="The reference asyncio trading bot (system under test).")
+    p = argparse.ArgumentParser(prog="bot", description="The reference asyncio trading bot (system under test).",
+                                epilog="docs: docs/bot.md (every bot.toml field, the control API, exit codes)\n"
+                                       "exit codes: 0 clean stop, 2 bad config or usage, 1 any other failure",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     r = sub.add_parser("run", help="trade against the configured endpoint(s) until stopped",
                        description="Trade against the configured endpoint(s) until SIGTERM/Ctrl-C or --seconds.",
                        epilog="example:\n  bot run --config bot.toml --seconds 60",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--config", type=Path, required=True, help="bot.toml (see docs/bot.md for every field)")
-    r.add_argument("--seconds", type=float, help="stop after this many seconds and print a summary")
-    r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    r.add_argument("--seconds", type=float, help="stop after this many seconds (default: run until SIGTERM/Ctrl-C); "
+                   "the summary is printed whenever it stops cleanly")
+    r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log lines to stderr at this level and above (default INFO)")
     c = sub.add_parser("check-config", help="validate a bot.toml and print the effective settings",
+                       description="Validate a bot.toml and print it back with every default filled in.\n"
+                                   "A bad value names its dotted field and the fix, and exits 2.",
                        epilog="example:\n  bot check-config --config bot.toml",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--config", type=Path, required=True)
+    c.add_argument("--config", type=Path, required=True, help="bot.toml (see docs/bot.md for every field)")
     return p
 
 

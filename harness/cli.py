@@ -62,13 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _verb(sub, "run", "start anvil, deploy, start the bot, run every scenario and judge every SLO row",
               "harness run                      # quick profile, a few minutes")
-    p.add_argument("--profile", choices=["quick", "full"], default="quick",
-                   help="quick: every scenario short (a few minutes); full: sustained 1 h, longer stress")
+    p.add_argument("--profile", choices=["quick", "full", "smoke"], default="quick",
+                   help="quick: every scenario short (a few minutes); full: sustained 1 h, longer stress; "
+                   "smoke: every scenario very short (CI's A/A check)")
     p.add_argument("--minutes", type=float, help="override the sustained scenario's length in minutes")
     p.add_argument("--only", help="comma-separated scenarios to run (burst,sustained,stress,websocket,api)")
     p.add_argument("--locust-workers", type=int, default=0, metavar="N",
                    help="run the api scenario's Locust as a master with N local worker processes "
                    "(default 0: one process)")
+    p.add_argument("--fresh-bot", action="store_true",
+                   help="a new bot process for every scenario (default: one bot, quiescence between scenarios)")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip the few-second machine calibration (node ceiling, CPU reference) before the scenarios")
+    p.add_argument("--settle-timeout", type=float, default=60.0, metavar="S",
+                   help="longest wait for quiescence before each scenario (default 60 s)")
     _add_run_options(p)
 
     p = _verb(sub, "soak", "steady load for hours with memray and RSS tracking, judged for memory leaks",
@@ -109,19 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")
 
     p = _verb(sub, "demo", "see the bot trade: anvil, 100 pairs, the bot, signals for a while, then its summary",
-              "harness demo --seconds 30 --rate 100")
+              "harness demo --seconds 30 --rate 100   # 30 s of 100 signals/s, then the bot's own summary")
     p.add_argument("--seconds", type=float, default=30.0, help="how long to send trade signals (default 30)")
     p.add_argument("--rate", type=float, default=100.0, help="trade signals per second (default 100)")
-    p.add_argument("--pairs", type=int, default=100, help="trading pairs (default 100)")
+    p.add_argument("--pairs", type=int, default=100, help="trading pairs to deploy and trade (default 100, max 500)")
     p.add_argument("--block-time", type=float, default=None, help="anvil block time in s (default 0.05; 0 = automine)")
-    p.add_argument("--out", type=Path, default=Path("reports"), help="where logs go (default ./reports)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("reports"),
+                   help="parent of the demo's folder demo-<id>/: bot.log, bot.toml, deployment.json (default reports)")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live progress bar")
 
     p = _verb(sub, "node", "start anvil with the contracts deployed and keep it up (for development)",
-              "harness node --pairs 10")
-    p.add_argument("--pairs", type=int, default=10)
-    p.add_argument("--block-time", type=float, default=None, help="interval mining period (default automine)")
-    p.add_argument("--out", type=Path, default=Path("reports/node"), help="where deployment.json and logs go")
+              "harness node --pairs 10   # prints the node's URLs and deployment.json; Ctrl-C stops it")
+    p.add_argument("--pairs", type=int, default=10, help="trading pairs to deploy (default 10)")
+    p.add_argument("--block-time", type=float, default=None,
+                   help="anvil interval mining period in s (default and 0: automine, a block per transaction)")
+    p.add_argument("--out", type=Path, default=Path("reports/node"),
+                   help="where deployment.json and anvil's log go (default ./reports/node)")
 
     for name, help_, example in (
         ("bench", "micro benchmarks (pytest-benchmark) and asv history", "harness bench"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -41,6 +41,15 @@ async def _run_feed(feed: MarketFeed, rate: float, seconds: float) -> int:
     return res.ws_sent
 
 
+async def _until(cond: Callable[[], bool], within_s: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(within_s):
+            while not cond():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"{what} (waited {within_s:g} s)") from None
+
+
 async def test_losing_one_of_two_endpoints_mid_run_loses_no_trade(
     chain: tuple[Anvil, dict[str, object]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -54,10 +63,16 @@ async def test_losing_one_of_two_endpoints_mid_run_loses_no_trade(
         text = cfg_path.read_text().replace(f'http = ["{a.url}"]', f'http = ["{a.url}", "{b.url}"]')
         cfg_path.write_text(text)
         bot = Bot(load(cfg_path))
+        # Two equal endpoints rank by latency noise: on a loaded machine b overtook a before the
+        # kill. A clearly worse b keeps a first while it lives, so the kill is a real failover.
+        bot.rpc._endpoints[1].health.record_success(5.0)
         await bot.start()
         try:
             sending = asyncio.create_task(_run_feed(feed, 40.0, 4.0))
-            await asyncio.sleep(1.5)
+            # Kill a once it has carried trades, not after a fixed time: a slow machine may take
+            # longer to start the feed. 50 requests is under a tenth of the run's, so most come after.
+            await _until(lambda: a.statistics().forwarded > 50 or sending.done(), 60.0,
+                         "endpoint a never carried 50 requests")
             carried_by_a = a.statistics().forwarded
             await a.stop()  # the preferred endpoint vanishes mid-run
             b_before = b.statistics().forwarded
@@ -91,15 +106,21 @@ async def test_bot_process_serves_its_api_and_a_manual_order_trades(
     proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(cfg_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    loop = asyncio.get_running_loop()
     try:
         async with aiohttp.ClientSession() as s:
-            for _ in range(100):
+            # A deadline, not 100 tries of 0.1 s: a slow machine's bot took longer than 10 s to
+            # import and start, and the test then failed on a refused connection instead.
+            deadline = loop.time() + 60.0
+            while True:
                 try:
                     async with s.get(url + "/health") as r:
                         if r.status == 200:
                             break
                 except aiohttp.ClientError:
                     pass
+                assert proc.poll() is None, "the bot exited before it served /health"
+                assert loop.time() < deadline, "the bot did not serve /health within 60 s"
                 await asyncio.sleep(0.1)
             async with s.post(url + "/orders", json={"pair": "T000/USD", "side": "buy", "amount": str(10**18)}) as r:
                 assert r.status == 401  # no token, no trading
@@ -109,11 +130,12 @@ async def test_bot_process_serves_its_api_and_a_manual_order_trades(
                 assert r.status == 202, await r.text()
             async with s.post(url + "/orders", json={**order, "side": "sideways"}, headers=headers) as r:
                 assert r.status == 400 and "side" in (await r.text())
-            for _ in range(100):
+            deadline = loop.time() + 60.0
+            while True:
                 async with s.get(url + "/stats") as r:
                     payload = orjson.loads(await r.read())
                 done = sum(iv["counters"].get("trades_ok", 0) for iv in payload["intervals"])
-                if done:
+                if done or loop.time() > deadline:
                     break
                 await asyncio.sleep(0.1)
             assert done == 1

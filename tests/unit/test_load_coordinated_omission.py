@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from hdrh.histogram import HdrHistogram
 
 from harness.load.closedloop import run_closed_loop
 from harness.load.jsonrpc import JsonRpcDriver, run_jsonrpc_load
@@ -87,12 +88,30 @@ async def test_open_loop_p99_matches_ground_truth_and_closed_loop_hides_the_stal
     reported = res.merged("eth_blockNumber").get_value_at_percentile(99)
     assert abs(reported - truth) / truth < 0.10, (reported, truth)
 
-    # The same server, driven closed-loop the way most tools do it.
+    # The same server, driven closed-loop the way most tools do it: in 1 s runs until the first
+    # stall is behind it and enough fast calls have run to bury it. A fixed 5 s made under 1000
+    # calls on a loaded machine, too few for the 8 stalled ones to fall outside the top 1%.
     stalling_server.t0 = None
+    closed_ok = closed_errors = 0
+    closed_hist: HdrHistogram | None = None
     async with JsonRpcDriver(stalling_server.url, "eth_blockNumber", [], connections=8) as drv:
-        closed = await run_closed_loop(drv.call, name="eth_blockNumber", concurrency=8, duration_s=5.0)
-    assert closed.summary.errors == 0
-    closed_p99 = closed.merged("eth_blockNumber").get_value_at_percentile(99)
+        deadline = time.perf_counter() + 120.0
+        while True:
+            part = await run_closed_loop(drv.call, name="eth_blockNumber", concurrency=8, duration_s=1.0)
+            closed_ok += part.summary.ok
+            closed_errors += part.summary.errors
+            h = part.merged("eth_blockNumber")
+            if closed_hist is None:
+                closed_hist = h
+            else:
+                closed_hist.add(h)
+            t0 = stalling_server.t0
+            past_stall = t0 is not None and time.perf_counter() - t0 > STALLS[0][1]
+            if (past_stall and closed_ok > 3000) or time.perf_counter() > deadline:
+                break
+    assert closed_errors == 0
+    assert closed_hist is not None
+    closed_p99 = closed_hist.get_value_at_percentile(99)
     # Only the 8 requests caught by each stall see it; thousands of fast ones bury them.
-    assert closed.summary.ok > 1000
+    assert closed_ok > 3000
     assert closed_p99 < truth / 5, (closed_p99, truth)

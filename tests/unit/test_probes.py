@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
@@ -35,6 +35,13 @@ def test_rates_are_never_negative_even_when_a_child_exits(steps: list[tuple[floa
     assert all(x.net_bytes_per_s is None for x in s.samples)
 
 
+async def until(cond: Callable[[], bool], within_s: float = 30.0) -> None:
+    """Wait for a count to be reached rather than for a fixed time, which a slow machine misses."""
+    async with asyncio.timeout(within_s):
+        while not cond():
+            await asyncio.sleep(0.005)
+
+
 def test_reading_our_own_process_tree_sees_memory_and_cpu() -> None:
     sum(i * i for i in range(200_000))  # spend some CPU
     c = read_tree(os.getpid())
@@ -44,7 +51,7 @@ def test_reading_our_own_process_tree_sees_memory_and_cpu() -> None:
 async def test_sampler_samples_until_stopped() -> None:
     sampler = ProcessTreeSampler(os.getpid(), interval=0.02, net_bytes=lambda: 123)
     sampler.start()
-    await asyncio.sleep(0.2)
+    await until(lambda: len(sampler.series.samples) >= 3)
     samples = await sampler.stop()
     assert len(samples) >= 3 and all(s.net_bytes_per_s == 0 for s in samples)
 
@@ -53,7 +60,7 @@ async def test_periodic_is_bounded_by_its_run_count() -> None:
     calls = []
     p = Periodic(lambda: calls.append(1), 0.001, name="t", max_runs=5)
     p.start()
-    await asyncio.sleep(0.2)
+    await until(lambda: not p.running)
     assert len(calls) == 5 and not p.running
     await p.stop()
 
@@ -83,7 +90,7 @@ async def test_health_prober_counts_every_non_200_as_down(flaky_health: tuple[st
     url, seen = flaky_health
     prober = HealthProber(url, interval=0.005)
     prober.start()
-    await asyncio.sleep(0.3)
+    await until(lambda: prober.statistics().probes >= 8)
     stats = await prober.stop()
     # the server may have answered one last probe that stop() cut off before it was counted
     assert stats.probes in (len(seen), len(seen) - 1) and stats.probes >= 8
@@ -95,6 +102,6 @@ async def test_health_prober_counts_every_non_200_as_down(flaky_health: tuple[st
 async def test_health_prober_counts_a_dead_endpoint() -> None:
     prober = HealthProber("http://127.0.0.1:9/health", interval=0.01, timeout=0.2)
     prober.start()
-    await asyncio.sleep(0.1)
+    await until(lambda: prober.statistics().probes >= 1)
     stats = await prober.stop()
     assert stats.probes >= 1 and stats.ok == 0 and stats.last_error
