@@ -207,7 +207,7 @@ def comparison_table(
     *,
     pairing: Pairing = "auto",
     alpha: float = 0.05,
-    noise: float = 0.05,
+    noise: float | None = None,
     n_boot: int = 1000,
 ) -> Any:
     """Every change of ``harness.report.compare.compare`` for each pair of runs. ``significant`` follows
@@ -302,7 +302,7 @@ def build_tables(
     *,
     pairing: Pairing = "auto",
     alpha: float = 0.05,
-    noise: float = 0.05,
+    noise: float | None = None,
     n_boot: int = 1000,
 ) -> AATables:
     """All three tables for the runs' documents, in run order."""

@@ -54,8 +54,11 @@ def write_history(reports_dir: Path) -> Path:
     return render_history(reports_dir)
 
 
-def write_comparison(base_dir: Path, head_dir: Path, out_dir: Path | None = None) -> Path:
-    """Compare two run folders; writes ``out_dir`` (default ``reports/compare-<base>-<head>``)."""
+def write_comparison(base_dir: Path, head_dir: Path, out_dir: Path | None = None, *,
+                     noise: float | None = None) -> Path:
+    """Compare two run folders; writes ``out_dir`` (default ``reports/compare-<base>-<head>``).
+
+    ``noise``: smallest relative change to call, never below the run-to-run spread (harness.stats.noise)."""
     from harness.report.compare import render_comparison
 
-    return render_comparison(base_dir, head_dir, out_dir)
+    return render_comparison(base_dir, head_dir, out_dir, noise=noise)

@@ -32,6 +32,7 @@ from typing import Any
 from scipy import stats as sps
 
 from harness.probes.calibration import SHIFT_FLOOR, calibration_shift
+from harness.probes.machine import steal_shift
 from harness.report import format as F
 from harness.report import histograms as H
 from harness.report import plots
@@ -48,6 +49,7 @@ from harness.report.views import op_keys
 from harness.stats.change import adjust, classify, mann_whitney_p, ratio_ci_series, window_means
 from harness.stats.histograms import series_from_encoded
 from harness.stats.intervals import Estimate
+from harness.stats.noise import between_runs
 
 __all__ = [
     "LATENCY_METHOD", "SIGNIFICANT", "SUMMARY_METHOD", "VERDICT_LABELS", "Change", "Comparison", "SpectrumBlock",
@@ -175,6 +177,10 @@ def summary_estimate(b: Verdict, h: Verdict, confidence: float) -> tuple[Estimat
         return None, math.nan
     se_b = (b.ci[1] - b.ci[0]) / (2 * _z(b.confidence))
     se_h = (h.ci[1] - h.ci[0]) / (2 * _z(h.confidence))
+    if se_b == 0 and se_h == 0:
+        # Two exact figures (an observed maximum, a count): no sampling spread to test a difference
+        # against, so any difference would read as "significant". Not comparable, said as such.
+        return None, math.nan
     z = _z(confidence)
     if b.ci[0] > 0 and h.ci[0] > 0:  # log scale only for quantities whose whole CI is positive
         d = math.log(h.value / b.value)
@@ -214,12 +220,17 @@ def compare(
     head_results: Run | Mapping[str, Any],
     *,
     alpha: float = 0.05,
-    noise: float = 0.05,
+    noise: float | None = None,
     confidence: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> Comparison:
-    """Compare every SLO row/stat of two runs (results documents or parsed runs)."""
+    """Compare every SLO row/stat of two runs (results documents or parsed runs).
+
+    ``noise`` is the smallest relative change that may be called; it is never below the measured
+    run-to-run spread of single runs (``harness.stats.noise``), which within-run statistics cannot see.
+    """
+    noise = between_runs(noise)
     base = base_results if isinstance(base_results, Run) else parse_results(base_results, "base results.json")
     head = head_results if isinstance(head_results, Run) else parse_results(head_results, "head results.json")
     b_rows = {v.key: v for v in base.verdicts}
@@ -242,13 +253,13 @@ def compare(
                                "", f"no verdict for this row in the {side} run")
             else:
                 est, p_value = summary_estimate(b, h, confidence)
-                note = "" if est is not None else "a value or CI is missing"
+                note = "" if est is not None else "a value or CI is missing, or both are exact (no spread to test)"
                 got = _Pending(key, ref.unit, ref.lower_is_better, est, b.value, h.value, p_value, SUMMARY_METHOD,
                                note)
         pending.append(got)
     adjusted = _holm_nan_safe([p.p for p in pending])
     cal_b, cal_h = base.conditions.get("calibration"), head.conditions.get("calibration")
-    shift = calibration_shift(cal_b, cal_h)
+    shift = calibration_shift(cal_b, cal_h) or steal_shift(base.raw, head.raw)
     changes = []
     for pend, p_adj in zip(pending, adjusted, strict=True):
         est = pend.estimate
@@ -321,7 +332,8 @@ def condition_diffs(base: Run, head: Run) -> list[tuple[str, str, str]]:
     return [(k, fb.get(k, "–"), fh.get(k, "–")) for k in sorted(set(fb) | set(fh)) if fb.get(k) != fh.get(k)]
 
 
-def render_comparison(base_dir: Path, head_dir: Path, out_dir: Path | None = None) -> Path:
+def render_comparison(base_dir: Path, head_dir: Path, out_dir: Path | None = None, *,
+                      noise: float | None = None) -> Path:
     """Load two run folders, compare them and write the comparison page; returns its index.html."""
     base, head = load_results(base_dir), load_results(head_dir)
     out_dir = out_dir or base_dir.parent / f"compare-{slug(base.run_id)}-{slug(head.run_id)}"
@@ -331,7 +343,7 @@ def render_comparison(base_dir: Path, head_dir: Path, out_dir: Path | None = Non
         for role, d in (("base", base_dir), ("head", head_dir))
         if (d / "index.html").exists()
     }
-    return write_comparison_page(base, head, out_dir, links=links)
+    return write_comparison_page(base, head, out_dir, compare(base, head, noise=noise), links=links)
 
 
 def comparison_text(comparison: Comparison) -> str:

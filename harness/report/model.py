@@ -212,6 +212,12 @@ class Scenario:
         return _number(self.summary.get("settle_s"))
 
     @property
+    def steal_percent(self) -> float | None:
+        """CPU the host took from this machine during the scenario (harness.probes.machine)."""
+        machine = self.summary.get("machine")
+        return _number(machine.get("steal_percent")) if isinstance(machine, Mapping) else None
+
+    @property
     def generator_lag_p99_ms(self) -> float | None:
         return _number(self.summary.get("generator_lag_p99_ms"))
 

@@ -21,7 +21,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.compare:
         base, head = (_run_dir(p) for p in args.compare)
         out = args.out / f"compare-{base.name}-{head.name}"
-        page = write_comparison(base, head, out)
+        page = write_comparison(base, head, out, noise=args.noise)
         summary = page.parent / "summary.txt"
         if summary.is_file():  # the verdicts first, a "machine differs" warning among them
             print(summary.read_text().rstrip())

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from harness.load.schedules import schedule_from_spec
+from harness.probes.machine import read_cpu_times
 from harness.run import feedrun
 from harness.run.collect import carry_over, merge_intervals, tag_filter, totals
 from harness.run.drift import drift
@@ -139,6 +140,7 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
 
         return dict(await run_api_scenario(scn, st, ui, writer))
     t0_wall, t0_mono = time.time(), time.monotonic()
+    cpu0 = read_cpu_times()
     doc = new_scenario_doc(scn, t0_wall, scn.duration_s)
     st.prober.reset()
     own = tag_filter(scn.id)
@@ -171,6 +173,9 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
         "carry_over": carry_over(t0_wall, window, st.puller.intervals, own),
         **feedrun.combine(runs),
     }
+    cpu1 = read_cpu_times()
+    if cpu0 is not None and cpu1 is not None:
+        doc["summary"]["machine"] = cpu1.since(cpu0)
     if scn.kind == "trades" and not steps_out:
         # Whether the latency rows held during this scenario (point estimates): the judge counts a
         # scenario's in-flight peak toward concurrent_operations only where they did.

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from scipy import stats as sps
 
 from harness.stats.histograms import series_from_encoded
 from harness.stats.intervals import latency_cis, stat_key
@@ -79,6 +82,19 @@ def _after_warmup(intervals: Sequence[Mapping[str, Any]], cut: float) -> list[Ma
         if float(iv["start"]) >= cut - _EPS:
             kept.append(iv)
     return kept
+
+
+def _surely_below(judged: Sequence[Mapping[str, Any]], limit: float, confidence: float = 0.95) -> bool:
+    """Whether the accepted rate is below ``limit`` with confidence: a t-interval over the judged
+    intervals' per-second rates (a stall shows as one low interval, a saturated bot as all of them)."""
+    rates = [float(iv["counters"].get("tx_accepted", 0)) / max(float(iv.get("end", 1.0)) - float(iv.get("start", 0.0)),
+                                                                _EPS)
+             for iv in judged]
+    if len(rates) < 3:
+        return sum(rates) / max(len(rates), 1) < limit  # too few to tell a stall from saturation
+    mean = statistics.fmean(rates)
+    half = float(sps.t.ppf(0.5 + confidence / 2, len(rates) - 1)) * statistics.stdev(rates) / math.sqrt(len(rates))
+    return mean + half < limit
 
 
 def judge_step(
@@ -142,11 +158,15 @@ def judge_step(
                 broken = broken or f"{row}.{stat}"
     if broken is None and error_rate >= MAX_ERROR_RATE:
         broken = "error_rate"
-    if broken is None and (achieved < KEEP_UP * rate or (sent and dropped / (sent + dropped) > 0.001)):
+    short = achieved < KEEP_UP * rate
+    if broken is None and ((short and _surely_below(judged, KEEP_UP * rate))
+                           or (sent and dropped / (sent + dropped) > 0.001)):
         broken = "transactions_per_sec"
     samples = fewest or 0
-    # No latency rows to judge (none configured) leaves nothing to be undecided about.
-    undecided = broken is None and bool(latency_limits_ms) and samples < min_samples
+    # No latency rows to judge (none configured) leaves nothing to be undecided about. A step that
+    # fell short of the offered rate, but not surely (one stall of a shared machine in a few
+    # seconds), is undecided too: it is re-run rather than ending the search on a hiccup.
+    undecided = broken is None and ((bool(latency_limits_ms) and samples < min_samples) or short)
     if undecided:
         latency_ok = False  # not shown to hold: the throughput and concurrency judges skip the step
     return StepOutcome(rate, judged_start, end, achieved, error_rate, latency_ok, broken, samples, undecided,

@@ -18,12 +18,14 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.probes.calibration import calibration_shift
+from harness.probes.machine import STEAL_LIMIT_PERCENT, scenario_steal, steal_shift
 from harness.slo import extract as X
 from harness.slo.spec import SloRow, SloSpec, SloThreshold
 from harness.stats.change import classify, compare_series
 from harness.stats.histograms import BucketSeries, summarize_counts
 from harness.stats.intervals import Estimate, latency_cis, mean_ci, median_ci, rate_ci, stat_key, wilson
 from harness.stats.leak import detect_leak
+from harness.stats.noise import between_runs
 from harness.stats.verdict import Verdict, combine, decide, relative_margin
 
 NAN = float("nan")
@@ -38,6 +40,7 @@ class _Ctx:
     n_boot: int
     seed: int
     calibration: Mapping[str, Any] | None = None  # this run's machine calibration (conditions.calibration)
+    doc: Mapping[str, Any] | None = None  # the whole results document being judged
     # Decoding is the dominant cost (~0.5 s per 1M-sample series); rows share decoded series.
     _series: dict[tuple[int, str], BucketSeries] = field(default_factory=dict)
 
@@ -349,7 +352,10 @@ def _regression(ctx: _Ctx, row: SloRow, spec: SloSpec) -> list[dict[str, Any]]:
         return _undecided(row, sid, "no latency row has samples in both this run and the baseline", ctx.confidence)
     thr = row.thresholds[0]
     alpha = row.param("alpha", 0.05)
-    noise = thr.value - 1.0
+    # Between two single runs, within-run intervals are not replicates of the build: a change inside
+    # the measured run-to-run spread is not called (harness.stats.noise).
+    explicit = row.param("noise", math.nan)
+    noise = max(thr.value - 1.0, between_runs(None if math.isnan(explicit) else explicit))
     corr = row.param_str("correction", "holm")
     if corr not in ("holm", "bh", "none"):
         raise ConfigError(f"row regression params.correction={corr!r}: use 'holm', 'bh' or 'none'")
@@ -359,7 +365,7 @@ def _regression(ctx: _Ctx, row: SloRow, spec: SloSpec) -> list[dict[str, Any]]:
     base_id = ctx.baseline.get("run_id", "?")
     # A baseline taken on a machine that measures differently (2-3x between boxes of one kind) cannot
     # tell a slower build from a slower box: say so instead of calling it a regression.
-    shift = calibration_shift(_calibration(ctx.baseline), ctx.calibration)
+    shift = calibration_shift(_calibration(ctx.baseline), ctx.calibration) or steal_shift(ctx.baseline, ctx.doc)
     out = []
     for c in comps:
         v = decide(c.ratio, thr.op, thr.value, duration_s=dur)
@@ -373,7 +379,8 @@ def _regression(ctx: _Ctx, row: SloRow, spec: SloSpec) -> list[dict[str, Any]]:
             v = Verdict("inconclusive", v.margin, v.more_time_s,
                         f"slower, but not significant after correction (adjusted p {c.p_adjusted:.2g})")
         out.append(_emit(row, thr, sid, c.ratio, duration=dur, verdict=v, stat=f"{c.name}.{thr.stat}",
-                         note=f"{c.name} vs baseline run {base_id}: {change}; {c.note}"))
+                         note=f"{c.name} vs baseline run {base_id}: {change} (changes within the run-to-run "
+                              f"spread, {noise:.0%}, are not called); {c.note}"))
     return out
 
 
@@ -409,7 +416,7 @@ def judge_run(
 ) -> list[dict[str, Any]]:
     """The ``verdicts`` list for ``results`` (a results.json document) judged against ``spec``."""
     ctx = _Ctx(X.scenarios_by_id(results), baseline, confidence, n_boot, seed,
-               calibration=_calibration(results))
+               calibration=_calibration(results), doc=results)
     out: list[dict[str, Any]] = []
     for row in spec.rows:
         try:
@@ -423,4 +430,17 @@ def judge_run(
             out += _undecided(row, None, f"not measured in this run (scenario {exc.args[0]} missing)", confidence)
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             out += _undecided(row, None, f"could not judge: {exc}", confidence)
-    return out
+    return [_stolen(v, results) for v in out]
+
+
+def _stolen(v: dict[str, Any], results: Mapping[str, Any]) -> dict[str, Any]:
+    """A latency or throughput fail measured while the host took much of the CPU is not the bot's
+    verdict to carry: steal only slows things, so a pass stands, but a fail may be the host's doing."""
+    if v["verdict"] != "fail" or v["table"] not in ("latency", "throughput") or not v.get("scenario"):
+        return v
+    steals = [x for sid in str(v["scenario"]).split("+") if (x := scenario_steal(results, sid)) is not None]
+    if not steals or max(steals) <= STEAL_LIMIT_PERCENT:
+        return v
+    note = (f"failed while the host took {max(steals):.0f}% of the CPU (steal > {STEAL_LIMIT_PERCENT:g}%): "
+            f"not the bot's verdict on this machine; rerun when it is quiet. {v['note']}")
+    return {**v, "verdict": "inconclusive", "note": note}

@@ -15,8 +15,22 @@ from harness.report.model import parse_results
 from tests.unit.report_data import results
 
 
+# The statistics under test here are the within-run ones, at the 5% threshold a replicated
+# comparison would use; the default threshold for two single runs is tested on its own below.
+NOISE = 0.05
+
+
+def test_two_single_runs_are_judged_against_the_run_to_run_spread_by_default() -> None:
+    from harness.stats.noise import RUN_TO_RUN_NOISE
+
+    base, head = results(1), results(3, tx_submission=1.15)  # inside the spread two runs of one build show
+    default = compare(base, head)
+    assert default.noise == RUN_TO_RUN_NOISE and not default.regressions()
+    assert [c.row for c in compare(base, head, noise=NOISE).regressions()] == ["tx_submission"] * len(
+        compare(base, head, noise=NOISE).regressions())
+
 def test_planted_slowdown_is_a_regression_on_exactly_that_operation() -> None:
-    cmp = compare(results(1), results(3, tx_submission=1.3))
+    cmp = compare(results(1), results(3, tx_submission=1.3), noise=NOISE)
     regressed = {(c.row, c.stat, c.scenario) for c in cmp.regressions()}
     assert regressed == {("tx_submission", "mean", "sustained"), ("tx_submission", "p95", "sustained"),
                          ("tx_submission", "p99", "sustained")}
@@ -29,13 +43,13 @@ def test_planted_slowdown_is_a_regression_on_exactly_that_operation() -> None:
 
 @pytest.mark.parametrize(("base_seed", "head_seed"), [(1, 2), (4, 5)])
 def test_a_a_pair_shows_no_significant_change(base_seed: int, head_seed: int) -> None:
-    cmp = compare(results(base_seed), results(head_seed))
+    cmp = compare(results(base_seed), results(head_seed), noise=NOISE)
     assert cmp.counts()["regression"] == 0 and cmp.counts()["improvement"] == 0
     assert cmp.counts()["no_change"] == len(cmp.changes) == len(results(1)["verdicts"])
 
 
 def test_speedup_is_an_improvement() -> None:
-    cmp = compare(results(1, price_fetch=1.4), results(2))
+    cmp = compare(results(1, price_fetch=1.4), results(2), noise=NOISE)
     improved = {c.label for c in cmp.changes if c.verdict == "improvement"}
     assert "price_fetch.mean [sustained]" in improved
     assert cmp.regressions() == ()
@@ -52,7 +66,7 @@ def test_direction_follows_the_threshold_for_summary_rows() -> None:
     base = results(1)
     head = _with_value(results(1), "transactions_per_sec", "target", 600.0, (580.0, 620.0))  # was 800
     head = _with_value(head, "memory_rss", "steady", 60.0, (59.5, 60.5))  # was ~92.5: lower is better
-    cmp = compare(base, head)
+    cmp = compare(base, head, noise=NOISE)
     by = {c.label: c for c in cmp.changes}
     assert by["transactions_per_sec.target [stress]"].verdict == "regression"
     assert by["memory_rss.steady [sustained]"].verdict == "improvement"
@@ -64,7 +78,7 @@ def test_rows_missing_on_one_side_are_not_comparable_and_do_not_count_in_holm() 
     head = results(2)
     head["status"] = "partial"
     head["verdicts"] = [v for v in head["verdicts"] if v["table"] != "quality"]
-    cmp = compare(base, head)
+    cmp = compare(base, head, noise=NOISE)
     nc = [c for c in cmp.changes if c.verdict == "not_comparable"]
     assert {c.row for c in nc} == {"error_rate", "uptime", "memory_leak", "regression"}
     assert all(c.head is None and c.p_adjusted is None and "head run" in c.note for c in nc)
@@ -102,7 +116,7 @@ def test_comparison_page_lists_every_row_and_base_vs_head_spectra(tmp_path: Path
         d.mkdir()
         (d / "results.json").write_text(json.dumps(doc), encoding="utf-8")
         dirs.append(d)
-    index = write_comparison(dirs[0], dirs[1])
+    index = write_comparison(dirs[0], dirs[1], noise=NOISE)
     assert index.parent.name == f"compare-{dirs[0].name}-{dirs[1].name}"
     page = _Rows()
     page.feed(index.read_text(encoding="utf-8"))
@@ -126,7 +140,7 @@ def test_comparison_links_to_rendered_run_pages_relative_to_its_folder(tmp_path:
         (d / "results.json").write_text(json.dumps(doc), encoding="utf-8")
         write_run_report(doc, d)
         dirs.append(d)
-    index = write_comparison(dirs[0], dirs[1], tmp_path / "elsewhere" / "cmp")
+    index = write_comparison(dirs[0], dirs[1], tmp_path / "elsewhere" / "cmp", noise=NOISE)
     html = index.read_text(encoding="utf-8")
     for d in dirs:
         href = f"../../runs/{d.name}/index.html"
@@ -142,7 +156,7 @@ def _on_another_machine(doc: dict[str, Any], speed: float) -> dict[str, Any]:
 
 def test_a_change_between_different_machines_is_never_called_a_regression(tmp_path: Path) -> None:
     base, head = results(1), _on_another_machine(results(3, tx_submission=1.3), 0.4)
-    cmp = compare(base, head)
+    cmp = compare(base, head, noise=NOISE)
     assert cmp.machine_shift is not None
     for name in ("CPU reference", "signing", "node ceiling"):
         assert name in cmp.machine_shift
@@ -162,7 +176,7 @@ def test_a_change_between_different_machines_is_never_called_a_regression(tmp_pa
         d.mkdir()
         (d / "results.json").write_text(json.dumps(doc), encoding="utf-8")
         dirs.append(d)
-    index = write_comparison(dirs[0], dirs[1])
+    index = write_comparison(dirs[0], dirs[1], noise=NOISE)
     html = index.read_text(encoding="utf-8")
     assert 'id="machine-banner"' in html and "The machines differ:" in html
     page = _Rows()
@@ -171,11 +185,11 @@ def test_a_change_between_different_machines_is_never_called_a_regression(tmp_pa
     assert "regression" not in verdicts and "improvement" not in verdicts and verdicts.count("machine_differs") == 3
     assert (index.parent / "summary.txt").read_text(encoding="utf-8") == comparison_text(compare(
         parse_results(json.loads((dirs[0] / "results.json").read_text())),
-        parse_results(json.loads((dirs[1] / "results.json").read_text()))))
+        parse_results(json.loads((dirs[1] / "results.json").read_text())), noise=NOISE))
 
 
 def test_machines_within_their_noise_keep_the_statistical_verdicts() -> None:
-    cmp = compare(results(1), _on_another_machine(results(3, tx_submission=1.3), 1.1))
+    cmp = compare(results(1), _on_another_machine(results(3, tx_submission=1.3), 1.1), noise=NOISE)
     assert cmp.machine_shift is None and cmp.calibrated == (True, True)
     assert len(cmp.regressions()) == 3 and cmp.counts()["machine_differs"] == 0
     text = comparison_text(cmp)
@@ -189,7 +203,7 @@ def test_an_uncalibrated_run_is_said_to_leave_the_machine_unknown(tmp_path: Path
     del head["conditions"]["calibration"]
     for doc in (base, head):
         doc["scenarios"] = []
-    cmp = compare(base, head)
+    cmp = compare(base, head, noise=NOISE)
     assert cmp.machine_shift is None and cmp.calibrated == (True, False)
     assert "the head run was not calibrated" in comparison_text(cmp)
     html = write_comparison_page(parse_results(base), parse_results(head), tmp_path, cmp).read_text(encoding="utf-8")

@@ -142,11 +142,15 @@ def test_memory_leak_planted_and_flat() -> None:
 
 def test_regression_against_a_baseline() -> None:
     base = synth_results(Synth(seed=10, scenarios=("sustained",), sustained_s=40))
-    slow = judge_run(synth_results(Synth(seed=11, slowdown=1.10, scenarios=("sustained",), sustained_s=40)),
+    slow = judge_run(synth_results(Synth(seed=11, slowdown=1.40, scenarios=("sustained",), sustained_s=40)),
                      _spec(), baseline=base, n_boot=N_BOOT)
     reg = _pick(slow, "regression")
     assert len(reg) == 4 and all(v["verdict"] == "fail" for v in reg)
-    assert reg[0]["stat"].endswith(".mean_ratio") and reg[0]["value"] == pytest.approx(1.10, abs=0.04)
+    assert reg[0]["stat"].endswith(".mean_ratio") and reg[0]["value"] == pytest.approx(1.40, abs=0.06)
+    # A 10% slowdown between two single runs is inside their run-to-run spread: not called a regression
+    mild = _pick(judge_run(synth_results(Synth(seed=11, slowdown=1.10, scenarios=("sustained",), sustained_s=40)),
+                           _spec(), baseline=base, n_boot=N_BOOT), "regression")
+    assert all(v["verdict"] != "fail" for v in mild) and "run-to-run" in mild[0]["note"]
     same = judge_run(synth_results(Synth(seed=12, scenarios=("sustained",), sustained_s=40)), _spec(),
                      baseline=base, n_boot=N_BOOT)
     assert all(v["verdict"] != "fail" for v in _pick(same, "regression"))
@@ -199,13 +203,13 @@ def _calibrated(doc: dict[str, Any], node: float) -> dict[str, Any]:
 
 def test_a_slowdown_measured_on_a_different_machine_is_not_called_a_regression() -> None:
     base = _calibrated(synth_results(Synth(seed=10, scenarios=("sustained",), sustained_s=40)), 6000.0)
-    slow = _calibrated(synth_results(Synth(seed=11, slowdown=1.10, scenarios=("sustained",), sustained_s=40)),
+    slow = _calibrated(synth_results(Synth(seed=11, slowdown=1.40, scenarios=("sustained",), sustained_s=40)),
                        2454.0)  # the slower box of machine-facts.md
     reg = _pick(judge_run(slow, _spec(), baseline=base, n_boot=N_BOOT), "regression")
     assert reg and all(v["verdict"] == "inconclusive" for v in reg)
     assert all("machine differs" in v["note"] and "node ceiling" in v["note"] for v in reg)
     # the same slowdown on a machine that calibrates alike is still caught
-    same_box = _calibrated(synth_results(Synth(seed=11, slowdown=1.10, scenarios=("sustained",), sustained_s=40)),
+    same_box = _calibrated(synth_results(Synth(seed=11, slowdown=1.40, scenarios=("sustained",), sustained_s=40)),
                            6100.0)
     assert all(v["verdict"] == "fail" for v in _pick(judge_run(same_box, _spec(), baseline=base, n_boot=N_BOOT),
                                                      "regression"))

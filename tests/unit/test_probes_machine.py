@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.probes.machine import parse_stat, read_cpu_times
+
+LINE = "cpu  360724 169 39301 431457 3159 0 5909 10634 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"
+
+
+def test_the_aggregate_line_is_read() -> None:
+    t = parse_stat(LINE)
+    assert t.steal == 10634 and t.busy == 360724 + 169 + 39301 + 0 + 5909
+    assert t.total == t.busy + 431457 + 3159 + 10634
+
+
+@given(st.lists(st.integers(0, 10_000), min_size=8, max_size=8), st.lists(st.integers(0, 10_000), min_size=8,
+                                                                         max_size=8))
+def test_shares_are_percentages_of_the_elapsed_time(a: list[int], d: list[int]) -> None:
+    before = parse_stat("cpu " + " ".join(map(str, a)))
+    after = parse_stat("cpu " + " ".join(str(x + y) for x, y in zip(a, d, strict=True)))
+    s = after.since(before)
+    assert 0.0 <= s["steal_percent"] <= 100.0 and 0.0 <= s["busy_percent"] <= 100.0
+    assert s["steal_percent"] + s["busy_percent"] <= 100.01
+
+
+def test_this_machine_reports_its_times() -> None:
+    t = read_cpu_times()
+    assert t is not None and t.total > 0
+
+
+def _doc(steal: float | None) -> dict[str, object]:
+    summary = {} if steal is None else {"machine": {"steal_percent": steal, "busy_percent": 40.0}}
+    return {"scenarios": [{"id": "sustained", "summary": summary}]}
+
+
+def test_runs_whose_host_took_different_cpu_are_different_machines() -> None:
+    from harness.probes.machine import steal_shift
+
+    assert steal_shift(_doc(6.0), _doc(7.5)) is None
+    assert "23%" in (steal_shift(_doc(6.0), _doc(23.0)) or "")
+    assert steal_shift(_doc(12.0), _doc(12.0)) is not None  # both stolen from: neither measures the code
+    assert steal_shift(_doc(None), _doc(23.0)) is None  # not recorded: nothing to say
+
+
+def test_a_fail_under_heavy_steal_is_inconclusive_and_a_pass_stands() -> None:
+    from harness.slo.judge import judge_run
+    from harness.slo.spec import load_default
+    from harness.slo.synth import Synth, synth_results
+
+    doc = synth_results(Synth(seed=3, slowdown=30.0, scenarios=("sustained",), sustained_s=20))
+    calm = {(v["row"], v["stat"]): v["verdict"] for v in judge_run(doc, load_default(), n_boot=200)}
+    assert "fail" in {calm[("trade_execution", s)] for s in ("mean", "p95", "p99")}
+    for scn in doc["scenarios"]:
+        scn["summary"]["machine"] = {"steal_percent": 25.0, "busy_percent": 60.0}
+    stolen = {(v["row"], v["stat"]): v for v in judge_run(doc, load_default(), n_boot=200)}
+    for key, verdict in calm.items():
+        v = stolen[key]
+        if verdict == "fail" and v["table"] in ("latency", "throughput"):
+            assert v["verdict"] == "inconclusive" and "steal" in v["note"]
+        elif verdict == "pass":
+            assert v["verdict"] == "pass"
