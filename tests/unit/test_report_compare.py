@@ -14,7 +14,6 @@ from harness.report.compare import compare, comparison_text, summary_estimate
 from harness.report.model import parse_results
 from tests.unit.report_data import results
 
-
 # The statistics under test here are the within-run ones, at the 5% threshold a replicated
 # comparison would use; the default threshold for two single runs is tested on its own below.
 NOISE = 0.05
