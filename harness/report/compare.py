@@ -182,7 +182,9 @@ def summary_estimate(b: Verdict, h: Verdict, confidence: float) -> tuple[Estimat
         # against, so any difference would read as "significant". Not comparable, said as such.
         return None, math.nan
     z = _z(confidence)
-    if b.ci[0] > 0 and h.ci[0] > 0:  # log scale only for quantities whose whole CI is positive
+    # log scale only for quantities whose whole CI is positive, and never for a slope: a growth near
+    # zero (a memory trend) is compared by its difference, a ratio of two near-zeros means nothing.
+    if b.ci[0] > 0 and h.ci[0] > 0 and "slope" not in b.stat:
         d = math.log(h.value / b.value)
         se = math.hypot(se_b / b.value, se_h / h.value)  # delta method: se(log x) ~ se(x)/x
         p = (0.0 if d else 1.0) if se == 0 else float(2 * sps.norm.sf(abs(d) / se))
@@ -236,6 +238,9 @@ def compare(
     b_rows = {v.key: v for v in base.verdicts}
     h_rows = {v.key: v for v in head.verdicts}
     order = [v.key for v in sorted_verdicts([*head.verdicts, *(v for v in base.verdicts if v.key not in h_rows)])]
+    # The regression row is itself a comparison, against whichever baseline each run had: comparing
+    # its values between two runs compares two different baselines.
+    order = [k for k in order if k[1] != "regression"]
     pending: list[_Pending] = []
     for key in order:
         b, h = b_rows.get(key), h_rows.get(key)

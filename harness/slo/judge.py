@@ -430,17 +430,20 @@ def judge_run(
             out += _undecided(row, None, f"not measured in this run (scenario {exc.args[0]} missing)", confidence)
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             out += _undecided(row, None, f"could not judge: {exc}", confidence)
-    return [_stolen(v, results) for v in out]
+    return [_not_the_bots(v, results) for v in out]
 
 
-def _stolen(v: dict[str, Any], results: Mapping[str, Any]) -> dict[str, Any]:
-    """A latency or throughput fail measured while the host took much of the CPU is not the bot's
-    verdict to carry: steal only slows things, so a pass stands, but a fail may be the host's doing."""
+def _not_the_bots(v: dict[str, Any], results: Mapping[str, Any]) -> dict[str, Any]:
+    """A fail that the machine may have caused is not the bot's verdict to carry: steal (the host
+    taking CPU) only makes the bot look worse, so a pass stands, but a latency or throughput fail
+    measured under more than STEAL_LIMIT_PERCENT is inconclusive."""
     if v["verdict"] != "fail" or v["table"] not in ("latency", "throughput") or not v.get("scenario"):
         return v
-    steals = [x for sid in str(v["scenario"]).split("+") if (x := scenario_steal(results, sid)) is not None]
-    if not steals or max(steals) <= STEAL_LIMIT_PERCENT:
+    sids = str(v["scenario"]).split("+")
+    steals = [x for sid in sids if (x := scenario_steal(results, sid)) is not None]
+    if steals and max(steals) > STEAL_LIMIT_PERCENT:
+        why = (f"failed while the host took {max(steals):.0f}% of the CPU (steal > {STEAL_LIMIT_PERCENT:g}%): "
+               "not the bot's verdict on this machine; rerun when it is quiet")
+    else:
         return v
-    note = (f"failed while the host took {max(steals):.0f}% of the CPU (steal > {STEAL_LIMIT_PERCENT:g}%): "
-            f"not the bot's verdict on this machine; rerun when it is quiet. {v['note']}")
-    return {**v, "verdict": "inconclusive", "note": note}
+    return {**v, "verdict": "inconclusive", "note": f"{why}. {v['note']}"}

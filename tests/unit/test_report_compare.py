@@ -14,6 +14,12 @@ from harness.report.compare import compare, comparison_text, summary_estimate
 from harness.report.model import parse_results
 from tests.unit.report_data import results
 
+
+def _compared(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows a comparison holds: all but the regression row, itself a comparison to another baseline."""
+    return [v for v in doc["verdicts"] if v["row"] != "regression"]
+
+
 # The statistics under test here are the within-run ones, at the 5% threshold a replicated
 # comparison would use; the default threshold for two single runs is tested on its own below.
 NOISE = 0.05
@@ -44,7 +50,7 @@ def test_planted_slowdown_is_a_regression_on_exactly_that_operation() -> None:
 def test_a_a_pair_shows_no_significant_change(base_seed: int, head_seed: int) -> None:
     cmp = compare(results(base_seed), results(head_seed), noise=NOISE)
     assert cmp.counts()["regression"] == 0 and cmp.counts()["improvement"] == 0
-    assert cmp.counts()["no_change"] == len(cmp.changes) == len(results(1)["verdicts"])
+    assert cmp.counts()["no_change"] == len(cmp.changes) == len(_compared(results(1)))
 
 
 def test_speedup_is_an_improvement() -> None:
@@ -79,7 +85,7 @@ def test_rows_missing_on_one_side_are_not_comparable_and_do_not_count_in_holm() 
     head["verdicts"] = [v for v in head["verdicts"] if v["table"] != "quality"]
     cmp = compare(base, head, noise=NOISE)
     nc = [c for c in cmp.changes if c.verdict == "not_comparable"]
-    assert {c.row for c in nc} == {"error_rate", "uptime", "memory_leak", "regression"}
+    assert {c.row for c in nc} == {"error_rate", "uptime", "memory_leak"}
     assert all(c.head is None and c.p_adjusted is None and "head run" in c.note for c in nc)
 
 
@@ -119,7 +125,7 @@ def test_comparison_page_lists_every_row_and_base_vs_head_spectra(tmp_path: Path
     assert index.parent.name == f"compare-{dirs[0].name}-{dirs[1].name}"
     page = _Rows()
     page.feed(index.read_text(encoding="utf-8"))
-    assert len(page.rows) == len(results(1)["verdicts"])
+    assert len(page.rows) == len(_compared(results(1)))
     assert sum(r["data-verdict"] == "regression" for r in page.rows) == 3
     assert len(page.imgs) == 4 and all((index.parent / s).exists() for s in page.imgs)
     html = index.read_text(encoding="utf-8")
