@@ -107,9 +107,11 @@ def test_callgrind_tier_is_quiet_on_aa_and_catches_a_planted_slowdown(
 
 
 def test_trailer_acknowledges_a_large_planted_regression(toy_repo: dict[str, str], tmp_path: Path) -> None:
-    outcome = run_gate(_options(toy_repo, "c2", "c3", tmp_path, callgrind="off", plant_head="toy.work:0.5"))
+    # The instruction-count tier decides this one: what is under test is the trailer, and a wall-clock
+    # verdict on a shared VM can lose even +50% to the host's steal (it did, once, in CI here).
+    outcome = run_gate(_options(toy_repo, "c2", "c3", tmp_path, callgrind="on", plant_head="toy.work:0.5"))
     (decision,) = outcome.decisions
-    assert decision.status == "acknowledged" and decision.tiers == ("wall",)
+    assert decision.status == "acknowledged" and "callgrind" in decision.tiers
     assert decision.acknowledged is not None and decision.acknowledged.reason == "testing the trailer"
     assert outcome.exit_code == 0
     assert "testing the trailer" in (tmp_path / "summary.md").read_text()
