@@ -62,6 +62,13 @@ class AnvilOptions:
     disable_block_gas_limit: bool = False
     balance_eth: int | None = None
     quiet: bool = False
+    # Anvil keeps 500 block states in memory and writes every older one to
+    # ~/.foundry/anvil/tmp, never deleting them: about 4 GB per quick run, which filled a 74 GB
+    # disk after a day of runs and made each run's node slower than the last (disk writes on
+    # the serving path). The bot and harness read state only near the head, so keeping the same
+    # 500 states in memory and persisting none changes nothing they can see. None restores
+    # anvil's default (full history, persisted) for someone who wants historical eth_call.
+    history_states: int | None = 500
     port: int | None = None
     extra_args: tuple[str, ...] = ()
     start_timeout_s: float = 30.0
@@ -76,6 +83,8 @@ class AnvilOptions:
             raise ConfigError(f"anvil gas_limit must be >= 21000, got {self.gas_limit}")
         if self.gas_limit is not None and self.disable_block_gas_limit:
             raise ConfigError("anvil: set either gas_limit or disable_block_gas_limit, not both")
+        if self.history_states is not None and self.history_states < 1:
+            raise ConfigError(f"anvil history_states must be >= 1 or None (full history), got {self.history_states}")
         if self.start_timeout_s <= 0:
             raise ConfigError(f"anvil start_timeout_s must be > 0, got {self.start_timeout_s}")
 
@@ -91,6 +100,8 @@ class AnvilOptions:
             args += ["--balance", str(self.balance_eth)]
         if self.quiet:
             args.append("--silent")
+        if self.history_states is not None:
+            args += ["--prune-history", str(self.history_states)]
         args += list(self.extra_args)
         return args
 

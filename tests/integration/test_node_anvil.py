@@ -222,3 +222,35 @@ def test_ctrl_c_stops_anvil_through_the_context_manager(tmp_path: Path) -> None:
     finally:
         if harness.poll() is None:
             harness.kill()
+
+
+async def _states_on_disk_after_mining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       history_states: int | None, blocks: int) -> list[Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # anvil writes its overflow states under ~/.foundry
+    async with Anvil(tmp_path, AnvilOptions(history_states=history_states, quiet=True)) as node:
+        async with NodeRpc(node.url) as rpc:
+            # Automine: a block per transfer, each a state that differs from the last.
+            sender = (await rpc.call("eth_accounts"))[0]
+            for _ in range(blocks):
+                await rpc.call("eth_sendTransaction", [{"from": sender, "to": "0x" + "11" * 20, "value": "0x1"}])
+        return [p for p in (home / ".foundry").rglob("*") if p.is_file()] if (home / ".foundry").exists() else []
+
+
+async def test_old_block_states_are_not_written_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A day of runs once filled the disk with ~/.foundry/anvil/tmp/anvil-state-*: anvil persists
+    # every state past its in-memory window and never deletes them. 600 blocks spill with
+    # anvil's default (the control: the check can see a spill), and none may with ours.
+    (tmp_path / "full").mkdir()
+    (tmp_path / "pruned").mkdir()
+    assert await _states_on_disk_after_mining(tmp_path / "full", monkeypatch, None, 600) != []
+    assert await _states_on_disk_after_mining(tmp_path / "pruned", monkeypatch, AnvilOptions().history_states, 600) == []
+
+
+def test_full_history_is_anvils_default_and_opt_in() -> None:
+    # None is the documented way back to anvil's own behaviour; the flag must then be absent.
+    assert "--prune-history" not in AnvilOptions(history_states=None).argv(Path("anvil"), 1)
+    assert AnvilOptions().argv(Path("anvil"), 1)[-2:] == ["--prune-history", "500"]
+    with pytest.raises(ConfigError, match="history_states"):
+        AnvilOptions(history_states=0)
