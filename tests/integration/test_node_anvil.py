@@ -245,7 +245,8 @@ async def test_old_block_states_are_not_written_to_disk(tmp_path: Path, monkeypa
     (tmp_path / "full").mkdir()
     (tmp_path / "pruned").mkdir()
     assert await _states_on_disk_after_mining(tmp_path / "full", monkeypatch, None, 600) != []
-    assert await _states_on_disk_after_mining(tmp_path / "pruned", monkeypatch, AnvilOptions().history_states, 600) == []
+    ours = AnvilOptions().history_states
+    assert await _states_on_disk_after_mining(tmp_path / "pruned", monkeypatch, ours, 600) == []
 
 
 def test_full_history_is_anvils_default_and_opt_in() -> None:
