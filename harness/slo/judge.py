@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from harness.stats.change import classify, compare_series
 from harness.stats.histograms import BucketSeries, summarize_counts
 from harness.stats.intervals import Estimate, latency_cis, mean_ci, median_ci, rate_ci, stat_key, wilson
 from harness.stats.leak import detect_leak
-from harness.stats.noise import between_runs
+from harness.stats.noise import STRESS_RUN_TO_RUN_LOG_SD, between_runs, widen_between_runs
 from harness.stats.verdict import Verdict, combine, decide, relative_margin
 
 NAN = float("nan")
@@ -63,6 +64,32 @@ def _num(x: float | None) -> float | None:
 
 def _exact(value: float, conf: float, note: str) -> Estimate:
     return Estimate(value, value, value, conf, "exact", 1, note)
+
+
+def _run_to_run(est: Estimate) -> Estimate:
+    """A stress search's figure with its CI widened to the measured spread between runs of one
+    build (``STRESS_RUN_TO_RUN_LOG_SD``): the within-run CI says how well this run measured the
+    machine it had, not what the next run will find."""
+    z = NormalDist().inv_cdf((1 + est.confidence) / 2)
+    lo, hi = widen_between_runs(est.value, est.lo, est.hi, log_sd=STRESS_RUN_TO_RUN_LOG_SD, z=z)
+    pct = (math.exp(z * STRESS_RUN_TO_RUN_LOG_SD) - 1) * 100
+    note = (f"CI widened to the run-to-run spread of a stress search (x/÷ {1 + pct / 100:.2f} at "
+            f"{est.confidence:.0%}; within-run CI {_ci_text(est)})")
+    return Estimate(est.value, lo, hi, est.confidence, est.method + "+run-to-run", est.n, note)
+
+
+def _ci_text(est: Estimate) -> str:
+    return f"[{est.lo:.4g}, {est.hi:.4g}]" if est.has_ci and est.lo != est.hi else "none"
+
+
+def _run_to_run_verdict(est: Estimate, thr: SloThreshold) -> Verdict:
+    v = decide(est, thr.op, thr.value, duration_s=None)
+    if v.verdict != "inconclusive":
+        return v
+    return Verdict("inconclusive", v.margin, None,
+                   "the threshold lies inside the run-to-run spread of a stress search: one run cannot "
+                   "decide it, and a longer one would not either; repeat the run (python -m harness.proof.aa) "
+                   "and judge the spread, or run on a quieter machine")
 
 
 def _emit(row: SloRow, thr: SloThreshold, scenario: str | None, est: Estimate | None, *,
@@ -167,7 +194,9 @@ def _tps(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
         est = Estimate(float(best["achieved"]), NAN, NAN, ctx.confidence, "summary", 0,
                        "no per-interval 'tx_accepted' counters in that step: no CI")
     dur = float(best["end"]) - float(best["start"])
-    return [_emit(row, t, sid, est, duration=dur, note=note) for t in row.thresholds]
+    est = _run_to_run(est)
+    return [_emit(row, t, sid, est, duration=dur, note=note, verdict=_run_to_run_verdict(est, t))
+            for t in row.thresholds]
 
 
 def _concurrency(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
@@ -192,8 +221,9 @@ def _concurrency(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
         else:
             notes.append("burst: excluded (latency did not hold, or summary.latency_ok not recorded)")
     value = max(values) if values else 0.0
-    est = _exact(value, ctx.confidence, "an observed maximum of counter in_flight_max: no sampling CI")
-    return [_emit(row, t, "+".join(present), est, duration=None, note="; ".join(notes)) for t in row.thresholds]
+    est = _run_to_run(_exact(value, ctx.confidence, "an observed maximum of counter in_flight_max"))
+    return [_emit(row, t, "+".join(present), est, duration=None, note="; ".join(notes),
+                  verdict=_run_to_run_verdict(est, t)) for t in row.thresholds]
 
 
 def _websocket(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:

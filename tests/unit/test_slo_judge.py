@@ -78,10 +78,15 @@ def test_stress_breaking_point_sets_transactions_per_sec() -> None:
     target, minimum = _pick(verdicts, "transactions_per_sec")
     assert (target["stat"], minimum["stat"]) == ("target", "minimum")
     assert target["value"] == pytest.approx(800.0, rel=0.03)  # the 800/s step was the best that held
-    assert (target["verdict"], minimum["verdict"]) == ("fail", "pass")
     assert "1600/s" in target["note"]
-    high = _judge(Synth(seed=3, scenarios=("stress",), stress_capacity=5000.0))
-    assert _pick(high, "transactions_per_sec", "target")[0]["verdict"] == "pass"
+    # 800/s is within the run-to-run spread of a stress search (x/÷ 1.66) of both 1000 and 500:
+    # one run cannot decide either, however tight the step's own CI.
+    assert (target["verdict"], minimum["verdict"]) == ("inconclusive", "inconclusive")
+    assert "run-to-run spread" in target["note"] and target["ci"][0] < 500 and target["ci"][1] > 1000
+    low = _judge(Synth(seed=3, scenarios=("stress",), stress_capacity=250.0))
+    assert [v["verdict"] for v in _pick(low, "transactions_per_sec")] == ["fail", "fail"]
+    high = _judge(Synth(seed=3, scenarios=("stress",), stress_capacity=5000.0, stress_rates=(400, 800, 1700, 3400)))
+    assert [v["verdict"] for v in _pick(high, "transactions_per_sec")] == ["pass", "pass"]
 
 
 def test_concurrency_only_counts_steps_where_latency_held() -> None:
@@ -91,8 +96,11 @@ def test_concurrency_only_counts_steps_where_latency_held() -> None:
     # held steps offered up to 800/s -> in_flight_max about 80..82; the broken 1600/s step (90) and
     # the burst (latency not held, 100) are excluded.
     assert 80 <= target["value"] <= 82
-    assert target["verdict"] == "fail"
-    assert _pick(verdicts, "concurrent_operations", "minimum")[0]["verdict"] == "pass"
+    # An observed peak varies between runs as a stress search does: 81 is not surely below 100.
+    assert target["verdict"] == "inconclusive" and "run-to-run" in target["note"]
+    assert _pick(verdicts, "concurrent_operations", "minimum")[0]["verdict"] == "inconclusive"
+    low = _judge(Synth(seed=4, scenarios=("stress", "burst"), stress_capacity=900.0, in_flight_per_100tps=3.0))
+    assert [v["verdict"] for v in _pick(low, "concurrent_operations")] == ["fail", "fail"]
 
 
 def test_websocket_drop_fails_the_row_with_a_note() -> None:
