@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", type=Path, help="a run folder (or its results.json) to re-render")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("BASE", "HEAD"), help="two run folders")
     p.add_argument("--noise", type=float, default=None, metavar="FRACTION",
-                   help="smallest relative change --compare may call (default 0.25: the run-to-run spread "
-                   "the A/A proof measured on this project's machine; see harness/stats/noise.py)")
+                   help="smallest relative change --compare may call, a spread you measured (default: the "
+                   "run-to-run model the A/A proof measured on this project's machine, 25%% plus 1 ms on "
+                   "latency means and 10 ms on tails; see harness/stats/noise.py)")
     p.add_argument("--history", action="store_true", help="(re)write reports/index.html")
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")
 

@@ -26,7 +26,13 @@ from harness.stats.change import classify, compare_series
 from harness.stats.histograms import BucketSeries, summarize_counts
 from harness.stats.intervals import Estimate, latency_cis, mean_ci, median_ci, rate_ci, stat_key, wilson
 from harness.stats.leak import detect_leak
-from harness.stats.noise import STRESS_RUN_TO_RUN_LOG_SD, between_runs, widen_between_runs
+from harness.stats.noise import (
+    STRESS_RUN_TO_RUN_LOG_SD,
+    between_runs,
+    latency_floor_ms,
+    widen_between_runs,
+    with_floor,
+)
 from harness.stats.verdict import Verdict, combine, decide, relative_margin
 
 NAN = float("nan")
@@ -397,9 +403,11 @@ def _regression(ctx: _Ctx, row: SloRow, spec: SloSpec) -> list[dict[str, Any]]:
     # tell a slower build from a slower box: say so instead of calling it a regression.
     shift = calibration_shift(_calibration(ctx.baseline), ctx.calibration) or steal_shift(ctx.baseline, ctx.doc)
     out = []
+    floor_text = f"{noise:.0%} + {latency_floor_ms('mean'):g} ms = " if math.isnan(explicit) else ""
     for c in comps:
         v = decide(c.ratio, thr.op, thr.value, duration_s=dur)
-        change = classify(c.ratio, c.p_adjusted, alpha=alpha, noise=noise)
+        c_noise = with_floor(noise, pairs[c.name][0].mean_us() / 1000, "mean") if math.isnan(explicit) else noise
+        change = classify(c.ratio, c.p_adjusted, alpha=alpha, noise=c_noise)
         if shift is not None:
             v = Verdict("inconclusive", v.margin, None, f"machine differs from the baseline's ({shift}): "
                         f"a change here cannot be told from the machine's; not judged as a regression")
@@ -410,7 +418,7 @@ def _regression(ctx: _Ctx, row: SloRow, spec: SloSpec) -> list[dict[str, Any]]:
                         f"slower, but not significant after correction (adjusted p {c.p_adjusted:.2g})")
         out.append(_emit(row, thr, sid, c.ratio, duration=dur, verdict=v, stat=f"{c.name}.{thr.stat}",
                          note=f"{c.name} vs baseline run {base_id}: {change} (changes within the run-to-run "
-                              f"spread, {noise:.0%}, are not called); {c.note}"))
+                              f"spread, {floor_text}{c_noise:.0%} here, are not called); {c.note}"))
     return out
 
 

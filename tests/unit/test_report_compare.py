@@ -221,3 +221,21 @@ def test_calibration_figures_are_not_reported_as_differing_conditions() -> None:
     base, head = parse_results(results(1)), parse_results(results(2))
     assert base.conditions["calibration"] != head.conditions["calibration"]
     assert [k for k, _, _ in condition_diffs(base, head)] == ["git_commit"]
+
+
+def test_the_default_model_adds_an_absolute_floor_that_an_explicit_noise_replaces() -> None:
+    from harness.stats.noise import RUN_TO_RUN_NOISE, with_floor
+
+    # A 1 ms mean must move by 25% + 1 ms, a 40 ms one by 25% + 2.5%: jitter is additive.
+    assert with_floor(RUN_TO_RUN_NOISE, 1.0, "mean") == pytest.approx(1.25)
+    assert with_floor(RUN_TO_RUN_NOISE, 40.0, "mean") == pytest.approx(0.275)
+    assert with_floor(RUN_TO_RUN_NOISE, 40.0, "p99") == pytest.approx(0.5)
+    assert with_floor(RUN_TO_RUN_NOISE, None, "mean") == RUN_TO_RUN_NOISE
+    # price_fetch at 1.7 ms (mean) to 3.5 ms (p99), 1.55x slower: beyond 25%, inside the floors.
+    base, head = results(1), results(3, price_fetch=1.6)
+    assert not [c for c in compare(base, head).changes if c.row == "price_fetch" and c.verdict != "no_change"]
+    assert {c.stat for c in compare(base, head, noise=0.25).regressions() if c.row == "price_fetch"} == {
+        "mean", "p95", "p99"}
+    # The same slowdown of a 34 ms trade_execution clears 25% + 1 ms (28%) on its mean.
+    slow = compare(base, results(3, trade_execution=1.6))
+    assert ("trade_execution", "mean") in {(c.row, c.stat) for c in slow.regressions()}

@@ -152,9 +152,13 @@ def test_regression_against_a_baseline() -> None:
     base = synth_results(Synth(seed=10, scenarios=("sustained",), sustained_s=40))
     slow = judge_run(synth_results(Synth(seed=11, slowdown=1.40, scenarios=("sustained",), sustained_s=40)),
                      _spec(), baseline=base, n_boot=N_BOOT)
-    reg = _pick(slow, "regression")
-    assert len(reg) == 4 and all(v["verdict"] == "fail" for v in reg)
-    assert reg[0]["stat"].endswith(".mean_ratio") and reg[0]["value"] == pytest.approx(1.40, abs=0.06)
+    reg = {v["stat"]: v for v in _pick(slow, "regression")}
+    assert len(reg) == 4 and all(v["value"] == pytest.approx(1.40, abs=0.06) for v in reg.values())
+    # Called where 40% clears the run-to-run spread plus its 1 ms floor (means of 9 and 34 ms); not
+    # on price_fetch (1.6 ms) or balance_check (0.9 ms), where 40% is less than the floor itself.
+    assert {s for s, v in reg.items() if v["verdict"] == "fail"} == {"tx_submission.mean_ratio",
+                                                                   "trade_execution.mean_ratio"}
+    assert "1 ms" in reg["balance_check.mean_ratio"]["note"]
     # A 10% slowdown between two single runs is inside their run-to-run spread: not called a regression
     mild = _pick(judge_run(synth_results(Synth(seed=11, slowdown=1.10, scenarios=("sustained",), sustained_s=40)),
                            _spec(), baseline=base, n_boot=N_BOOT), "regression")
@@ -219,5 +223,6 @@ def test_a_slowdown_measured_on_a_different_machine_is_not_called_a_regression()
     # the same slowdown on a machine that calibrates alike is still caught
     same_box = _calibrated(synth_results(Synth(seed=11, slowdown=1.40, scenarios=("sustained",), sustained_s=40)),
                            6100.0)
-    assert all(v["verdict"] == "fail" for v in _pick(judge_run(same_box, _spec(), baseline=base, n_boot=N_BOOT),
-                                                     "regression"))
+    caught = {v["stat"] for v in _pick(judge_run(same_box, _spec(), baseline=base, n_boot=N_BOOT), "regression")
+              if v["verdict"] == "fail"}
+    assert caught == {"tx_submission.mean_ratio", "trade_execution.mean_ratio"}  # the ones above the 1 ms floor
