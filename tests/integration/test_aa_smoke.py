@@ -20,12 +20,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RUN_TIMEOUT_S = 420  # per harness run; the proof stops a run past it and reports a harness error
-# A known, open finding (README "Repeatable verdicts"): at 10.5k ticks/s the bot is at the edge of its
-# capacity on the project's machine, and whether a 5-10 s window drops a tick flips the websocket row
-# (0 dropped in one run, some in the next), its minimum included, because drops at the target's load
-# also fail the minimum. Its flips are still reported and checked to be only that row's; any other
-# row flipping fails this test.
-KNOWN_FLIPPING = frozenset({"websocket_messages_per_sec"})
+
 
 
 @pytest.mark.timeout(2 * RUN_TIMEOUT_S + 120)
@@ -50,7 +45,7 @@ def test_two_smoke_runs_of_the_same_build_do_not_flip(tmp_path: Path) -> None:
     exact = {(v["row"], v["stat"]) for d in docs for v in d["verdicts"]
              if v.get("ci") is not None and v["ci"][0] == v["ci"][1] and v["table"] != "quality"}
     flips = {f["row"] for f in summary["flips"] if (f["row"], f["stat"]) not in exact}
-    assert flips <= KNOWN_FLIPPING, output
+    assert flips == set(), output
     assert summary["exit_code"] == proc.returncode
     for name in ("agreement.csv", "history.csv", "comparisons.csv", "aa.html"):
         assert (out / name).stat().st_size > 0, name
