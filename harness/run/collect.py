@@ -56,6 +56,11 @@ def own_view(iv: Mapping[str, Any], own: TagFilter | None) -> tuple[dict[str, st
     return hists, counters
 
 
+def own_tagged(iv: Mapping[str, Any], own: TagFilter) -> tuple[dict[str, str], dict[str, Any]]:
+    """Only what ``own``'s tagged ticks caused in the interval (its tag slices), nothing untagged."""
+    return own_view({"tags": iv.get("tags") or {}}, own)
+
+
 def carry_over(t0: float, end: float, bot_intervals: Iterable[Mapping[str, Any]], own: TagFilter) -> dict[str, Any]:
     """What other scenarios' ticks caused inside [t0, t0 + end): sample counts per operation, counters."""
     hists: dict[str, int] = {}
@@ -120,7 +125,7 @@ def merge_intervals(
             if own is None or float(iv["end"]) <= t0:
                 continue
             b = bucket(0)
-            hists, counters = own_view({"tags": iv.get("tags") or {}}, own)
+            hists, counters = own_tagged(iv, own)
         else:
             b = bucket(math.floor(mid))
             hists, counters = own_view(iv, own)

@@ -18,7 +18,7 @@ from typing import Any
 from harness.load.schedules import schedule_from_spec
 from harness.probes.machine import read_cpu_times
 from harness.run import feedrun
-from harness.run.collect import TagFilter, carry_over, merge_intervals, own_view, tag_filter, totals
+from harness.run.collect import TagFilter, carry_over, merge_intervals, own_tagged, tag_filter, totals
 from harness.run.drift import drift
 from harness.run.feedrun import FeedRun
 from harness.run.progress import Ui
@@ -71,7 +71,7 @@ async def _wait_handled(st: Stack, t0_wall: float, own: TagFilter, sent: int, se
     deadline = start + seconds
     while time.monotonic() < deadline:
         # Tag slices only, as merge_intervals counts them for an interval that straddles the start.
-        handled = sum(own_view({"tags": iv.get("tags") or {}}, own)[1].get("ticks_handled", 0)
+        handled = sum(own_tagged(iv, own)[1].get("ticks_handled", 0)
                       for iv in st.puller.intervals if float(iv["end"]) > t0_wall)
         if handled >= sent:
             break
@@ -173,7 +173,7 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
     await _wait_telemetry(st, time.time())
     handled_wait = None
     if scn.kind == "market_data":
-        ws_sent = sum(int(fv.get("counters", fv).get("ws_sent", 0)) for fv in feed_intervals)
+        ws_sent = int(totals(feed_intervals).get("ws_sent", 0))
         handled_wait = await _wait_handled(st, t0_wall, own, ws_sent, scn.drain_s)
     end_mono = time.monotonic()
     window = time.time() - t0_wall

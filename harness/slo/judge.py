@@ -78,8 +78,8 @@ def _run_to_run(est: Estimate) -> Estimate:
     machine it had, not what the next run will find."""
     z = NormalDist().inv_cdf((1 + est.confidence) / 2)
     lo, hi = widen_between_runs(est.value, est.lo, est.hi, log_sd=STRESS_RUN_TO_RUN_LOG_SD, z=z)
-    pct = (math.exp(z * STRESS_RUN_TO_RUN_LOG_SD) - 1) * 100
-    note = (f"CI widened to the run-to-run spread of a stress search (x/÷ {1 + pct / 100:.2f} at "
+    factor = math.exp(z * STRESS_RUN_TO_RUN_LOG_SD)
+    note = (f"CI widened to the run-to-run spread of a stress search (x/÷ {factor:.2f} at "
             f"{est.confidence:.0%}; within-run CI {_ci_text(est)})")
     return Estimate(est.value, lo, hi, est.confidence, est.method + "+run-to-run", est.n, note)
 
