@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.compare import compare
-from harness.report.model import Run, parse_results
+from harness.results import Run, parse_results
 
 MISSING = "missing"
 NOT_APPLICABLE = "n/a"

@@ -60,7 +60,7 @@ from harness.proof._tables import (
     proof_outcome,
     summarize,
 )
-from harness.report.model import ResultsError, validate_results
+from harness.results import ResultsError, validate_results
 
 __all__ = [
     "AATables",

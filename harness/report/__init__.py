@@ -8,7 +8,7 @@ Public API (all paths are folders under ``reports/``):
 - ``write_history(reports_dir)``: ``reports/index.html``, every run newest first plus trends;
 - ``write_comparison(base_dir, head_dir, out_dir)``: a base-vs-head comparison page.
 
-Invalid input raises ``harness.report.model.ResultsError`` (a ``HarnessError``) naming each problem's
+Invalid input raises ``harness.results.ResultsError`` (a ``HarnessError``) naming each problem's
 place in the document.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.report.model import ResultsError, Run, load_results, parse_results, validate_results
+from harness.results import ResultsError, Run, load_results, parse_results, validate_results
 
 __all__ = [
     "ResultsError",

@@ -37,7 +37,8 @@ from harness.report import format as F
 from harness.report import histograms as H
 from harness.report import plots
 from harness.report.html import environment, flatten, generated_at, slug
-from harness.report.model import (
+from harness.report.views import op_keys
+from harness.results import (
     Run,
     Scenario,
     Verdict,
@@ -45,7 +46,6 @@ from harness.report.model import (
     parse_results,
     sorted_verdicts,
 )
-from harness.report.views import op_keys
 from harness.stats.change import adjust, classify, mann_whitney_p, ratio_ci_series, window_means
 from harness.stats.histograms import series_from_encoded
 from harness.stats.intervals import Estimate

@@ -28,7 +28,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from harness.report import histograms as H
-from harness.report.model import FROM_TICK_SUFFIX, OWN_TIME_OPERATIONS, SERVICE_SUFFIX
+from harness.results import FROM_TICK_SUFFIX, OWN_TIME_OPERATIONS, SERVICE_SUFFIX
 
 MB = 1_000_000
 OWN_TIME_QUEUE_SHARE = 0.6

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
-from harness.report.model import ResultsError
+from harness.results import ResultsError
 
 Counts = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]

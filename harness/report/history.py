@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.report import plots
 from harness.report.html import environment, generated_at, slug
-from harness.report.model import SLO_ROWS, ResultsError, Run, load_results, sorted_verdicts
+from harness.results import SLO_ROWS, ResultsError, Run, load_results, sorted_verdicts
 
 MAX_TREND_RUNS = 30
 

@@ -25,8 +25,8 @@ from harness.probes.calibration import CPU_REF_REPS, Calibration
 from harness.report import format as F
 from harness.report import plots
 from harness.report.junit import write_junit
-from harness.report.model import TABLE_ORDER, CarryOver, Run, Scenario, Verdict, sorted_verdicts
 from harness.report.views import ceiling_context, describe_schedule, op_view, resource_panels, throughput_view
+from harness.results import TABLE_ORDER, CarryOver, Run, Scenario, Verdict, sorted_verdicts
 
 LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p95", "p99", "p99.9", "max")
 

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.report.format import fmt_ci, fmt_more_time, fmt_value
-from harness.report.model import Run, Verdict, sorted_verdicts
+from harness.results import Run, Verdict, sorted_verdicts
 
 
 def _case_message(v: Verdict) -> str:

@@ -20,8 +20,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocat
 
 from harness.report import histograms as H
 from harness.report.format import sig
-from harness.report.model import Annotation
 from harness.report.views import OpView, ResourcePanel, ThroughputView, log_bins
+from harness.results import Annotation
 
 DPI = 96
 BLUE, ORANGE, GREEN, RED, PURPLE, GREY = "#1f6feb", "#d97706", "#15803d", "#b91c1c", "#7c3aed", "#6b7280"

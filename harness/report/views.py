@@ -17,7 +17,7 @@ import numpy as np
 from harness.probes.calibration import Calibration
 from harness.report import histograms as H
 from harness.report.format import fmt_value, sig
-from harness.report.model import (
+from harness.results import (
     FROM_TICK_SUFFIX,
     OWN_TIME_OPERATIONS,
     SERVICE_SUFFIX,

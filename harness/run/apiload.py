@@ -9,8 +9,8 @@ from harness.load.locust_runner import plan, run_locust
 from harness.run.scenario_doc import live_line, new_scenario_doc, resources_between
 
 if TYPE_CHECKING:
+    from harness.results.writer import ResultsWriter
     from harness.run.progress import Ui
-    from harness.run.results import ResultsWriter
     from harness.run.scenarios import Scenario
     from harness.run.stack import Stack
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.load.schedules import schedule_from_spec
+from harness.results.writer import new_run_id
 from harness.run.options import RunOptions
 from harness.run.progress import Ui
-from harness.run.results import new_run_id
 from harness.run.stack import stack
 
 

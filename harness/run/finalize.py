@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from harness.run.results import ResultsWriter
+from harness.results.writer import ResultsWriter
 
 if TYPE_CHECKING:
     from harness.run.options import RunOptions
@@ -46,9 +46,9 @@ def finalize(writer: ResultsWriter, opts: RunOptions, status: str) -> None:
     from harness.slo.judge import judge_run
     from harness.slo.spec import load_spec
 
-    baseline = find_baseline(opts.out, writer.run_dir, writer.doc["profile"], opts.baseline)
+    baseline = find_baseline(opts.out, writer.run_dir, writer.run.profile, opts.baseline)
     if baseline is not None:
-        writer.doc["conditions"]["baseline_run"] = baseline.get("run_id")
+        writer.set_condition("baseline_run", baseline.get("run_id"))
     writer.set_verdicts(judge_run(writer.doc, load_spec(opts.slo), baseline=baseline))
     writer.finish(status)
     render(writer.run_dir, opts.out)

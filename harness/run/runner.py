@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.results.writer import ResultsWriter, new_run_id
 from harness.run import progress as progress_ui
 from harness.run.conditions import conditions
 from harness.run.options import RunOptions, free_port, mining_for
-from harness.run.results import ResultsWriter, new_run_id
 from harness.run.scenarios import Profile
 from harness.run.stack import Stack, stack
 
@@ -45,11 +45,10 @@ def memray_artifacts(writer: ResultsWriter, capture: Path) -> None:
         summary = summarize_memray(capture)
         page = render_memray_flamegraph(capture, capture.with_name("memray-leaks.html"))
     except Exception as exc:  # a broken capture must not cost the run its verdicts
-        writer.doc.setdefault("x_errors", []).append({"scenario": "soak", "error": f"memray: {exc}"})
+        writer.add_error("soak", f"memray: {exc}")
         return
     writer.add_artifact("memray", page)
-    writer.doc["x_memray"] = summary.as_dict()
-    writer.flush()
+    writer.set_extension("x_memray", summary.as_dict())
 
 
 def install_signal_handlers(task: asyncio.Task[Any]) -> None:
@@ -69,11 +68,10 @@ async def _calibrate(st: Stack, writer: ResultsWriter, ui: progress_ui.Ui) -> No
     try:
         cal = await calibrate(st.node_url, dev_account(st.calibration_key_index))
     except Exception as exc:  # a failed calibration costs the ratios, not the run
-        writer.doc.setdefault("x_errors", []).append({"scenario": "calibration", "error": str(exc)})
+        writer.add_error("calibration", str(exc))
         ui.log(f"calibration failed: {exc}")
         return
-    writer.doc["conditions"]["calibration"] = cal.as_dict()
-    writer.flush()
+    writer.set_condition("calibration", cal.as_dict())
     ui.log(f"calibration: node accepts {cal.node_accept_per_s:,.0f} raw tx/s, signs {cal.sign_per_s:,.0f} tx/s, "
            f"CPU reference {cal.cpu_ref_per_s:,.0f}/s ({cal.seconds:.1f} s)")
 
@@ -129,7 +127,7 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                         # One scenario's failure (say, Locust would not start) costs its rows, not the
                         # run: they are judged inconclusive with this reason, the rest go on.
                         ui.log(f"scenario {scn.id} failed: {exc}")
-                        writer.doc.setdefault("x_errors", []).append({"scenario": scn.id, "error": str(exc)})
+                        writer.add_error(scn.id, str(exc))
                         continue
                     result.setdefault("summary", {}).update(prepared)
                     writer.upsert_scenario(result)

@@ -17,12 +17,12 @@ from typing import Any
 
 from harness.load.schedules import schedule_from_spec
 from harness.probes.machine import read_cpu_times
+from harness.results.writer import ResultsWriter
 from harness.run import feedrun
 from harness.run.collect import TagFilter, carry_over, merge_intervals, own_tagged, tag_filter, totals
 from harness.run.drift import drift
 from harness.run.feedrun import FeedRun
 from harness.run.progress import Ui
-from harness.run.results import ResultsWriter
 from harness.run.scenario_doc import live_line, new_scenario_doc, resources_between, step_window
 from harness.run.scenarios import Scenario, Step
 from harness.run.settle import settle

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from harness.node.jsonrpc import NodeRpc
+from harness.results.writer import ResultsWriter
 from harness.run.options import RunOptions
 from harness.run.progress import Ui
-from harness.run.results import ResultsWriter
 from harness.run.scenario_exec import run_scenario
 from harness.run.scenarios import Scenario, Step
 from harness.run.settle import settle

@@ -11,7 +11,7 @@ import pytest
 
 from harness.report import write_comparison
 from harness.report.compare import compare, comparison_text, summary_estimate
-from harness.report.model import parse_results
+from harness.results import parse_results
 from tests.unit.report_data import results
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.report import histograms as H
-from harness.report.model import ResultsError
+from harness.results import ResultsError
 
 samples = st.lists(st.integers(min_value=1, max_value=60_000_000), min_size=1, max_size=300)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.report import write_history
-from harness.report.model import SLO_ROWS
+from harness.results import SLO_ROWS
 from tests.unit.report_data import results
 
 

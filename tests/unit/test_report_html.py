@@ -12,7 +12,7 @@ import pytest
 
 from harness.report import render_from_results, write_run_report
 from harness.report.format import fmt_value
-from harness.report.model import SLO_ROWS, ResultsError
+from harness.results import SLO_ROWS, ResultsError
 from tests.unit.report_data import results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -112,7 +112,7 @@ def test_inconclusive_rows_say_how_much_longer_and_conditions_are_shown(
 
 def test_spectrum_targets_come_from_the_latency_verdicts() -> None:
     from harness.report.html import spectrum_targets
-    from harness.report.model import parse_results
+    from harness.results import parse_results
 
     run = parse_results(results())
     got = spectrum_targets(run, "sustained", "tx_submission")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from harness.report.junit import junit_xml
-from harness.report.model import parse_results
+from harness.results import parse_results
 from tests.unit.report_data import results
 
 

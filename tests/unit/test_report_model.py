@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import HarnessError
-from harness.report.model import SLO_ROWS, ResultsError, load_results, parse_results, schema, validate_results
+from harness.results import SLO_ROWS, ResultsError, load_results, parse_results, schema, validate_results
 from tests.unit.report_data import results
 
 

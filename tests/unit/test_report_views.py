@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from harness.report import histograms as H
-from harness.report.model import Interval, Scenario, parse_results
 from harness.report.views import (
     ceiling_context,
     describe_schedule,
@@ -17,6 +16,7 @@ from harness.report.views import (
     target_rate_at,
     throughput_view,
 )
+from harness.results import Interval, Scenario, parse_results
 from tests.unit.report_data import results
 
 T = np.array([0.5, 5.0, 10.5, 25.0])

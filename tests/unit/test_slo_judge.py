@@ -13,7 +13,7 @@ from harness.slo.judge import judge_run
 from harness.slo.spec import SloSpec, load_default, loads
 from harness.slo.synth import Synth, synth_results
 
-SCHEMA = Path(__file__).resolve().parents[2] / "harness" / "report" / "results.schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "harness" / "results" / "results.schema.json"
 N_BOOT = 300
 
 

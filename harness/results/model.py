@@ -1,27 +1,22 @@
-"""The results.json model: load, validate and view one run.
+"""The typed results model: one run's ``results.json`` as frozen dataclasses, read and written by this code.
 
-``results.json`` (schema_version 1, see docs/DESIGN.md and ``results.schema.json`` beside this file) is
-written by the harness and is the only input of every report. This module validates a document against
-the JSON Schema plus the few rules a schema cannot express (``ci`` low <= high, interval end >= start),
-and turns it into small frozen dataclasses the renderers can rely on.
+Every type here has ``from_json`` (a decoded JSON object in, no validation beyond the keys it needs) and
+``to_json`` (the canonical JSON object out). The writer (``harness.results.writer``) keeps a run as these
+types and serialises them with ``to_json``; the reader (``harness.results.validate``) validates a document
+against the JSON Schema and builds them with ``from_json``. So what is written is exactly what is read:
+``Run.from_json(run.to_json()) == run`` for every run (a hypothesis test holds it to that).
 
-Errors name the place in the document (``$.verdicts[3].verdict``), what is wrong, and when the schema
-says how, the fix. Partial and interrupted runs are valid documents: they may have fewer scenarios,
-fewer intervals and missing verdicts; ``missing_rows`` tells the report which SLO rows were not judged
-so nothing disappears silently.
+Descriptive objects (conditions, a scenario's schedule and summary) stay free-form mappings, as the schema
+lets them; keys the schema allows but this model does not name (a scenario's ``description``, ``x_`` keys)
+travel in ``extra`` so nothing a writer adds is lost on the way through.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
 from harness.probes.calibration import Calibration
 
 SCHEMA_VERSION = 1
@@ -55,6 +50,7 @@ FROM_TICK_SUFFIX = ".from_tick"
 # (trade_execution, the load generators' operations) is corrected under the bare key, ``<op>.service``.
 OWN_TIME_OPERATIONS: tuple[str, ...] = ("tx_submission", "price_fetch", "balance_check")
 THROUGHPUT_UNITS: tuple[str, ...] = ("tx/s", "msg/s", "req/s")
+STATUSES: tuple[str, ...] = ("partial", "interrupted", "complete")
 
 
 def base_operation(key: str) -> str:
@@ -65,15 +61,16 @@ def base_operation(key: str) -> str:
     return key
 
 
-class ResultsError(HarnessError):
-    """A results.json document is unreadable or invalid; the message lists every problem with its path."""
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
 
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = tuple(problems)
-        shown = "\n  ".join(self.problems[:20])
-        more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
-        super().__init__(f"{source}: {len(self.problems)} problem(s):\n  {shown}{more}")
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _extra(d: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in known}
 
 
 @dataclass(frozen=True)
@@ -84,6 +81,13 @@ class Threshold:
 
     def describe(self) -> str:
         return f"{self.op} {self.value:g}"
+
+    @classmethod
+    def from_json(cls, t: Mapping[str, Any]) -> Threshold:
+        return cls(t["op"], float(t["value"]), t["level"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.op, "value": self.value, "level": self.level}
 
 
 @dataclass(frozen=True)
@@ -117,17 +121,52 @@ class Verdict:
     def lower_is_better(self) -> bool:
         return self.threshold.op in ("<", "<=")
 
+    @classmethod
+    def from_json(cls, v: Mapping[str, Any]) -> Verdict:
+        ci = v["ci"]
+        return cls(
+            row=v["row"], table=v["table"], stat=v["stat"], unit=v["unit"], scenario=v["scenario"],
+            value=_opt_float(v["value"]),
+            ci=None if ci is None else (float(ci[0]), float(ci[1])),
+            confidence=float(v["confidence"]),
+            threshold=Threshold.from_json(v["threshold"]),
+            verdict=v["verdict"],
+            margin=_opt_float(v["margin"]),
+            more_time_s=_opt_float(v["more_time_s"]),
+            note=v["note"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "row": self.row, "table": self.table, "stat": self.stat, "unit": self.unit,
+            "scenario": self.scenario, "value": self.value,
+            "ci": None if self.ci is None else [self.ci[0], self.ci[1]],
+            "confidence": self.confidence, "threshold": self.threshold.to_json(), "verdict": self.verdict,
+            "margin": self.margin, "more_time_s": self.more_time_s, "note": self.note,
+        }
+
 
 @dataclass(frozen=True)
 class Interval:
     start: float
     end: float
-    histograms: Mapping[str, str]
+    histograms: Mapping[str, str]  # operation -> HdrHistogram.encode() (compressed base64)
     counters: Mapping[str, int]
 
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+    @classmethod
+    def from_json(cls, iv: Mapping[str, Any]) -> Interval:
+        return cls(float(iv["start"]), float(iv["end"]), dict(iv["histograms"]), dict(iv["counters"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "histograms": dict(self.histograms),
+                "counters": dict(self.counters)}
+
+
+_RESOURCE_KEYS = frozenset({"t", "rss_bytes", "cpu_percent", "net_bytes_per_s", "disk_bytes_per_s"})
 
 
 @dataclass(frozen=True)
@@ -137,12 +176,34 @@ class ResourceSample:
     cpu_percent: float
     net_bytes_per_s: float | None
     disk_bytes_per_s: float | None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # ``x_`` keys
+
+    @classmethod
+    def from_json(cls, r: Mapping[str, Any]) -> ResourceSample:
+        return cls(
+            t=float(r["t"]), rss_bytes=int(r["rss_bytes"]), cpu_percent=float(r["cpu_percent"]),
+            net_bytes_per_s=_opt_float(r.get("net_bytes_per_s")),
+            disk_bytes_per_s=_opt_float(r.get("disk_bytes_per_s")),
+            extra=_extra(r, _RESOURCE_KEYS),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t": self.t, "rss_bytes": self.rss_bytes, "cpu_percent": self.cpu_percent,
+                "net_bytes_per_s": self.net_bytes_per_s, "disk_bytes_per_s": self.disk_bytes_per_s,
+                **self.extra}
 
 
 @dataclass(frozen=True)
 class Annotation:
     t: float
     label: str
+
+    @classmethod
+    def from_json(cls, a: Mapping[str, Any]) -> Annotation:
+        return cls(float(a["t"]), a["label"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t": self.t, "label": self.label}
 
 
 @dataclass(frozen=True)
@@ -174,8 +235,8 @@ class CarryOver:
         return not any(self.histograms.values()) and not any(self.counters.values())
 
 
-def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+_SCENARIO_KEYS = frozenset({"id", "started_at", "duration_s", "schedule", "annotations", "intervals",
+                            "resources", "health", "summary"})
 
 
 @dataclass(frozen=True)
@@ -190,11 +251,40 @@ class Scenario:
     health_probes: int
     health_ok: int
     summary: Mapping[str, Any]
+    # Keys the schema allows beside the named ones (the runner's ``description`` and ``kind``; extra
+    # health fields under ``health``).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    health_extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # The intervals hold kilobytes of base64 each: show the shape, not the data.
         return (f"Scenario(id={self.id!r}, duration_s={self.duration_s:g}, intervals={len(self.intervals)}, "
                 f"resources={len(self.resources)}, annotations={len(self.annotations)})")
+
+    @classmethod
+    def from_json(cls, s: Mapping[str, Any]) -> Scenario:
+        health = s["health"]
+        return cls(
+            id=s["id"], started_at=float(s["started_at"]), duration_s=float(s["duration_s"]),
+            schedule=dict(s["schedule"]),
+            annotations=tuple(Annotation.from_json(a) for a in s["annotations"]),
+            intervals=tuple(Interval.from_json(iv) for iv in s["intervals"]),
+            resources=tuple(ResourceSample.from_json(r) for r in s["resources"]),
+            health_probes=int(health["probes"]), health_ok=int(health["ok"]),
+            summary=dict(s["summary"]),
+            extra=_extra(s, _SCENARIO_KEYS),
+            health_extra=_extra(health, frozenset({"probes", "ok"})),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, **self.extra, "started_at": self.started_at, "duration_s": self.duration_s,
+            "schedule": dict(self.schedule), "annotations": [a.to_json() for a in self.annotations],
+            "intervals": [iv.to_json() for iv in self.intervals],
+            "resources": [r.to_json() for r in self.resources],
+            "health": {"probes": self.health_probes, "ok": self.health_ok, **self.health_extra},
+            "summary": dict(self.summary),
+        }
 
     def operations(self) -> tuple[str, ...]:
         """Operations with any latency histogram (``.service``/``.from_tick`` keys fold into their
@@ -264,11 +354,38 @@ class Artifacts:
 
     items: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        # Canonical order, the one results.json groups them in (the three named kinds, then others by
+        # first appearance), so a run read back from its document compares equal to the one written.
+        first: dict[str, int] = {}
+        for kind, _ in self.items:
+            first.setdefault(kind, len(first))
+        named = ("profiles", "memray", "logs")
+        rank = {k: (named.index(k) if k in named else len(named) + i) for k, i in first.items()}
+        object.__setattr__(self, "items", tuple(sorted(self.items, key=lambda it: rank[it[0]])))
+
     def all(self) -> tuple[tuple[str, str], ...]:
         return self.items
 
     def of(self, kind: str) -> tuple[str, ...]:
         return tuple(p for k, p in self.items if k == kind)
+
+    def with_item(self, kind: str, path: str) -> Artifacts:
+        return Artifacts((*self.items, (kind, path)))
+
+    @classmethod
+    def from_json(cls, a: Mapping[str, Sequence[str]]) -> Artifacts:
+        return cls(tuple((kind, p) for kind, paths in a.items() for p in paths))
+
+    def to_json(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {"profiles": [], "memray": [], "logs": []}
+        for kind, p in self.items:
+            out.setdefault(kind, []).append(p)
+        return out
+
+
+_RUN_KEYS = frozenset({"schema_version", "run_id", "status", "started_at", "finished_at", "profile",
+                       "conditions", "scenarios", "verdicts", "artifacts"})
 
 
 @dataclass(frozen=True)
@@ -279,14 +396,39 @@ class Run:
     finished_at: str | None
     profile: str
     conditions: Mapping[str, Any]
-    scenarios: tuple[Scenario, ...]
-    verdicts: tuple[Verdict, ...]
-    artifacts: Artifacts
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    scenarios: tuple[Scenario, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()
+    artifacts: Artifacts = Artifacts()
+    extra: Mapping[str, Any] = field(default_factory=dict)  # top-level ``x_`` extensions
 
     def __repr__(self) -> str:
         return (f"Run(run_id={self.run_id!r}, status={self.status!r}, scenarios={[s.id for s in self.scenarios]}, "
                 f"verdicts={self.counts()})")
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Run:
+        return cls(
+            run_id=doc["run_id"], status=doc["status"], started_at=doc["started_at"],
+            finished_at=doc["finished_at"], profile=doc["profile"], conditions=dict(doc["conditions"]),
+            scenarios=tuple(Scenario.from_json(s) for s in doc["scenarios"]),
+            verdicts=tuple(Verdict.from_json(v) for v in doc["verdicts"]),
+            artifacts=Artifacts.from_json(doc["artifacts"]),
+            extra=_extra(doc, _RUN_KEYS),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "status": self.status,
+            "started_at": self.started_at, "finished_at": self.finished_at, "profile": self.profile,
+            "conditions": dict(self.conditions), "scenarios": [s.to_json() for s in self.scenarios],
+            "verdicts": [v.to_json() for v in self.verdicts], "artifacts": self.artifacts.to_json(),
+            **self.extra,
+        }
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The JSON object of this run (what ``results.json`` holds)."""
+        return self.to_json()
 
     @property
     def is_partial(self) -> bool:
@@ -312,157 +454,6 @@ class Run:
         """SLO rows (table, row) with no verdict at all in this run."""
         judged = {(v.table, v.row) for v in self.verdicts}
         return tuple(r for r in SLO_ROWS if r not in judged)
-
-
-@cache
-def schema() -> dict[str, Any]:
-    """The JSON Schema of results.json, loaded once from the package data."""
-    text = resources.files("harness.report").joinpath("results.schema.json").read_text(encoding="utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
-
-
-def _json_path(parts: Sequence[object]) -> str:
-    out = "$"
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else f".{p}"
-    return out
-
-
-def _schema_problems(doc: Any) -> list[str]:
-    import jsonschema  # deferred: importing jsonschema costs ~0.1 s and only validation needs it
-
-    validator = jsonschema.Draft202012Validator(schema())
-    problems: list[tuple[str, str]] = []
-    for err in validator.iter_errors(doc):
-        # A failed oneOf/anyOf reports its branches as context; the deepest one is the useful message.
-        best = jsonschema.exceptions.best_match([err])
-        fix = best.schema.get("x-fix") if isinstance(best.schema, dict) else None
-        if fix is None and isinstance(err.schema, dict):
-            fix = err.schema.get("x-fix")
-        msg = best.message
-        if best.validator == "additionalProperties" and isinstance(best.instance, dict):
-            msg += " (unknown keys are rejected as likely typos; prefix extensions with 'x_')"
-        path = _json_path(list(best.absolute_path))
-        problems.append((path, f"at {path}: {msg}" + (f"; fix: {fix}" if fix else "")))
-    problems.sort()
-    return [p for _, p in problems]
-
-
-def _semantic_problems(doc: Mapping[str, Any]) -> list[str]:
-    problems: list[str] = []
-    for i, v in enumerate(doc.get("verdicts", [])):
-        ci = v.get("ci")
-        if isinstance(ci, list) and len(ci) == 2 and ci[0] > ci[1]:
-            problems.append(f"at $.verdicts[{i}].ci: low {ci[0]} > high {ci[1]}; fix: write [low, high]")
-    seen: set[str] = set()
-    for s_i, s in enumerate(doc.get("scenarios", [])):
-        sid = s.get("id")
-        if sid in seen:
-            problems.append(f"at $.scenarios[{s_i}].id: duplicate scenario id {sid!r}; fix: ids must be unique")
-        seen.add(sid)
-        for i_i, iv in enumerate(s.get("intervals", [])):
-            if iv.get("end", 0) < iv.get("start", 0):
-                problems.append(
-                    f"at $.scenarios[{s_i}].intervals[{i_i}]: end {iv['end']} < start {iv['start']}; "
-                    "fix: start/end are seconds from the scenario start, end >= start"
-                )
-        health = s.get("health", {})
-        if health.get("ok", 0) > health.get("probes", 0):
-            problems.append(f"at $.scenarios[{s_i}].health: ok > probes; fix: ok counts answered probes")
-    return problems
-
-
-def validate_results(doc: Any, source: str = "results.json") -> None:
-    """Raise ``ResultsError`` listing every problem of ``doc``; return quietly when it is valid."""
-    problems = _schema_problems(doc)
-    if not problems and isinstance(doc, Mapping):
-        problems = _semantic_problems(doc)
-    if problems:
-        raise ResultsError(source, problems)
-
-
-def parse_results(doc: Mapping[str, Any], source: str = "results.json") -> Run:
-    """Validate ``doc`` and build the typed view of it."""
-    validate_results(doc, source)
-    return Run(
-        run_id=doc["run_id"],
-        status=doc["status"],
-        started_at=doc["started_at"],
-        finished_at=doc["finished_at"],
-        profile=doc["profile"],
-        conditions=doc["conditions"],
-        scenarios=tuple(_scenario(s) for s in doc["scenarios"]),
-        verdicts=tuple(_verdict(v) for v in doc["verdicts"]),
-        artifacts=Artifacts(tuple((kind, p) for kind, paths in doc["artifacts"].items() for p in paths)),
-        raw=doc,
-    )
-
-
-def load_results(path: Path) -> Run:
-    """Read, validate and parse a results.json file (or a run folder containing one)."""
-    if path.is_dir():
-        path = path / "results.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ResultsError(str(path), [f"cannot read the file: {exc.strerror or exc}"]) from exc
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsError(
-            str(path), [f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]
-        ) from exc
-    if not isinstance(doc, dict):
-        raise ResultsError(str(path), [f"at $: expected a JSON object, got {type(doc).__name__}"])
-    return parse_results(doc, str(path))
-
-
-def _scenario(s: Mapping[str, Any]) -> Scenario:
-    return Scenario(
-        id=s["id"],
-        started_at=float(s["started_at"]),
-        duration_s=float(s["duration_s"]),
-        schedule=s["schedule"],
-        annotations=tuple(Annotation(float(a["t"]), a["label"]) for a in s["annotations"]),
-        intervals=tuple(
-            Interval(float(iv["start"]), float(iv["end"]), iv["histograms"], iv["counters"])
-            for iv in s["intervals"]
-        ),
-        resources=tuple(
-            ResourceSample(
-                t=float(r["t"]),
-                rss_bytes=int(r["rss_bytes"]),
-                cpu_percent=float(r["cpu_percent"]),
-                net_bytes_per_s=r.get("net_bytes_per_s"),
-                disk_bytes_per_s=r.get("disk_bytes_per_s"),
-            )
-            for r in s["resources"]
-        ),
-        health_probes=int(s["health"]["probes"]),
-        health_ok=int(s["health"]["ok"]),
-        summary=s["summary"],
-    )
-
-
-def _verdict(v: Mapping[str, Any]) -> Verdict:
-    ci = v["ci"]
-    t = v["threshold"]
-    return Verdict(
-        row=v["row"],
-        table=v["table"],
-        stat=v["stat"],
-        unit=v["unit"],
-        scenario=v["scenario"],
-        value=None if v["value"] is None else float(v["value"]),
-        ci=None if ci is None else (float(ci[0]), float(ci[1])),
-        confidence=float(v["confidence"]),
-        threshold=Threshold(t["op"], float(t["value"]), t["level"]),
-        verdict=v["verdict"],
-        margin=None if v["margin"] is None else float(v["margin"]),
-        more_time_s=None if v["more_time_s"] is None else float(v["more_time_s"]),
-        note=v["note"],
-    )
 
 
 def sorted_verdicts(verdicts: Sequence[Verdict]) -> list[Verdict]:
