@@ -49,7 +49,7 @@ from harness.results import (
 from harness.stats.change import adjust, classify, mann_whitney_p, ratio_ci_series, window_means
 from harness.stats.histograms import series_from_encoded
 from harness.stats.intervals import Estimate
-from harness.stats.noise import between_runs, with_floor
+from harness.stats.noise import between_runs, change_threshold
 
 __all__ = [
     "LATENCY_METHOD", "SIGNIFICANT", "SUMMARY_METHOD", "VERDICT_LABELS", "Change", "Comparison", "SpectrumBlock",
@@ -232,9 +232,7 @@ def compare(
     ``noise`` is the smallest relative change that may be called; it is never below the measured
     run-to-run spread of single runs (``harness.stats.noise``), which within-run statistics cannot see.
     """
-    # An explicit noise is a spread the caller measured and replaces the default model as a whole;
-    # the default adds the absolute latency floors to the relative run-to-run spread.
-    floors = noise is None
+    explicit = noise
     noise = between_runs(noise)
     base = base_results if isinstance(base_results, Run) else parse_results(base_results, "base results.json")
     head = head_results if isinstance(head_results, Run) else parse_results(head_results, "head results.json")
@@ -272,7 +270,8 @@ def compare(
     for pend, p_adj in zip(pending, adjusted, strict=True):
         est = pend.estimate
         # Latency changes must also clear the absolute run-to-run floor (harness.stats.noise).
-        row_noise = with_floor(noise, pend.base, pend.key[2]) if floors and pend.key[0] == "latency" else noise
+        row_noise = change_threshold(noise, pend.base, pend.key[2], latency=pend.key[0] == "latency",
+                                     measured=explicit is not None)
         called = _verdict(pend, p_adj, alpha, row_noise)
         changes.append(Change(
             table=pend.key[0], row=pend.key[1], stat=pend.key[2], scenario=pend.key[3], unit=pend.unit,

@@ -29,9 +29,9 @@ from harness.stats.leak import detect_leak
 from harness.stats.noise import (
     STRESS_RUN_TO_RUN_LOG_SD,
     between_runs,
+    change_threshold,
     latency_floor_ms,
     widen_between_runs,
-    with_floor,
 )
 from harness.stats.verdict import Verdict, combine, decide, relative_margin
 
@@ -406,7 +406,8 @@ def _regression(ctx: _Ctx, row: SloRow, spec: SloSpec) -> list[dict[str, Any]]:
     floor_text = f"{noise:.0%} + {latency_floor_ms('mean'):g} ms = " if math.isnan(explicit) else ""
     for c in comps:
         v = decide(c.ratio, thr.op, thr.value, duration_s=dur)
-        c_noise = with_floor(noise, pairs[c.name][0].mean_us() / 1000, "mean") if math.isnan(explicit) else noise
+        c_noise = change_threshold(noise, pairs[c.name][0].mean_us() / 1000, "mean", latency=True,
+                                   measured=not math.isnan(explicit))
         change = classify(c.ratio, c.p_adjusted, alpha=alpha, noise=c_noise)
         if shift is not None:
             v = Verdict("inconclusive", v.margin, None, f"machine differs from the baseline's ({shift}): "

@@ -53,6 +53,15 @@ def between_runs(noise: float | None) -> float:
     return RUN_TO_RUN_NOISE if noise is None else noise
 
 
+def change_threshold(rel: float, base_ms: float | None, stat: str, *, latency: bool, measured: bool) -> float:
+    """The smallest relative change between two single runs that may be called, for one figure.
+
+    ``rel`` is the relative spread in force. A ``measured`` one (``--noise``, the regression row's
+    ``params.noise``) is a spread the caller measured and replaces the default model as a whole; the
+    default model adds, for a latency, the absolute floor relative to its base (``with_floor``)."""
+    return with_floor(rel, base_ms, stat) if latency and not measured else rel
+
+
 # A stress search's result (the best rate that held, the in-flight peak while latency held) is
 # one sample of the machine's state. Two A/A proofs of five quick runs each on the 2-core box
 # (2026-12-02) gave its log a standard deviation of 0.26 and 0.34 (transactions_per_sec 260-518
