@@ -34,7 +34,7 @@ from bot.engine.mailbox import Message, Priority, PutResult
 from bot.engine.watchdog import Watchdog
 from bot.feed import FeedClient
 from bot.market.prices import Pair
-from bot.rpc import EndpointPool, HttpTransport, PoolLimits, Timeouts, WsSubscriber
+from bot.rpc import BatchPolicy, EndpointPool, HttpTransport, PoolLimits, Timeouts, WsSubscriber
 from bot.strategy import StrategyParams
 from bot.telemetry.observer import TelemetryObserver, register_engine_gauges
 from bot.telemetry.recorder import Telemetry
@@ -117,7 +117,9 @@ class Bot:
         self.telemetry = Telemetry(keep=c.telemetry.keep, interval_s=c.telemetry.interval_s)
         timeouts = Timeouts(connect=c.timeouts.connect, read=c.timeouts.read, total=c.timeouts.total)
         limits = PoolLimits(max_connections=c.engine.rpc_concurrency)
-        self.transports = [HttpTransport(url, timeouts, limits) for url in c.endpoints.http]
+        batching = BatchPolicy(enabled=c.engine.rpc_batch, window=c.engine.rpc_batch_window,
+                               max_size=c.engine.rpc_batch_size)
+        self.transports = [HttpTransport(url, timeouts, limits, batching=batching) for url in c.endpoints.http]
         self.rpc = EndpointPool(self.transports)
         self.ws = WsSubscriber(c.endpoints.ws, backfill_client=self.rpc) if c.endpoints.ws else None
         self.heads_key = self.ws.subscribe_new_heads() if self.ws else None

@@ -31,6 +31,9 @@ A complete file (every key optional except ``deployment`` and ``endpoints.http``
     dispatch_slots = 64              # pair handlers running at once
     max_in_flight = 128              # transactions submitted and not yet confirmed
     rpc_concurrency = 64             # RPC calls in flight
+    rpc_batch = true                 # auto-batch calls made in the same loop iteration
+    rpc_batch_window = 0.0           # seconds to wait for more calls (0: the same iteration only)
+    rpc_batch_size = 100             # most calls in one JSON-RPC batch
     signing = "inline"               # inline | thread | process
     workers = 2                      # signing threads/processes
 
@@ -132,6 +135,9 @@ class EngineConfig:
     dispatch_slots: int = 64
     max_in_flight: int = 128
     rpc_concurrency: int = 64
+    rpc_batch: bool = True
+    rpc_batch_window: float = 0.0
+    rpc_batch_size: int = 100
     signing: SigningMode = "inline"
     workers: int = 2
 
@@ -271,6 +277,14 @@ class _Table:
             raise ConfigError(f"{self.name(key)}: expected {want}, got {_show(v)}")
         return float(v)
 
+    def boolean(self, key: str, default: bool) -> bool:
+        v = self.raw(key)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise ConfigError(f"{self.name(key)}: expected true or false, got {_show(v)}")
+        return v
+
     def string(self, key: str, default: str | None) -> str | None:
         v = self.raw(key)
         if v is None:
@@ -405,6 +419,9 @@ def _engine(t: _Table) -> EngineConfig:
         dispatch_slots=t.integer("dispatch_slots", d.dispatch_slots, 1, 100_000),
         max_in_flight=t.integer("max_in_flight", d.max_in_flight, 1, 1_000_000),
         rpc_concurrency=t.integer("rpc_concurrency", d.rpc_concurrency, 1, 100_000),
+        rpc_batch=t.boolean("rpc_batch", d.rpc_batch),
+        rpc_batch_window=t.number("rpc_batch_window", d.rpc_batch_window, lo=0, hi=1),
+        rpc_batch_size=t.integer("rpc_batch_size", d.rpc_batch_size, 1, 10_000),
         signing=cast(SigningMode, t.choice("signing", d.signing, ("inline", "thread", "process"))),
         workers=t.integer("workers", d.workers, 1, 256),
     )

@@ -82,6 +82,23 @@ class BalanceReader(CachedReader[tuple[str, str, int], int]):
         self._store(q, block, value)
         return value
 
+    def accept(self, q: BalanceQuery, result: object, micros: int, block: int | str = "latest") -> int:
+        """Decode the answer to ``q.call(block)`` that a caller's batch got, recording its ``balance_check``
+        sample (``micros``: the round trip it shared); an ``RpcError`` in its slot is raised."""
+        self._reads += 1
+        if isinstance(result, RpcError):
+            self._errors += 1
+            raise result
+        try:
+            value = q.decode(result)
+        except abi.AbiDecodeError:
+            self._errors += 1
+            raise
+        if self._on_latency is not None:
+            self._on_latency("balance_check", micros)
+        self._store(q, block, value)
+        return value
+
     async def many(
         self, queries: Sequence[BalanceQuery], block: int | str = "latest"
     ) -> list[int | RpcError | abi.AbiDecodeError]:

@@ -155,6 +155,29 @@ class PriceReader(CachedReader[tuple[str, int], Reserves]):
             self._on_latency("price_fetch", max((self._clock() - t0) // 1000, 1))
         return price
 
+    @staticmethod
+    def reserves_call(pool: str, block: int | str = "latest") -> tuple[str, list[object]]:
+        """The ``eth_call`` that reads ``pool``'s reserves, for a caller that sends it in its own batch."""
+        return "eth_call", [{"to": pool, "data": "0x" + abi.GET_RESERVES.hex()}, _block_tag(block)]
+
+    def accept(self, pair: Pair, result: object, micros: int, block: int | str = "latest") -> PairPrice:
+        """Decode the answer to ``reserves_call`` that a caller's batch got, recording its ``price_fetch``
+        sample (``micros``: the round trip it shared); an ``RpcError`` in its slot is raised."""
+        self._reads += 1
+        if isinstance(result, RpcError):
+            self._errors += 1
+            raise result
+        try:
+            if not isinstance(result, str | bytes):
+                raise abi.AbiDecodeError(f"getReserves(): expected hex data, got {result!r:.50}")
+            price = _to_price(pair, Reserves(*abi.decode_reserves(result)), block)
+        except abi.AbiDecodeError:
+            self._errors += 1
+            raise
+        if self._on_latency is not None:
+            self._on_latency("price_fetch", micros)
+        return price
+
     async def prices(
         self, pairs: Sequence[Pair], block: int | str = "latest"
     ) -> list[PairPrice | RpcError | abi.AbiDecodeError]:

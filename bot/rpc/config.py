@@ -73,6 +73,31 @@ class PoolLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """Auto-batching of ``HttpTransport.call``: calls made while one is pending leave as one JSON-RPC batch.
+
+    ``window`` 0 (viem's ``wait: 0``) sends what the current event-loop iteration queued at the start
+    of the next one, so no call waits for others; a positive window (ethers' ``batchStallTime``)
+    trades that much latency for larger batches. ``max_size`` bounds one request: a full batch leaves
+    at once, and an explicit ``batch()`` larger than it is split. ``enabled`` False sends every call
+    as its own request. Sends (``eth_sendRawTransaction``) never share a request: see DESIGN.md.
+    """
+
+    enabled: bool = True
+    window: float = 0.0
+    max_size: int = 100
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise RpcSettingError(f"BatchPolicy.enabled: must be true or false, got {self.enabled!r}")
+        if (isinstance(self.window, bool) or not isinstance(self.window, int | float)
+                or not math.isfinite(self.window) or not 0 <= self.window <= 1):
+            raise RpcSettingError(
+                f"BatchPolicy.window: must be 0..1 seconds (0: same loop iteration), got {self.window!r}")
+        _count("BatchPolicy", "max_size", self.max_size, 1)
+
+
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Exponential backoff with full jitter, bounded by attempts and by a time budget.
 

@@ -15,7 +15,7 @@ no retry will fix.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 
 class RpcError(Exception):
@@ -61,3 +61,14 @@ class RateLimited(RpcError):
 class InvalidResponse(RpcError):
     kind = "invalid_response"
     retryable = True
+
+
+E = TypeVar("E", bound=RpcError)
+
+
+def clone(exc: E) -> E:
+    """A copy of ``exc`` for another caller: one request's failure is raised in every call it carried,
+    and one exception object raised in several tasks would collect all their tracebacks."""
+    new = type(exc).__new__(type(exc), *exc.args)
+    new.__dict__.update(exc.__dict__)
+    return new

@@ -11,6 +11,17 @@ HTTP 429 -> ``RateLimited`` with ``Retry-After`` parsed; a JSON-RPC error -> ``N
 (node rate-limit codes such as -32005 -> ``RateLimited``); garbage -> ``InvalidResponse``.
 This transport does not retry; ``EndpointPool`` does.
 
+Auto-batching (``BatchPolicy``, on by default): ``call`` queues the call and the queue is flushed at
+the start of the next event-loop iteration (or after ``window``), so calls made in the same iteration
+leave as one JSON-RPC batch, as viem's ``batch: {wait: 0}`` does. Each call keeps its own result,
+error and timeout (calls with different timeouts never share a request); a request that fails as a
+whole fails each of its calls with a copy of the error. ``send_raw_transaction`` never joins a batch:
+a failed batch would make every send in it ambiguous, and the sender must know which endpoint got
+which bytes (DESIGN.md, "batching rule"). A group of one leaves as a plain request.
+
+The call path is kept lean: the session carries the headers, one ``ClientTimeout`` per distinct timeout
+is built once and reused, and the URL is parsed once.
+
 Bytes are counted at the HTTP level (request/status line, headers and body each way):
 psutil has no per-process network counters, so this is how the bot's bandwidth is measured.
 TCP/IP framing is not included. Responses are requested uncompressed (``Accept-Encoding:
@@ -25,6 +36,7 @@ throughput at 64 in flight on this machine.
 # ruff: noqa: ASYNC109
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import Counter
@@ -35,11 +47,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from bot.rpc import codec
 from bot.rpc.backoff import parse_retry_after
-from bot.rpc.config import PoolLimits, Timeouts
-from bot.rpc.errors import InvalidResponse, NodeError, RateLimited, RpcError, RpcTimeout, TransportError
+from bot.rpc.batching import BatchQueue, SizeHistogram, chunks
+from bot.rpc.config import BatchPolicy, PoolLimits, Timeouts
+from bot.rpc.errors import InvalidResponse, NodeError, RateLimited, RpcError, RpcTimeout, TransportError, clone
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +61,9 @@ class TransportStatistics:
     """``requests``: HTTP requests; ``calls``: JSON-RPC calls (a batch of n is n calls);
     ``in_flight``/``max_in_flight``: requests started and not finished, including those waiting
     for one of the ``max_connections`` pooled connections; ``already_known``: resends the node
-    already had; ``errors``: count by ``RpcError.kind`` (per-call errors in batches included)."""
+    already had; ``errors``: count by ``RpcError.kind`` (per-call errors in batches included);
+    ``batch_sizes``: cumulative ``(le, requests)`` by calls per request (``SIZE_BUCKETS``), every
+    request counted; ``auto_batched``: calls that left through the auto-batching queue."""
 
     url: str
     requests: int
@@ -60,6 +76,8 @@ class TransportStatistics:
     max_connections: int
     already_known: int
     errors: Mapping[str, int]
+    batch_sizes: tuple[tuple[float, int], ...] = ()
+    auto_batched: int = 0
 
 
 _RESERVED_HEADERS = frozenset({"accept-encoding", "content-length", "host", "transfer-encoding"})
@@ -81,14 +99,17 @@ class HttpTransport:
         *,
         headers: Mapping[str, str] | None = None,
         name: str | None = None,
+        batching: BatchPolicy | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"HttpTransport url: expected http(s)://host[:port][/path], got {url!r}")
         self.url = url
+        self._url = URL(url)
         self.name = name or url
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or PoolLimits()
+        self.batching = batching or BatchPolicy()
         extra = dict(headers or {})
         for name_ in extra:
             if name_.lower() in _RESERVED_HEADERS:
@@ -124,6 +145,12 @@ class HttpTransport:
         self._max_in_flight = 0
         self._already_known = 0
         self._errors: Counter[str] = Counter()
+        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._sizes = SizeHistogram()
+        self._queue: BatchQueue[tuple[str, Sequence[Any], asyncio.Future[Any]]] = BatchQueue(self.batching.max_size)
+        self._flush_handle: asyncio.Handle | None = None
+        self._auto_batched = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return (
@@ -151,10 +178,21 @@ class HttpTransport:
             max_connections=self.limits.max_connections,
             already_known=self._already_known,
             errors=MappingProxyType(dict(self._errors)),
+            batch_sizes=self._sizes.buckets(),
+            auto_batched=self._auto_batched,
         )
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        for _, group in self._queue.drain():
+            for _m, _p, fut in group:
+                if not fut.done():
+                    fut.set_exception(TransportError(f"{self.name}: transport closed before the call was sent"))
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -170,23 +208,36 @@ class HttpTransport:
                 keepalive_timeout=self.limits.keepalive_timeout,
                 ttl_dns_cache=self.limits.dns_cache_ttl,
             )
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            # The session carries the headers, so no request builds a header dict of its own.
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, headers=self._headers)
         return self._session
 
-    async def _post(self, body: bytes, timeout: float | None) -> tuple[int, bytes]:
-        session = self._get_session()
+    def _total(self, timeout: float | None) -> float:
         total = self.timeouts.total if timeout is None else timeout
-        if total <= 0:
+        if not total > 0:
             raise ValueError(f"timeout: must be > 0 seconds, got {timeout!r}")
-        client_timeout = aiohttp.ClientTimeout(
-            total=total, sock_connect=min(self.timeouts.connect, total), sock_read=min(self.timeouts.read, total)
-        )
+        return total
+
+    def _client_timeout(self, total: float) -> aiohttp.ClientTimeout:
+        # Built once per distinct timeout: a trade's calls use two or three values, never a new one each.
+        ct = self._client_timeouts.get(total)
+        if ct is None:
+            ct = aiohttp.ClientTimeout(total=total, sock_connect=min(self.timeouts.connect, total),
+                                       sock_read=min(self.timeouts.read, total))
+            if len(self._client_timeouts) < 64:
+                self._client_timeouts[total] = ct
+        return ct
+
+    async def _post(self, body: bytes, total: float, calls: int = 1) -> tuple[int, bytes]:
+        session = self._get_session()
+        client_timeout = self._client_timeout(total)
+        self._sizes.record(calls)
         self._requests += 1
         self._in_flight += 1
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
             self._bytes_sent += self._request_overhead + len(str(len(body))) + len(body)
-            async with session.post(self.url, data=body, headers=self._headers, timeout=client_timeout) as resp:
+            async with session.post(self._url, data=body, timeout=client_timeout) as resp:
                 payload = await resp.read()
                 # "HTTP/1.1 200 OK\r\n": 15 bytes besides the reason phrase.
                 self._bytes_received += 15 + len(resp.reason or "") + _header_bytes(resp.raw_headers)
@@ -211,11 +262,11 @@ class HttpTransport:
     def _not_ok(name: str, status: int, payload: bytes, exc: InvalidResponse) -> TransportError:
         return TransportError(f"{name}: HTTP {status}: {payload[:120]!r} ({exc})", status=status)
 
-    async def _call(self, method: str, params: Sequence[Any], timeout: float | None) -> Any:
+    async def _call(self, method: str, params: Sequence[Any], total: float) -> Any:
         rid = next(self._ids)
         body = codec.encode_request(method, params, rid)
         self._calls += 1
-        status, payload = await self._post(body, timeout)
+        status, payload = await self._post(body, total)
         try:
             return codec.decode_response(payload, rid)
         except InvalidResponse as exc:
@@ -224,19 +275,7 @@ class HttpTransport:
                 raise self._not_ok(self.name, status, payload, exc) from exc
             raise
 
-    async def call(self, method: str, params: Sequence[Any] = (), *, timeout: float | None = None) -> Any:
-        try:
-            return await self._call(method, params, timeout)
-        except RpcError as exc:
-            self._errors[exc.kind] += 1
-            raise
-
-    async def batch(
-        self, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None
-    ) -> list[Any | RpcError]:
-        """One HTTP request for all ``calls``; per-call errors come back in their slots."""
-        if not calls:
-            return []
+    async def _batch_request(self, calls: Sequence[tuple[str, Sequence[Any]]], total: float) -> list[Any | RpcError]:
         first = next(self._ids)
         body, ids = codec.encode_batch(calls, first)
         # Reserve the rest of the ids so concurrent requests never reuse one.
@@ -244,14 +283,88 @@ class HttpTransport:
             next(self._ids)
         self._batches += 1
         self._calls += len(calls)
+        status, payload = await self._post(body, total, len(calls))
         try:
-            status, payload = await self._post(body, timeout)
-            try:
-                results = codec.decode_batch(payload, ids)
-            except InvalidResponse as exc:
-                if status != 200:
-                    raise self._not_ok(self.name, status, payload, exc) from exc
-                raise
+            return codec.decode_batch(payload, ids)
+        except InvalidResponse as exc:
+            if status != 200:
+                raise self._not_ok(self.name, status, payload, exc) from exc
+            raise
+
+    async def call(self, method: str, params: Sequence[Any] = (), *, timeout: float | None = None) -> Any:
+        total = self._total(timeout)
+        try:
+            if not self.batching.enabled:
+                return await self._call(method, params, total)
+            if self._closed:
+                raise TransportError(f"{self.name}: transport is closed")
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[Any] = loop.create_future()
+            full = self._queue.add(total, (method, params, fut))
+            if full is not None:
+                self._start(total, full)
+            elif self._flush_handle is None:
+                w = self.batching.window
+                self._flush_handle = loop.call_soon(self._flush) if w == 0 else loop.call_later(w, self._flush)
+            return await fut
+        except RpcError as exc:
+            self._errors[exc.kind] += 1
+            raise
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        for total, group in self._queue.drain():
+            self._start(total, group)
+
+    def _start(self, total: float, group: list[tuple[str, Sequence[Any], asyncio.Future[Any]]]) -> None:
+        self._auto_batched += len(group)
+        task = asyncio.get_running_loop().create_task(self._send_group(total, group))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_group(self, total: float, group: list[tuple[str, Sequence[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(group) == 1:
+                method, params, fut = group[0]
+                result = await self._call(method, params, total)
+                if not fut.done():  # the caller may have been cancelled meanwhile
+                    fut.set_result(result)
+                return
+            results = await self._batch_request([(m, p) for m, p, _ in group], total)
+        except RpcError as exc:
+            # The request failed as a whole: every call in it fails, each with its own copy.
+            for i, (_, _, fut) in enumerate(group):
+                if not fut.done():
+                    fut.set_exception(exc if i == 0 else clone(exc))
+            return
+        except BaseException as exc:  # a bug or cancellation must not leave a caller waiting forever
+            for _, _, fut in group:
+                if not fut.done():
+                    fut.set_exception(TransportError(f"{self.name}: {type(exc).__name__}: {exc}"))
+            raise
+        for (_, _, fut), res in zip(group, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(res, RpcError):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)
+
+    async def batch(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None
+    ) -> list[Any | RpcError]:
+        """``calls`` in one request (several when above ``BatchPolicy.max_size``, sent concurrently);
+        per-call errors come back in their slots, a request that fails as a whole raises."""
+        if not calls:
+            return []
+        total = self._total(timeout)
+        try:
+            pieces = chunks(list(calls), self.batching.max_size)
+            if len(pieces) == 1:
+                results = await self._batch_request(pieces[0], total)
+            else:
+                parts = await asyncio.gather(*(self._batch_request(p, total) for p in pieces))
+                results = [r for part in parts for r in part]
         except RpcError as exc:
             self._errors[exc.kind] += 1
             raise
@@ -265,7 +378,7 @@ class HttpTransport:
         expected = codec.tx_hash(raw)
         try:
             try:
-                result = await self._call("eth_sendRawTransaction", ["0x" + raw.hex()], timeout)
+                result = await self._call("eth_sendRawTransaction", ["0x" + raw.hex()], self._total(timeout))
             except NodeError as exc:
                 if codec.is_already_known(exc):
                     self._already_known += 1

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from eth_hash.auto import keccak
 
-from bot.rpc import HttpTransport, PoolLimits, Timeouts
+from bot.rpc import BatchPolicy, HttpTransport, PoolLimits, Timeouts
 from bot.rpc.errors import InvalidResponse, NodeError, RateLimited, RpcTimeout, TransportError
 from tests.unit.rpc_fakes import FakeNode, drop, garbage, node_error, slow, status
 
@@ -185,7 +185,8 @@ async def test_definite_send_rejection_is_raised(node: FakeNode, transport: Http
 
 async def test_concurrent_calls_respect_the_pool_size(node: FakeNode) -> None:
     node.delay = 0.02
-    async with HttpTransport(node.url, limits=PoolLimits(max_connections=4)) as client:
+    unbatched = BatchPolicy(enabled=False)  # one request per call, so 40 requests compete for 4 sockets
+    async with HttpTransport(node.url, limits=PoolLimits(max_connections=4), batching=unbatched) as client:
         results = await asyncio.gather(*(client.call("echo", [i]) for i in range(40)))
         assert results == [[i] for i in range(40)]
         stats = client.statistics()
