@@ -160,3 +160,46 @@ def test_a_bad_config_names_the_field_and_exits_2(tmp_path: Path) -> None:
                          text=True, timeout=60)
     assert res.returncode == 2
     assert "api.port" in res.stderr and "Traceback" not in res.stderr
+
+
+async def test_a_trades_reads_leave_in_one_round_trip_and_agree_with_separate_reads(
+    chain: tuple[Anvil, dict[str, object]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.trader import ManualOrder
+
+    node, _ = chain
+    monkeypatch.setenv(KEYS_ENV, bot_keys_env(2)[KEYS_ENV])
+    cfg_path, _ = write_bot_config(tmp_path, node_http=node.url, node_ws=node.ws_url,
+                                   deployment=tmp_path / "deployment.json", feed_url="ws://127.0.0.1:9/none",
+                                   api_port=free_port())
+    bot = Bot(load(cfg_path))
+    await bot.start()
+    try:
+        assert bot.trader is not None
+        pair = bot.trader.pairs["T000/USD"]
+        transport = bot.transports[0]
+        before = transport.statistics()
+        read = await bot.trader.read_pair(pair, None)
+        after = transport.statistics()
+        # The reserves and both balances: three calls, one HTTP request, one batch.
+        assert (after.calls - before.calls, after.batches - before.batches) == (3, 1)
+        assert after.requests - before.requests == 1
+        # ... and the same answers as three separate reads at the same block.
+        price = await bot.trader.prices.price(pair.market)
+        b0 = await bot.trader.balances.get(pair.account, pair.token0)
+        b1 = await bot.trader.balances.get(pair.account, pair.token1)
+        base0 = pair.base_is_token0
+        r0, r1 = (price.reserve_base, price.reserve_quote) if base0 else (price.reserve_quote, price.reserve_base)
+        assert (read.pool.reserve0, read.pool.reserve1) == (r0, r1)
+        assert bot.trader.balance(pair, True, read, None) == b0
+        assert bot.trader.balance(pair, False, read, None) == b1
+        assert read.pool.base_is_token0 == base0
+        # A whole trade through the batched reads: mined, with price_fetch and balance_check recorded.
+        await bot.trader.trade(pair.id, {}, None, manual=ManualOrder("buy", 10**18, 100.0))
+        assert bot.sender is not None
+        assert await bot.sender.drain(30.0)
+        await bot.trader.drain(30.0)
+        totals = bot.telemetry.counter_totals()
+        assert totals.get("trades_ok") == 1, totals
+    finally:
+        await bot.stop()
