@@ -1,14 +1,12 @@
 """The pure part of auto-batching: which waiting calls leave together, and the batch-size histogram.
 
-``BatchQueue`` holds calls that wait for the next flush, grouped by their timeout: one HTTP request
-has one timeout, so calls with different timeouts never share a request, and each call keeps exactly
-the deadline it asked for. ``add`` hands back a group the moment it reaches ``max_size``; ``drain``
-hands back everything else. It performs no I/O; ``HttpTransport`` does (h11 style).
+``BatchQueue`` holds the groups of calls that will leave together, one open group per timeout: one HTTP
+request has one timeout, so calls with different timeouts never share a request, and each call keeps
+exactly the deadline it asked for. It performs no I/O; ``HttpTransport`` does (h11 style).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -20,49 +18,59 @@ SIZE_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 @dataclass(frozen=True, slots=True)
 class BatchQueueStatistics:
-    waiting: int  # calls queued for the next flush
-    groups: int  # distinct timeouts among them
+    open_groups: int  # groups whose leader has not sent them yet (one per distinct timeout at most)
+    waiting: int  # followers in those groups
     max_size: int
 
 
 class BatchQueue(Generic[T]):
-    """Calls waiting to leave, by timeout. ``max_size`` is the largest group a request may carry."""
+    """Open groups of calls, at most one per timeout, each led by the call that opened it.
 
-    __slots__ = ("_groups", "_waiting", "max_size")
+    The first call of an iteration ``join``s and gets an empty group back: it is the leader. It yields
+    to the loop once (or for the window), then ``close``s the group and sends itself plus whatever
+    followers joined meanwhile (``join`` returned None to them). A group that reaches ``max_size``
+    (leader included) is closed at once, so the next call opens a new one. The leader of a lone call
+    therefore sends a plain request with no task and no future: batching costs a lone call one yield.
+    """
+
+    __slots__ = ("_open", "max_size")
 
     def __init__(self, max_size: int) -> None:
         if max_size < 1:
             raise ValueError(f"max_size: must be >= 1, got {max_size}")
         self.max_size = max_size
-        self._groups: dict[float, list[T]] = {}
-        self._waiting = 0
-
-    def __len__(self) -> int:
-        return self._waiting
+        self._open: dict[float, list[T]] = {}
 
     def __repr__(self) -> str:
-        return f"BatchQueue(waiting={self._waiting}, groups={len(self._groups)}, max_size={self.max_size})"
+        return f"BatchQueue(open={len(self._open)}, max_size={self.max_size})"
 
     def statistics(self) -> BatchQueueStatistics:
-        return BatchQueueStatistics(self._waiting, len(self._groups), self.max_size)
+        return BatchQueueStatistics(len(self._open), sum(map(len, self._open.values())), self.max_size)
 
-    def add(self, timeout: float, item: T) -> list[T] | None:
-        """Queue ``item``; returns its group, removed from the queue, if that made the group full."""
-        group = self._groups.get(timeout)
+    def join(self, timeout: float, item: T) -> list[T] | None:
+        """Follow the open group for ``timeout`` (returns None), or open one and lead it (returns its
+        followers' list, empty now; ``item`` is then the leader's own and is not in it)."""
+        group = self._open.get(timeout)
         if group is None:
-            group = self._groups[timeout] = []
+            group = []
+            if self.max_size > 1:
+                self._open[timeout] = group
+            return group
         group.append(item)
-        self._waiting += 1
-        if len(group) < self.max_size:
-            return None
-        del self._groups[timeout]
-        self._waiting -= len(group)
+        if len(group) + 1 >= self.max_size:
+            del self._open[timeout]  # full: the next call leads a new group
+        return None
+
+    def close(self, timeout: float, group: list[T]) -> list[T]:
+        """The leader takes its group: no one joins it any more. Returns the followers."""
+        if self._open.get(timeout) is group:
+            del self._open[timeout]
         return group
 
-    def drain(self) -> Iterator[tuple[float, list[T]]]:
-        """Every waiting group, oldest timeout group first; the queue is empty afterwards."""
-        groups, self._groups, self._waiting = self._groups, {}, 0
-        yield from groups.items()
+    def drain(self) -> list[list[T]]:
+        """Close every open group (the transport is closing): their followers, for failing them."""
+        groups, self._open = list(self._open.values()), {}
+        return groups
 
 
 def chunks(items: list[T], size: int) -> list[list[T]]:

@@ -11,9 +11,10 @@ HTTP 429 -> ``RateLimited`` with ``Retry-After`` parsed; a JSON-RPC error -> ``N
 (node rate-limit codes such as -32005 -> ``RateLimited``); garbage -> ``InvalidResponse``.
 This transport does not retry; ``EndpointPool`` does.
 
-Auto-batching (``BatchPolicy``, on by default): ``call`` queues the call and the queue is flushed at
-the start of the next event-loop iteration (or after ``window``), so calls made in the same iteration
-leave as one JSON-RPC batch, as viem's ``batch: {wait: 0}`` does. Each call keeps its own result,
+Auto-batching (``BatchPolicy``, on by default): the first call of an iteration leads a group; it yields
+to the loop once (or for ``window``), and every call made meanwhile joins it, so calls made in the same
+iteration leave as one JSON-RPC batch, as viem's ``batch: {wait: 0}`` does. A leader with no followers
+sends a plain request itself: a lone call pays one yield, no task and no extra future. Each call keeps its own result,
 error and timeout (calls with different timeouts never share a request); a request that fails as a
 whole fails each of its calls with a copy of the error. ``send_raw_transaction`` never joins a batch:
 a failed batch would make every send in it ambiguous, and the sender must know which endpoint got
@@ -88,6 +89,9 @@ def _header_bytes(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> int:
     return sum(len(k) + len(v) + 4 for k, v in pairs) + 2
 
 
+_Waiting = tuple[str, Sequence[Any], "asyncio.Future[Any]"]  # a call waiting in a group: method, params, answer
+
+
 class HttpTransport:
     """JSON-RPC over HTTP keep-alive to one endpoint. Create and use inside one event loop."""
 
@@ -147,8 +151,7 @@ class HttpTransport:
         self._errors: Counter[str] = Counter()
         self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._sizes = SizeHistogram()
-        self._queue: BatchQueue[tuple[str, Sequence[Any], asyncio.Future[Any]]] = BatchQueue(self.batching.max_size)
-        self._flush_handle: asyncio.Handle | None = None
+        self._queue: BatchQueue[_Waiting] = BatchQueue(self.batching.max_size)
         self._auto_batched = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -184,10 +187,7 @@ class HttpTransport:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        for _, group in self._queue.drain():
+        for group in self._queue.drain():
             for _m, _p, fut in group:
                 if not fut.done():
                     fut.set_exception(TransportError(f"{self.name}: transport closed before the call was sent"))
@@ -298,31 +298,39 @@ class HttpTransport:
                 return await self._call(method, params, total)
             if self._closed:
                 raise TransportError(f"{self.name}: transport is closed")
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[Any] = loop.create_future()
-            full = self._queue.add(total, (method, params, fut))
-            if full is not None:
-                self._start(total, full)
-            elif self._flush_handle is None:
-                w = self.batching.window
-                self._flush_handle = loop.call_soon(self._flush) if w == 0 else loop.call_later(w, self._flush)
-            return await fut
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            followers = self._queue.join(total, (method, params, fut))
+            if followers is None:  # a follower: the group's leader sends this call with its own
+                return await fut
+            return await self._lead(total, method, params, followers)
         except RpcError as exc:
             self._errors[exc.kind] += 1
             raise
 
-    def _flush(self) -> None:
-        self._flush_handle = None
-        for total, group in self._queue.drain():
-            self._start(total, group)
+    async def _lead(self, total: float, method: str, params: Sequence[Any], followers: list[_Waiting]) -> Any:
+        try:
+            await asyncio.sleep(self.batching.window)  # 0: one yield, so calls of this iteration can join
+        except BaseException:
+            # The leader was cancelled before it sent anything: its followers must still leave.
+            self._queue.close(total, followers)
+            if followers:
+                self._spawn(total, followers)
+            raise
+        self._queue.close(total, followers)
+        if not followers:
+            return await self._call(method, params, total)
+        mine: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # A shared request runs in its own task: cancelling one caller must not cut the others' answers.
+        self._spawn(total, [(method, params, mine), *followers])
+        return await mine
 
-    def _start(self, total: float, group: list[tuple[str, Sequence[Any], asyncio.Future[Any]]]) -> None:
+    def _spawn(self, total: float, group: list[_Waiting]) -> None:
         self._auto_batched += len(group)
         task = asyncio.get_running_loop().create_task(self._send_group(total, group))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send_group(self, total: float, group: list[tuple[str, Sequence[Any], asyncio.Future[Any]]]) -> None:
+    async def _send_group(self, total: float, group: list[_Waiting]) -> None:
         try:
             if len(group) == 1:
                 method, params, fut = group[0]

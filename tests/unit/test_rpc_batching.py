@@ -119,7 +119,7 @@ async def test_each_call_keeps_its_own_timeout(node: BatchNode) -> None:
         assert sorted(node.sizes) == [0, 0]
 
 
-async def test_a_full_batch_leaves_at_once_and_the_rest_follows(node: BatchNode) -> None:
+async def test_a_full_group_closes_and_the_next_calls_start_another(node: BatchNode) -> None:
     async with client(node, max_size=3) as t:
         results = await asyncio.gather(*(t.call("echo", [i]) for i in range(7)))
         assert results == [[i] for i in range(7)]
@@ -143,14 +143,16 @@ async def test_a_failed_request_fails_each_of_its_calls_with_its_own_error(node:
         assert await asyncio.gather(*(t.call("echo", [i]) for i in range(4))) == [[i] for i in range(4)]
 
 
-async def test_a_cancelled_caller_leaves_the_rest_of_its_batch_alone(node: BatchNode) -> None:
+@pytest.mark.parametrize("victim", [0, 2], ids=["the-leader", "a-follower"])
+async def test_a_cancelled_caller_leaves_the_rest_of_its_batch_alone(node: BatchNode, victim: int) -> None:
     async with client(node) as t:
         tasks = [asyncio.ensure_future(t.call("echo", [i])) for i in range(5)]
-        await asyncio.sleep(0)  # the calls are queued
-        tasks[2].cancel()
+        await asyncio.sleep(0)  # the calls have joined the group; its leader (call 0) has not sent it yet
+        tasks[victim].cancel()
         out = await asyncio.gather(*tasks, return_exceptions=True)
-        assert isinstance(out[2], asyncio.CancelledError)
-        assert [out[i] for i in (0, 1, 3, 4)] == [[0], [1], [3], [4]]
+        assert isinstance(out[victim], asyncio.CancelledError)
+        assert [out[i] for i in range(5) if i != victim] == [[i] for i in range(5) if i != victim]
+        assert node.sizes == [4 if victim == 0 else 5]
 
 
 async def test_a_window_gathers_calls_from_later_iterations(node: BatchNode) -> None:
@@ -191,25 +193,29 @@ async def test_closing_fails_queued_calls_instead_of_stranding_them(node: BatchN
 # -- the pure parts -------------------------------------------------------------------------------------
 
 
-@given(st.integers(1, 8), st.lists(st.tuples(st.sampled_from([0.5, 1.0, 2.0]), st.integers()), max_size=60))
-def test_the_queue_hands_out_every_call_once_in_groups_of_one_timeout_within_the_limit(
-    max_size: int, adds: list[tuple[float, int]]
+@given(st.integers(1, 8), st.lists(st.tuples(st.sampled_from([0.5, 1.0, 2.0]), st.booleans()), max_size=60))
+def test_the_queue_puts_every_call_in_exactly_one_group_of_one_timeout_within_the_limit(
+    max_size: int, steps: list[tuple[float, bool]]
 ) -> None:
-    q: BatchQueue[tuple[float, int, int]] = BatchQueue(max_size)
-    out: list[tuple[float, list[tuple[float, int, int]]]] = []
-    for seq, (timeout, value) in enumerate(adds):
-        full = q.add(timeout, (timeout, value, seq))
-        if full is not None:
-            assert len(full) == max_size
-            out.append((timeout, full))
-        assert len(q) == seq + 1 - sum(len(g) for _, g in out)
-    out.extend(q.drain())
-    assert len(q) == 0
-    for timeout, group in out:
-        assert 1 <= len(group) <= max_size
-        assert all(item[0] == timeout for item in group)
-        assert [item[2] for item in group] == sorted(item[2] for item in group)  # order kept within a group
-    assert sorted(item[2] for _, g in out for item in g) == list(range(len(adds)))
+    """Calls join in any order; ``True`` steps also let the oldest waiting leader wake and close its group."""
+    q: BatchQueue[tuple[float, int]] = BatchQueue(max_size)
+    leaders: list[tuple[float, int, list[tuple[float, int]]]] = []  # (timeout, leader's call, its group)
+    sent: list[tuple[float, list[tuple[float, int]]]] = []
+    for seq, (timeout, wake) in enumerate(steps):
+        group = q.join(timeout, (timeout, seq))
+        if group is not None:
+            assert group == []
+            leaders.append((timeout, seq, group))
+        if wake and leaders:
+            t, lead, g = leaders.pop(0)
+            sent.append((t, [(t, lead), *q.close(t, g)]))
+    for t, lead, g in leaders:
+        sent.append((t, [(t, lead), *q.close(t, g)]))
+    assert q.statistics().open_groups == 0
+    for timeout, calls in sent:
+        assert 1 <= len(calls) <= max_size
+        assert all(c[0] == timeout for c in calls)
+    assert sorted(c[1] for _, calls in sent for c in calls) == list(range(len(steps)))
 
 
 @given(st.lists(st.integers(0, 50), max_size=30), st.integers(1, 10))
