@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
               "harness profile --seconds 30 --rate 200")
     p.add_argument("--seconds", type=int, default=30, help="profile length (default 30)")
     p.add_argument("--rate", type=float, default=100.0, help="trades per second offered (default 100)")
-    p.add_argument("--format", choices=["flamegraph", "speedscope"], default="flamegraph")
+    p.add_argument("--format", choices=["flamegraph", "speedscope", "raw"], default="flamegraph",
+                   help="flamegraph (SVG), speedscope (JSON) or raw (folded stacks, summarised by function here)")
     _add_run_options(p)
 
     p = _verb(sub, "report", "re-render a run's report, the history page, or compare two runs",

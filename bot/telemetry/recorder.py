@@ -29,10 +29,12 @@ what earlier scenarios left behind as carry-over instead of blaming it on the cu
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import re
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +83,17 @@ def parse_counter_key(key: str) -> tuple[str, dict[str, str]]:
 
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+def clear(hist: HdrHistogram) -> None:
+    """``hist.reset()`` as one memset: hdrh's own reset zeroes its 17,408 counts one by one in Python
+    (1.3 ms a histogram, measured), which stalled the loop for tens of ms at every rotation."""
+    ctypes.memset(hist.counts, 0, ctypes.sizeof(hist.counts))
+    hist.total_count = 0
+    hist.min_value = sys.maxsize
+    hist.max_value = 0
+    hist.start_time_stamp_msec = sys.maxsize
+    hist.end_time_stamp_msec = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +166,15 @@ class _Tagged:
         self.counters: dict[str, int] = {}
         self.idle = 0  # closed intervals in a row with nothing recorded
 
-    def close(self) -> TagSlice | None:
-        encoded: dict[str, str] = {}
+    def close(self, encoded: dict[str, str]) -> Iterator[None]:
+        """Encode and clear each non-empty histogram into ``encoded``, yielding after each one."""
         for op, h in self.hists.items():
             if h.get_total_count():
                 encoded[op] = h.encode().decode("ascii")
-                h.reset()
-        counters, self.counters = self.counters, {}
+                clear(h)
+                yield
+
+    def slice(self, encoded: dict[str, str], counters: dict[str, int]) -> TagSlice | None:
         if not encoded and not counters:
             self.idle += 1
             return None
@@ -288,32 +303,74 @@ class Telemetry:
         return self._seq
 
     def rotate(self) -> ClosedInterval:
-        """Close the current interval (whatever its length) and open the next one."""
+        """Close the current interval (whatever its length) and open the next one, all at once."""
+        steps = self._rotation()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                closed: ClosedInterval = done.value
+                return closed
+
+    def _rotation(self) -> Generator[None, None, ClosedInterval]:
+        """The rotation as steps: one histogram encoded per step, so the async rotation can let the
+        loop run between them (encoding is ~0.5 ms a histogram; 20 at once was a 10 ms stall).
+
+        Counters switch at once, at ``end``. A histogram is closed when its step runs, so a sample
+        recorded during the rotation's few milliseconds lands in the closing interval if its
+        operation has not been encoded yet and in the next one if it has: never lost, never twice.
+        """
         end = self._wall()
+        counters = self._counters
+        self._counters = {}
+        tag_counters = {tag: t.counters for tag, t in self._tagged.items()}
+        for t in self._tagged.values():
+            t.counters = {}
         encoded: dict[str, str] = {}
-        for name, slot in self._ops.items():
+        for name, slot in list(self._ops.items()):
             if slot.hist.get_total_count():
                 encoded[name] = slot.hist.encode().decode("ascii")
                 slot.cumulative += slot.view
-                slot.hist.reset()
-        counters = self._counters
+                clear(slot.hist)
+                yield
         for key, n in counters.items():
             self._totals[key] = self._totals.get(key, 0) + n
         tags: dict[str, TagSlice] = {}
         for tag, tagged in list(self._tagged.items()):
-            sl = tagged.close()
+            tag_encoded: dict[str, str] = {}
+            yield from tagged.close(tag_encoded)
+            sl = tagged.slice(tag_encoded, tag_counters.get(tag, {}))
             if sl is not None:
                 tags[tag] = sl
-            elif tagged.idle >= TAG_IDLE_INTERVALS:
-                del self._tagged[tag]  # its live histograms are ~200 KB each
+            elif tagged.idle >= TAG_IDLE_INTERVALS and not tagged.counters:
+                del self._tagged[tag]  # its live histograms are ~140 KB each
         closed = ClosedInterval(self._seq, self._start, end, encoded, counters, tags)
         if len(self._closed) == self._keep:
             self._evicted += 1
         self._closed.append(closed)
-        self._counters = {}
         self._seq += 1
         self._start = end
         return closed
+
+    async def rotate_async(self) -> ClosedInterval:
+        """``rotate()`` with the loop let run between histograms. Cancelled midway, it finishes the
+        rotation synchronously first: a half-closed interval would lose the samples already cleared."""
+        steps = self._rotation()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                closed: ClosedInterval = done.value
+                return closed
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                while True:
+                    try:
+                        next(steps)
+                    except StopIteration:
+                        break
+                raise
 
     def intervals_since(self, since: int | None = None) -> list[ClosedInterval]:
         """Closed intervals with ``seq > since`` (all retained ones when ``since`` is None)."""
@@ -381,7 +438,7 @@ class Telemetry:
         done = 0
         while max_intervals is None or done < max_intervals:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            self.rotate()
+            await self.rotate_async()
             done += 1
             next_at += self.interval_s
             if next_at < loop.time():  # stalled for more than an interval: do not replay missed ticks

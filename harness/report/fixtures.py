@@ -29,6 +29,7 @@ from hdrh.histogram import HdrHistogram
 
 from harness.report import histograms as H
 from harness.results import FROM_TICK_SUFFIX, OWN_TIME_OPERATIONS, SERVICE_SUFFIX
+from harness.run.figures import cpu_per_trade
 
 MB = 1_000_000
 OWN_TIME_QUEUE_SHARE = 0.6
@@ -199,7 +200,14 @@ def _scenarios(rng: np.random.Generator, t0: float, slow: Mapping[str, float]) -
         # The last step asks more of the generator than it can give: a run must say so, not blame the bot.
         isolation=_Isolation(2.1, lag_max_ms=31.0, behind=True),
     )
-    stress["summary"].update(breaking_point=1600.0, first_broken="tx_submission p99 > 200 ms")
+    stress["summary"].update(breaking_point=1600.0, first_broken="tx_submission p99 > 200 ms",
+                             search={"last_good": 800.0, "breaking_point": 1600.0},
+                             steps=[{"rate": float(r), "start": k * 10.0 + 2.0, "end": k * 10.0 + 10.0,
+                                     "achieved": float(r), "error_rate": 0.0008, "latency_ok": r < 1600,
+                                     "cpu_per_trade": cpu_per_trade(
+                                 stress_iv, stress["resources"], k * 10.0, k * 10.0 + 10.0, warmup_s=2.0)}
+                                 for k, r in enumerate(steps)])
+    sustained["summary"]["cpu_per_trade"] = cpu_per_trade(sus_iv, sustained["resources"], 0.0, 60.0)
     soak_iv = [_interval(rng, i * 60.0, end=(i + 1) * 60.0, n_tx=int(rng.poisson(600)), queue_ms=0.3,
                          slowdown=slow, error_rate=0.0003) for i in range(30)]
     soak = _scenario(

@@ -83,13 +83,33 @@ def _trends(entries: list[RunEntry], plot_dir: Path) -> list[TrendBlock]:
                 threshold=pts[-1][4],
             )
     rank = {r: i for i, r in enumerate(SLO_ROWS)}
-    out = []
+    out = _cpu_trend(chrono, labels, plot_dir)
     for key in sorted(by_row, key=lambda k: (rank.get(k, len(rank)), k)):
         table, row = key
         name = f"trend-{slug(table)}-{slug(row)}.png"
         plots.trend_figure(f"{row} ({table})", units[key], labels, list(by_row[key].values()), plot_dir / name)
         out.append(TrendBlock(table, row, f"history-plots/{name}"))
     return out
+
+
+def _cpu_trend(chrono: list[RunEntry], labels: list[str], plot_dir: Path) -> list[TrendBlock]:
+    """The bot's CPU per trade across runs, one series per trading scenario (no target: a figure)."""
+    pts: dict[str, list[tuple[int, float, float, float]]] = defaultdict(list)
+    for x, e in enumerate(chrono):
+        for scn in e.run.scenarios:
+            fig = scn.cpu_per_trade
+            if fig is None:
+                continue
+            lo, hi = fig.ci_us if fig.ci_us is not None else (fig.value_us, fig.value_us)
+            pts[scn.id].append((x, fig.value_us, lo, hi))
+    if not pts:
+        return []
+    series = [plots.TrendSeries(label=f"CPU per trade [{sid}]", x=[p[0] for p in ps], values=[p[1] for p in ps],
+                                lo=[p[2] for p in ps], hi=[p[3] for p in ps], threshold=None)
+              for sid, ps in sorted(pts.items())]
+    name = "trend-figures-bot-cpu-per-trade.png"
+    plots.trend_figure("bot_cpu_per_trade (figures)", "µs", labels, series, plot_dir / name)
+    return [TrendBlock("figures", "bot_cpu_per_trade", f"history-plots/{name}")]
 
 
 def render_history(reports_dir: Path) -> Path:

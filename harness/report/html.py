@@ -25,6 +25,7 @@ from harness.probes.calibration import CPU_REF_REPS, Calibration
 from harness.report import format as F
 from harness.report import plots
 from harness.report.junit import write_junit
+from harness.report.travel import travel_rows
 from harness.report.views import ceiling_context, describe_schedule, op_view, resource_panels, throughput_view
 from harness.results import TABLE_ORDER, CarryOver, Run, Scenario, Verdict, sorted_verdicts
 
@@ -231,6 +232,7 @@ def render_run(run: Run, run_dir: Path) -> Path:
         calibration=cal,
         calibration_rows=[] if cal is None else calibration_rows(cal, mining),
         behind=[s.id for s in run.scenarios if s.generator_behind],
+        travel=travel_rows(run),
         run=run,
         counts=run.counts(),
         rows=verdict_rows(run),

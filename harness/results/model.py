@@ -235,6 +235,39 @@ class CarryOver:
         return not any(self.histograms.values()) and not any(self.counters.values())
 
 
+@dataclass(frozen=True)
+class CpuPerTrade:
+    """µs of the bot's CPU per completed trade over a window (harness.run.figures), with its CI."""
+
+    value_us: float
+    ci_us: tuple[float, float] | None
+    confidence: float
+    trades: int
+    trades_per_s: float
+    cpu_percent: float
+    note: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CpuPerTrade | None:
+        v = _number(d.get("value_us"))
+        if v is None:
+            return None
+        ci = d.get("ci_us")
+        return cls(
+            value_us=v,
+            ci_us=(float(ci[0]), float(ci[1])) if isinstance(ci, list | tuple) and len(ci) == 2 else None,
+            confidence=float(d.get("confidence") or 0.95),
+            trades=int(d.get("trades") or 0),
+            trades_per_s=float(d.get("trades_per_s") or 0.0),
+            cpu_percent=float(d.get("cpu_percent") or 0.0),
+            note=str(d.get("note") or ""),
+        )
+
+    def reference_iterations(self, cpu_ref_per_s: float) -> float:
+        """The same CPU in iterations of the calibration's reference loop: the machine's speed cancels."""
+        return self.value_us * 1e-6 * cpu_ref_per_s
+
+
 _SCENARIO_KEYS = frozenset({"id", "started_at", "duration_s", "schedule", "annotations", "intervals",
                             "resources", "health", "summary"})
 
@@ -334,6 +367,35 @@ class Scenario:
             timed_out=bool(q.get("timed_out")),
             busy=tuple(str(b) for b in busy) if isinstance(busy, list) else (),
         )
+
+    @property
+    def cpu_per_trade(self) -> CpuPerTrade | None:
+        c = self.summary.get("cpu_per_trade")
+        return CpuPerTrade.from_dict(c) if isinstance(c, Mapping) else None
+
+    @property
+    def step_cpu_per_trade(self) -> tuple[tuple[float, CpuPerTrade], ...]:
+        """(offered rate, CPU per trade) for each stress step that has one."""
+        steps = self.summary.get("steps")
+        out = []
+        for st in steps if isinstance(steps, list) else ():
+            c = st.get("cpu_per_trade") if isinstance(st, Mapping) else None
+            fig = CpuPerTrade.from_dict(c) if isinstance(c, Mapping) else None
+            rate = _number(st.get("rate")) if isinstance(st, Mapping) else None
+            if fig is not None and rate is not None:
+                out.append((rate, fig))
+        return tuple(out)
+
+    @property
+    def breaking_point(self) -> float | None:
+        """The lowest stress rate known broken (None: not a stress scenario, or nothing broke)."""
+        return _number(self.summary.get("breaking_point"))
+
+    @property
+    def last_good(self) -> float | None:
+        """The highest stress rate that held every latency row (the ladder's top if nothing broke)."""
+        search = self.summary.get("search")
+        return _number(search.get("last_good")) if isinstance(search, Mapping) else None
 
     @property
     def carry_over(self) -> CarryOver | None:

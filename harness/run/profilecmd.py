@@ -22,7 +22,8 @@ from harness.run.stack import stack
 async def _profile(opts: RunOptions, seconds: int, rate: float, fmt: str) -> Path:
     run_dir = opts.out / f"profile-{new_run_id()}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    out = run_dir / ("bot-flamegraph.svg" if fmt == "flamegraph" else "bot-profile.speedscope.json")
+    out = run_dir / {"flamegraph": "bot-flamegraph.svg", "speedscope": "bot-profile.speedscope.json",
+                     "raw": "bot-profile.folded.txt"}[fmt]
     ui = Ui(enabled=opts.progress)
     with ui:
         async with stack(opts, run_dir, ui) as st:
@@ -47,5 +48,12 @@ def run_profile(opts: RunOptions, seconds: int, rate: float, fmt: str) -> int:
     if seconds <= 0 or rate <= 0:
         raise HarnessError("--seconds and --rate must be positive")
     out = asyncio.run(_profile(opts, seconds, rate, fmt))
+    if fmt == "raw":
+        from harness.probes.folded import parse_folded, summarize
+
+        total, shares = summarize(parse_folded(out.read_text(encoding="utf-8")), top=25)
+        print(f"{total:,} samples; inclusive / self share of the bot's samples:")
+        for f in shares:
+            print(f"  {f.inclusive * 100:5.1f}%  {f.self_ * 100:5.1f}%  {f.name}")
     print(f"profile: {out}")
     return 0

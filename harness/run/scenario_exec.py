@@ -22,6 +22,7 @@ from harness.run import feedrun
 from harness.run.collect import TagFilter, carry_over, merge_intervals, own_tagged, tag_filter, totals
 from harness.run.drift import drift
 from harness.run.feedrun import FeedRun
+from harness.run.figures import cpu_per_trade
 from harness.run.progress import Ui
 from harness.run.scenario_doc import live_line, new_scenario_doc, resources_between, step_window
 from harness.run.scenarios import Scenario, Step
@@ -204,7 +205,12 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
                            _latency_limits(st), warmup_s=0.0)
         doc["summary"]["latency_ok"] = whole.latency_ok
         doc["summary"]["drift"] = drift(doc["intervals"], scn.duration_s)
+        doc["summary"]["cpu_per_trade"] = cpu_per_trade(doc["intervals"], doc["resources"], 0.0, scn.duration_s)
     if steps_out:
+        for step in steps_out:
+            # Over the step's judged window (its warm-up already cut): CPU per trade at each rate.
+            step["cpu_per_trade"] = cpu_per_trade(doc["intervals"], doc["resources"], step["start"], step["end"],
+                                                  warmup_s=0.0)
         doc["summary"]["steps"] = steps_out
         doc["summary"]["search"] = search
         doc["summary"]["breaking_point"] = search.get("breaking_point")

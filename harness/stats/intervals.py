@@ -305,6 +305,42 @@ def rate_ci(
                     f"batch means: {len(c)} windows in {b} batches, t-interval")
 
 
+def per_unit_ci(
+    amounts: Sequence[float] | FloatArray,
+    units: Sequence[float] | FloatArray,
+    *,
+    confidence: float = 0.95,
+) -> Estimate:
+    """Amount per unit over time-ordered windows (e.g. CPU µs per completed trade): a ratio of sums,
+    with a batch-means t-interval over the batches' own ratios.
+
+    Unlike ``rate_ci`` a window may hold no units (a second in which no trade completed still
+    spent CPU): only a batch needs some. Summing within batches before dividing keeps the estimator
+    the ratio of sums, which a mean of per-window ratios is not (a second with one trade would
+    weigh as much as one with three hundred).
+    """
+    _check_confidence(confidence)
+    a = np.asarray(amounts, dtype=np.float64)
+    u = np.asarray(units, dtype=np.float64)
+    if a.shape != u.shape:
+        raise ConfigError(f"per_unit_ci: {len(a)} amounts but {len(u)} unit counts: give one of each per window")
+    if len(u) and (u < 0).any():
+        raise ConfigError("per_unit_ci: a window has a negative unit count: counts are >= 0")
+    if len(a) == 0 or u.sum() <= 0:
+        return Estimate(NAN, NAN, NAN, confidence, "batch-means", len(a), "no units in any window")
+    value = float(a.sum() / u.sum())
+    b = _batches(len(a))
+    edges = np.linspace(0, len(a), b + 1).round().astype(np.int64)
+    ratios = np.array([a[s:e].sum() / u[s:e].sum() for s, e in itertools.pairwise(edges) if u[s:e].sum() > 0])
+    if len(ratios) < 2:
+        return Estimate(value, NAN, NAN, confidence, "batch-means", len(a),
+                        "fewer than 2 batches with units: no CI")
+    se = float(ratios.std(ddof=1) / math.sqrt(len(ratios)))
+    h = float(sps.t.ppf(0.5 + confidence / 2.0, len(ratios) - 1)) * se
+    return Estimate(value, value - h, value + h, confidence, "batch-means", len(a),
+                    f"ratio of sums: {len(a)} windows in {len(ratios)} batches, t-interval")
+
+
 def mean_ci(values: Sequence[float] | FloatArray, *, confidence: float = 0.95) -> Estimate:
     """Mean of a time-ordered series (e.g. CPU % per second) with a batch-means t-interval."""
     v = np.asarray(values, dtype=np.float64)

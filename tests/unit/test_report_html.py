@@ -195,7 +195,8 @@ def test_calibration_panel_and_throughput_rows_beside_the_node_ceiling(
     assert "moves with the machine" in text
     share = 800.0 / cal["node_accept_per_s"] * 100
     assert f"800 tx/s = {share:.2g}% of this node's ceiling" in text
-    assert text.count("of this node's ceiling") == 2  # transactions_per_sec target and minimum
+    # transactions_per_sec target and minimum, and the stress bracket among the figures that travel
+    assert text.count("of this node's ceiling") == 3
     assert text.count("per million CPU-reference iterations") == 4  # websocket and api, target and minimum
     assert "calibration" not in dict(re.findall(r"<tr><td>([^<]+)</td><td><code>([^<]*)</code>", html))
 
@@ -266,3 +267,22 @@ def test_a_document_without_calibration_lag_or_isolation_still_renders(tmp_path:
     assert len(tables) == 2 * 4
     for (op, scn), body in tables.items():
         assert "n/a" not in body and "from intended start (corrected)" in body, (op, scn)
+
+
+def test_figures_that_travel_show_cpu_per_trade_with_its_ci_and_the_stress_bracket(
+    rendered: tuple[dict[str, Any], Path, Page],
+) -> None:
+    doc, run_dir, page = rendered
+    html = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert "travel-table" in page.ids
+    travel = html.split('id="travel-table"')[1].split("</table>")[0]
+    sus = next(s for s in doc["scenarios"] if s["id"] == "sustained")["summary"]["cpu_per_trade"]
+    lo, hi = sus["ci_us"]
+    assert f"{sus['value_us']:,.0f} µs" in travel and f"[{lo:,.0f}, {hi:,.0f}] µs" in travel
+    cal = doc["conditions"]["calibration"]
+    iters = sus["value_us"] * 1e-6 * cal["cpu_ref_per_s"]
+    assert f"{iters:,.0f} CPU-reference iterations per trade" in travel
+    assert travel.count("Bot CPU per trade, step") == 5
+    share = 800.0 / cal["node_accept_per_s"] * 100
+    assert "Highest stress rate held" in travel and "800 trades/s" in travel and "broke at 1,600/s" in travel
+    assert f"= {share:.2g}% of this node&#39;s ceiling" in travel

@@ -1,0 +1,89 @@
+"""The rotation off the hot path: a memset clear equal to hdrh's reset, and an async rotation that
+lets the loop run between histograms without losing or doubling a sample (also when cancelled)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.telemetry.recorder import HIGHEST_US, TAG, Telemetry, clear, new_histogram
+
+values = st.lists(st.integers(min_value=0, max_value=HIGHEST_US), min_size=1, max_size=200)
+
+
+@settings(max_examples=40, deadline=None)
+@given(before=values, after=values)
+def test_clear_leaves_the_histogram_as_hdrh_reset_does(before: list[int], after: list[int]) -> None:
+    ours, theirs = new_histogram(), new_histogram()
+    for v in before:
+        ours.record_value(v)
+        theirs.record_value(v)
+    clear(ours)
+    theirs.reset()
+    for attr in ("total_count", "min_value", "max_value", "start_time_stamp_msec", "end_time_stamp_msec"):
+        assert getattr(ours, attr) == getattr(theirs, attr), attr
+    assert list(ours.counts) == list(theirs.counts)
+    for v in after:
+        ours.record_value(v)
+        theirs.record_value(v)
+    assert HdrHistogram.decode(ours.encode()).get_total_count() == len(after)
+    assert ours.encode() == theirs.encode()
+
+
+def _total(t: Telemetry, op: str) -> int:
+    return sum(HdrHistogram.decode(iv.histograms[op]).get_total_count()
+               for iv in t.intervals_since() if op in iv.histograms)
+
+
+async def _recorder(t: Telemetry, n: int, stop: asyncio.Event) -> int:
+    """Records ``n`` samples, one per loop iteration, into every operation and a tag."""
+    TAG.set("scn")
+    for i in range(n):
+        for op in ("tx_submission", "price_fetch", "balance_check", "trade_execution"):
+            t.record(op, 1000 + i)
+        t.count("trades_ok")
+        await asyncio.sleep(0)
+    stop.set()
+    return n
+
+
+@pytest.mark.asyncio
+async def test_samples_recorded_during_async_rotations_land_exactly_once() -> None:
+    t = Telemetry()
+    stop = asyncio.Event()
+    n = 3000
+    rec = asyncio.create_task(_recorder(t, n, stop))
+    rotations = 0
+    while not stop.is_set() and rotations < 10_000:
+        await t.rotate_async()
+        rotations += 1
+    await rec
+    t.rotate()
+    assert rotations > 1
+    for op in ("tx_submission", "price_fetch", "balance_check", "trade_execution"):
+        assert _total(t, op) == n, op
+        tagged = sum(HdrHistogram.decode(iv.tags["scn"].histograms[op]).get_total_count()
+                     for iv in t.intervals_since() if "scn" in iv.tags and op in iv.tags["scn"].histograms)
+        assert tagged == n, op
+    assert sum(iv.counters.get("trades_ok", 0) for iv in t.intervals_since()) == n
+    assert sum(iv.tags["scn"].counters.get("trades_ok", 0) for iv in t.intervals_since() if "scn" in iv.tags) == n
+
+
+@pytest.mark.asyncio
+async def test_a_rotation_cancelled_midway_still_closes_its_interval() -> None:
+    t = Telemetry()
+    for op in ("tx_submission", "price_fetch", "balance_check", "trade_execution"):
+        t.record(op, 5000)
+    task = asyncio.create_task(t.rotate_async())
+    await asyncio.sleep(0)  # the rotation has closed its first histogram and yielded
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [closed] = t.intervals_since()
+    assert set(closed.histograms) == {"tx_submission", "price_fetch", "balance_check", "trade_execution"}
+    assert t.rotate().histograms == {}
