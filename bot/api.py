@@ -327,9 +327,17 @@ def default_status(bot: ControlledBot) -> dict[str, Any]:
 
 
 def hooks_for(bot: ControlledBot) -> ApiHooks:
+    from bot.rpc.transport import TransportStatistics
     from bot.telemetry.prometheus import make_registry, render
 
-    registry = make_registry(bot.telemetry)
+    def rpc_statistics() -> list[tuple[str, TransportStatistics]]:
+        pool = getattr(bot, "rpc", None)
+        stats = getattr(pool, "statistics", None)
+        if not callable(stats):
+            return []
+        return [(e.transport.url, e.transport) for e in stats().endpoints if e.transport is not None]
+
+    registry = make_registry(bot.telemetry, rpc=rpc_statistics)
 
     def health() -> tuple[bool, Mapping[str, Any]]:
         if bot.engine is None:

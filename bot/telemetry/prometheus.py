@@ -11,13 +11,19 @@ Nothing is recorded twice: a custom collector reads the recorder's cumulative st
 - Gauges: ``bot_in_flight``, ``bot_event_loop_lag_seconds`` (from ``loop_lag_ms``),
   ``bot_net_bytes_sent_total`` / ``bot_net_bytes_received_total`` (counters), any other gauge as
   ``bot_<name>``.
+- ``bot_rpc_batch_size{endpoint}``: histogram of JSON-RPC calls per HTTP request (1 = a lone
+  call), with ``bot_rpc_auto_batched_calls_total{endpoint}``: calls that left through the
+  transport's auto-batching queue. Read from the transports' ``statistics()`` at scrape time.
 - ``bot_process_resident_memory_bytes`` and friends from prometheus_client's process collector.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import numpy as np
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -25,6 +31,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from bot.telemetry.recorder import SLO_OPERATIONS, Telemetry, parse_counter_key
+
+if TYPE_CHECKING:
+    from bot.rpc.transport import TransportStatistics
+
+# (endpoint URL, its transport's statistics) for every HTTP endpoint, read at scrape time.
+RpcStatistics = Callable[[], Iterable[tuple[str, "TransportStatistics"]]]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -106,9 +118,37 @@ class TelemetryCollector(Collector):
             yield g
 
 
-def make_registry(telemetry: Telemetry, *, process: bool = True) -> CollectorRegistry:
+def endpoint_label(url: str) -> str:
+    """``host:port`` of an endpoint URL: a provider's key often sits in its path or query, and a
+    label is copied into every dashboard and alert."""
+    parts = urlsplit(url)
+    host = parts.hostname or "endpoint"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+class RpcCollector(Collector):
+    def __init__(self, stats: RpcStatistics) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        sizes = HistogramMetricFamily("bot_rpc_batch_size", "JSON-RPC calls per HTTP request", labels=["endpoint"])
+        auto = CounterMetricFamily("bot_rpc_auto_batched_calls", "Calls sent through the auto-batching queue",
+                                   labels=["endpoint"])
+        for name, st in self._stats():
+            if not st.batch_sizes:
+                continue
+            buckets = [("+Inf" if math.isinf(le) else repr(le), float(n)) for le, n in st.batch_sizes]
+            sizes.add_metric([endpoint_label(name)], buckets, sum_value=float(st.calls))
+            auto.add_metric([endpoint_label(name)], float(st.auto_batched))
+        yield sizes
+        yield auto
+
+
+def make_registry(telemetry: Telemetry, *, process: bool = True, rpc: RpcStatistics | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TelemetryCollector(telemetry))
+    if rpc is not None:
+        registry.register(RpcCollector(rpc))
     if process:
         ProcessCollector(namespace="bot", registry=registry)
     return registry

@@ -7,9 +7,14 @@ Every round runs each client in a shuffled order on the same node: ``seq`` (sequ
 ``eth_getBalance``: median latency and CPU per call) and ``inflight`` (64 callers, calls/s). The
 clients: ``bare`` (an aiohttp session posting orjson bodies: the floor the issue names), ``transport``
 (``HttpTransport``, auto-batching on), ``unbatched`` (batching off), ``pool`` (``EndpointPool`` over the
-transport: the bot's real path), and ``rev:<REV>`` (that revision's ``bot/rpc/transport.py``, loaded
-as a module beside today's). Ratios against ``bare`` are taken per round, then the median and range
-over rounds are reported, so a drift of the machine moves both sides of each ratio alike.
+transport: the bot's real path), ``ws`` (calls over the bot's ``WsSubscriber`` socket), ``ws-bare`` (a
+bare aiohttp WebSocket with orjson), ``h2`` (httpx over HTTP/2 prior knowledge), and ``rev:<REV>``
+(that revision's ``bot/rpc/transport.py``, loaded as a module beside today's). Ratios against ``bare``
+are taken per round, then the median and range over rounds are reported, so a drift of the machine
+moves both sides of each ratio alike.
+
+    python -m harness.perf.transport --clients transport,ws,ws-bare,h2   # h2: pip install 'httpx[http2]'
+
 """
 
 from __future__ import annotations
@@ -54,6 +59,66 @@ class Bare:
 
     async def aclose(self) -> None:
         await self._session.close()
+
+
+class BareWs:
+    """The WebSocket floor: one aiohttp WebSocket, orjson text frames, answers matched by id."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.replace("http://", "ws://")
+        self._ids = 0
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._session = aiohttp.ClientSession()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._ws = await self._session.ws_connect(self.url, max_msg_size=0)
+        self._reader = asyncio.create_task(self._read(self._ws))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                d = orjson.loads(msg.data)
+                fut = self._pending.pop(d["id"], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(d.get("result"))
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        assert self._ws is not None
+        self._ids += 1
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[self._ids] = fut
+        await self._ws.send_str(orjson.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method,
+                                              "params": params}).decode())
+        return await fut
+
+    async def aclose(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await asyncio.wait([self._reader], timeout=2)
+        await self._session.close()
+
+
+class H2:
+    """httpx with HTTP/2 prior knowledge (h2c: anvil speaks it), one multiplexed connection."""
+
+    def __init__(self, url: str) -> None:
+        import httpx  # type: ignore[import-not-found,unused-ignore]  # optional: httpx[http2]
+
+        self.url = url
+        self._ids = 0
+        self._client = httpx.AsyncClient(http1=False, http2=True)
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        self._ids += 1
+        body = orjson.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params})
+        r = await self._client.post(self.url, content=body, headers={"Content-Type": "application/json"})
+        return orjson.loads(r.content)["result"]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 def _transport_at(rev: str) -> type[Any]:
@@ -118,14 +183,30 @@ async def _client(name: str, url: str, workers: int,
     if name == "pool":
         pool = EndpointPool([HttpTransport(url, limits=limits)])
         return pool.call, pool.aclose
+    if name == "ws-bare":
+        w = BareWs(url)
+        await w.start()
+        return w.call, w.aclose
+    if name == "ws":
+        from bot.rpc.ws import WsSubscriber
+
+        sub = WsSubscriber(url.replace("http://", "ws://"))
+        await sub.start()  # returns once connected
+        return sub.request, sub.aclose
+    if name == "h2":
+        h = H2(url)
+        return h.call, h.aclose
     assert old is not None
     o = old(url, limits=limits)
     return o.call, o.aclose
 
 
+CLIENTS = ("transport", "unbatched", "pool", "ws", "ws-bare", "h2")
+
+
 async def run(url: str, *, rounds: int, seq_n: int, inflight_n: int, workers: int, rev: str | None,
-              seed: int) -> dict[str, Any]:
-    names = ["bare", "transport", "unbatched", "pool"] + ([f"rev:{rev}"] if rev else [])
+              seed: int, clients: tuple[str, ...] = CLIENTS[:3]) -> dict[str, Any]:
+    names = ["bare", *clients] + ([f"rev:{rev}"] if rev else [])
     old = _transport_at(rev) if rev else None
     rng = random.Random(seed)
     out: list[Round] = []
@@ -184,9 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inflight", type=int, default=20000, help="calls at 64 in flight per round (default 20000)")
     ap.add_argument("--workers", type=int, default=64, help="callers in flight (default 64)")
     ap.add_argument("--rev", help="also measure bot/rpc/transport.py at this git revision")
+    ap.add_argument("--clients", default="transport,unbatched,pool",
+                    help=f"clients beside bare, comma-separated, from {','.join(CLIENTS)} (h2 needs httpx[http2])")
     ap.add_argument("--out", type=Path, default=Path("reports/perf"), help="folder for the JSON (reports/perf)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
+    clients = tuple(c for c in args.clients.split(",") if c)
+    unknown = [c for c in clients if c not in CLIENTS]
+    if unknown:
+        ap.error(f"--clients: unknown {', '.join(unknown)}; choose from {', '.join(CLIENTS)}")
     import uvloop
 
     from harness.node.anvil import Anvil, AnvilOptions
@@ -197,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             async with Anvil(Path(tmp), AnvilOptions(quiet=True)) as node:
                 return await run(node.url, rounds=args.rounds, seq_n=args.seq, inflight_n=args.inflight,
-                                 workers=args.workers, rev=args.rev, seed=args.seed)
+                                 workers=args.workers, rev=args.rev, seed=args.seed, clients=clients)
 
     cpu, cpu_spread = cpu_reference(5)
     result = uvloop.run(go())

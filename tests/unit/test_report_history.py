@@ -41,3 +41,17 @@ def test_empty_reports_folder_still_renders(tmp_path: Path) -> None:
     html = write_history(tmp_path / "reports").read_text(encoding="utf-8")
     assert "No run folders with a results.json were found." in html
     assert datetime.now(UTC).strftime("%Y-%m-%d") in html
+
+
+def test_cpu_per_trade_is_trended_across_runs_with_its_ci(tmp_path: Path) -> None:
+    for seed in (1, 2):
+        doc = results(seed)
+        # Keep one trading scenario (its summary carries cpu_per_trade), drop the heavy rest.
+        doc["scenarios"] = [{**s, "intervals": s["intervals"][:2]} for s in doc["scenarios"] if s["id"] == "sustained"]
+        d = tmp_path / doc["run_id"]
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+    html = write_history(tmp_path).read_text(encoding="utf-8")
+    png = tmp_path / "history-plots" / "trend-figures-bot-cpu-per-trade.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "history-plots/trend-figures-bot-cpu-per-trade.png" in html and "bot_cpu_per_trade" in html

@@ -115,3 +115,35 @@ def test_bucket_counts_match_exact_counts_away_from_bounds(values: list[int]) ->
         maybe = sum(1 for v in values if v <= le_us * 1.002)
         assert clearly_below <= got <= maybe
     assert s[("bot_operation_latency_seconds_count", (("op", "price_fetch"),))] == len(values)
+
+
+async def test_batch_size_histogram_from_the_transport_without_the_url_path() -> None:
+    import asyncio
+
+    from bot.rpc.transport import HttpTransport
+    from bot.telemetry.prometheus import endpoint_label
+    from tests.unit.rpc_fakes import FakeNode
+
+    node = FakeNode()
+    await node.start()
+    t = HttpTransport(node.url + "/?apikey=secret-key")  # a provider key in the URL must not become a label
+    try:
+        await asyncio.gather(*(t.call("eth_blockNumber", []) for _ in range(5)))  # one loop iteration: one batch
+        await t.call("eth_blockNumber", [])  # a lone call
+        reg = make_registry(Telemetry(), process=False, rpc=lambda: [(t.url, t.statistics())])
+        text = render(reg).decode()
+    finally:
+        await t.aclose()
+        await node.stop()
+    assert "secret-key" not in text
+    label = endpoint_label(t.url)
+    assert label == f"127.0.0.1:{node.port}"
+    fam = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {(s.name, s.labels.get("le")): s.value for s in fam["bot_rpc_batch_size"].samples
+               if s.labels.get("endpoint") == label}
+    assert samples[("bot_rpc_batch_size_bucket", "1.0")] == 1  # the lone call
+    assert samples[("bot_rpc_batch_size_bucket", "4.0")] == 1
+    assert samples[("bot_rpc_batch_size_bucket", "8.0")] == 2  # the batch of 5
+    assert samples[("bot_rpc_batch_size_count", None)] == 2 and samples[("bot_rpc_batch_size_sum", None)] == 6
+    auto = [s for s in fam["bot_rpc_auto_batched_calls"].samples if s.name.endswith("_total")]
+    assert auto[0].value >= 5
