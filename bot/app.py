@@ -35,6 +35,7 @@ from bot.engine.watchdog import Watchdog
 from bot.feed import FeedClient
 from bot.market.prices import Pair
 from bot.rpc import BatchPolicy, EndpointPool, HttpTransport, PoolLimits, Timeouts, WsSubscriber
+from bot.rpc.wscalls import WsCallTransport
 from bot.strategy import StrategyParams
 from bot.telemetry.observer import TelemetryObserver, register_engine_gauges
 from bot.telemetry.recorder import Telemetry
@@ -119,7 +120,11 @@ class Bot:
         limits = PoolLimits(max_connections=c.engine.rpc_concurrency)
         batching = BatchPolicy(enabled=c.engine.rpc_batch, window=c.engine.rpc_batch_window,
                                max_size=c.engine.rpc_batch_size)
-        self.transports = [HttpTransport(url, timeouts, limits, batching=batching) for url in c.endpoints.http]
+        self.transports: list[HttpTransport | WsCallTransport] = (
+            [HttpTransport(url, timeouts, limits, batching=batching) for url in c.endpoints.http]
+            if c.engine.rpc_transport == "http" else
+            # The same endpoints, each over one WebSocket on its host and port (ws_url_for).
+            [WsCallTransport(url, timeouts) for url in c.endpoints.http])
         self.rpc = EndpointPool(self.transports)
         self.ws = WsSubscriber(c.endpoints.ws, backfill_client=self.rpc) if c.endpoints.ws else None
         self.heads_key = self.ws.subscribe_new_heads() if self.ws else None

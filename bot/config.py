@@ -34,6 +34,7 @@ A complete file (every key optional except ``deployment`` and ``endpoints.http``
     rpc_batch = true                 # auto-batch calls made in the same loop iteration
     rpc_batch_window = 0.0           # seconds to wait for more calls (0: the same iteration only)
     rpc_batch_size = 100             # most calls in one JSON-RPC batch
+    rpc_transport = "http"           # http | ws: calls over kept-alive HTTP, or one WebSocket per endpoint
     signing = "inline"               # inline | thread | process
     workers = 2                      # signing threads/processes
 
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
     from bot.chain.accounts import Account
 
 SigningMode = Literal["inline", "thread", "process"]
+RpcTransportKind = Literal["http", "ws"]
 LoopKind = Literal["uvloop", "asyncio"]
 JsonKind = Literal["orjson", "json"]
 
@@ -138,6 +140,7 @@ class EngineConfig:
     rpc_batch: bool = True
     rpc_batch_window: float = 0.0
     rpc_batch_size: int = 100
+    rpc_transport: RpcTransportKind = "http"
     signing: SigningMode = "inline"
     workers: int = 2
 
@@ -422,6 +425,7 @@ def _engine(t: _Table) -> EngineConfig:
         rpc_batch=t.boolean("rpc_batch", d.rpc_batch),
         rpc_batch_window=t.number("rpc_batch_window", d.rpc_batch_window, lo=0, hi=1),
         rpc_batch_size=t.integer("rpc_batch_size", d.rpc_batch_size, 1, 10_000),
+        rpc_transport=cast(RpcTransportKind, t.choice("rpc_transport", d.rpc_transport, ("http", "ws"))),
         signing=cast(SigningMode, t.choice("signing", d.signing, ("inline", "thread", "process"))),
         workers=t.integer("workers", d.workers, 1, 256),
     )

@@ -50,8 +50,14 @@ async def _until(cond: Callable[[], bool], within_s: float, what: str) -> None:
         raise AssertionError(f"{what} (waited {within_s:g} s)") from None
 
 
+def _carried(proxy: FaultProxy, transport: str) -> int:
+    st = proxy.statistics()
+    return st.forwarded if transport == "http" else st.ws_messages_to_node
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
 async def test_losing_one_of_two_endpoints_mid_run_loses_no_trade(
-    chain: tuple[Anvil, dict[str, object]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    chain: tuple[Anvil, dict[str, object]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
     node, _ = chain
     monkeypatch.setenv(KEYS_ENV, bot_keys_env(2)[KEYS_ENV])
@@ -59,10 +65,11 @@ async def test_losing_one_of_two_endpoints_mid_run_loses_no_trade(
             MarketFeed(["T000/USD", "T001/USD", "T002/USD", "T003/USD", "T004/USD", "T005/USD"], seed=3) as feed:
         cfg_path, _ = write_bot_config(tmp_path, node_http=a.url, node_ws=node.ws_url,
                                        deployment=tmp_path / "deployment.json", feed_url=feed.url,
-                                       api_port=free_port())
+                                       api_port=free_port(), extra={"engine": {"rpc_transport": transport}})
         text = cfg_path.read_text().replace(f'http = ["{a.url}"]', f'http = ["{a.url}", "{b.url}"]')
         cfg_path.write_text(text)
         bot = Bot(load(cfg_path))
+        assert bot.config.engine.rpc_transport == transport
         # Two equal endpoints rank by latency noise: on a loaded machine b overtook a before the
         # kill. A clearly worse b keeps a first while it lives, so the kill is a real failover.
         bot.rpc._endpoints[1].health.record_success(5.0)
@@ -71,11 +78,11 @@ async def test_losing_one_of_two_endpoints_mid_run_loses_no_trade(
             sending = asyncio.create_task(_run_feed(feed, 40.0, 4.0))
             # Kill a once it has carried trades, not after a fixed time: a slow machine may take
             # longer to start the feed. 50 requests is under a tenth of the run's, so most come after.
-            await _until(lambda: a.statistics().forwarded > 50 or sending.done(), 60.0,
+            await _until(lambda: _carried(a, transport) > 50 or sending.done(), 60.0,
                          "endpoint a never carried 50 requests")
-            carried_by_a = a.statistics().forwarded
+            carried_by_a = _carried(a, transport)
             await a.stop()  # the preferred endpoint vanishes mid-run
-            b_before = b.statistics().forwarded
+            b_before = _carried(b, transport)
             sent = await sending
             assert bot.sender is not None
             assert await bot.sender.drain(30.0)
@@ -83,10 +90,10 @@ async def test_losing_one_of_two_endpoints_mid_run_loses_no_trade(
             await bot.stop()
     totals = bot.telemetry.counter_totals()
     assert carried_by_a > 50, "endpoint a should have been carrying the trades before it died"
-    assert b.statistics().forwarded > b_before + 50, "endpoint b should have taken over"
+    assert _carried(b, transport) > b_before + 50, "endpoint b should have taken over"
     assert sent == 160
     # every signal ended in exactly one outcome, all of them mined: none lost, none doubled
-    assert totals.get("trades_ok", 0) == sent, totals
+    assert totals.get("trades_ok", 0) == sent, sorted(totals.items())
     assert totals.get("tx_accepted", 0) == sent
     for bad in ("trades_failed", "trades_dropped", "trades_rejected", "trades_reverted"):
         assert totals.get(bad, 0) == 0, (bad, totals)
