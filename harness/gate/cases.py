@@ -316,6 +316,23 @@ def _setup_stats_verdict_1m() -> Op:
     return op
 
 
+def _setup_telemetry_rotate() -> Op:
+    rec = require("bot.telemetry.recorder", "Telemetry", "SLO_OPERATIONS")
+    t = rec.Telemetry(keep=4)
+    ops = rec.SLO_OPERATIONS
+    values = [800 + (i * 7919) % 4_000 for i in range(50)]
+
+    def op() -> object:
+        # One interval of a busy second: 50 samples in each SLO operation, then the rotation
+        # (encode each histogram, clear it); the interval's cost is the hot-path stall.
+        for name in ops:
+            for v in values:
+                t.record(name, v)
+        return t.rotate()
+
+    return op
+
+
 CASES: tuple[Case, ...] = (
     Case("hdrh.record", _setup_hdrh_record, "HdrHistogram.record_value of one latency (µs)", callgrind=True),
     Case("hdrh.decode_merge", _setup_hdrh_merge, "decode a 5k-sample interval histogram, add, read p99"),
@@ -334,6 +351,8 @@ CASES: tuple[Case, ...] = (
     Case("mailbox.put_get", _setup_mailbox_put_get, "bot.engine.mailbox: enqueue + dequeue one tick",
          callgrind=True),
     Case("scheduler.request_next", _setup_scheduler_request_next, "bot.engine.scheduler: request + grant"),
+    Case("telemetry.rotate", _setup_telemetry_rotate,
+         "bot.telemetry: record 4 x 50 samples, then close the interval (encode + clear each histogram)"),
     Case("stats.merge_encoded", _setup_stats_merge_encoded, "harness.stats: merge 10 encoded interval histograms"),
     Case("stats.verdict_1m", _setup_stats_verdict_1m,
          "harness.stats: block-bootstrap p95/p99 CIs + verdict over 1M samples (100 intervals)"),
