@@ -154,3 +154,20 @@ def test_holm_is_consistent(p_values: list[float], alpha: float) -> None:
     # Holm never rejects more than unadjusted testing, never fewer than Bonferroni.
     assert sum(rejected) <= sum(p <= alpha for p in p_values)
     assert sum(rejected) >= sum(p <= alpha / len(p_values) for p in p_values)
+
+
+def test_a_wall_gain_the_instruction_counts_do_not_show_is_not_called_an_improvement() -> None:
+    rng = random.Random(5)
+    # Head's slots 40% faster on the wall clock (a disturbance on base's side), same code.
+    base, head = synthetic_pairs(rng, 10_000.0, -0.4, 6, 6)
+    wall = {"c": compare_wallclock("c", base, head)}
+    same = {"c": compare_callgrind("c", 1_000_000, 1_000_000.2, 1_000_000.1)}
+    fewer = {"c": compare_callgrind("c", 1_000_000, 1_000_000.2, 900_000)}
+    assert decide(["c"], wall, {})[0].status == "improvement"  # the wall tier alone still reports it
+    (quiet,) = decide(["c"], wall, same)
+    assert quiet.status == "unchanged" and "instruction counts are equal" in quiet.notes[0]
+    assert decide(["c"], wall, fewer)[0].status == "improvement"
+    # A slowdown on the wall clock stands even when the counts are equal (memory, system calls).
+    base, head = synthetic_pairs(rng, 10_000.0, 0.4, 6, 6)
+    (slow,) = decide(["c"], {"c": compare_wallclock("c", base, head)}, same)
+    assert slow.status == "regression" and slow.tiers == ("wall",)
