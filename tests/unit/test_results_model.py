@@ -155,3 +155,14 @@ def test_extensions_must_be_marked_as_such(tmp_path: Path) -> None:
     w = ResultsWriter(tmp_path, "r3", "custom", synthetic_results(0)["conditions"])
     with pytest.raises(ValueError, match="x_"):
         w.set_extension("memray", {})
+
+
+def test_a_run_against_a_users_node_records_its_mining_as_unknown_and_stays_valid() -> None:
+    from harness.node.endpoint import ExternalNode
+    from harness.results import validate_results
+
+    doc = synthetic_results()
+    # What --node-url records, as the harness cannot know how a foreign node mines. The schema
+    # once rejected it, so every run against a user's node ended in a ResultsError.
+    doc["conditions"]["node"]["mining"] = ExternalNode("http://127.0.0.1:8545").mining
+    validate_results(doc, "user node")
