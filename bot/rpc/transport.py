@@ -54,7 +54,8 @@ from bot.rpc import codec
 from bot.rpc.backoff import parse_retry_after
 from bot.rpc.batching import BatchQueue, SizeHistogram, chunks
 from bot.rpc.config import BatchPolicy, PoolLimits, Timeouts
-from bot.rpc.errors import InvalidResponse, NodeError, RateLimited, RpcError, RpcTimeout, TransportError, clone
+from bot.rpc.errors import InvalidResponse, RateLimited, RpcError, RpcTimeout, TransportError, clone
+from bot.rpc.sending import send_raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,18 +384,11 @@ class HttpTransport:
 
     async def send_raw_transaction(self, raw: bytes, *, timeout: float | None = None) -> str:
         """Send signed bytes; the hash is computed locally and "already known" counts as success."""
-        expected = codec.tx_hash(raw)
+        total = self._total(timeout)
         try:
-            try:
-                result = await self._call("eth_sendRawTransaction", ["0x" + raw.hex()], self._total(timeout))
-            except NodeError as exc:
-                if codec.is_already_known(exc):
-                    self._already_known += 1
-                    return expected
-                raise
-            if not isinstance(result, str) or result.lower() != expected:
-                raise InvalidResponse(f"{self.name}: node returned hash {result!r}, local keccak is {expected}")
+            tx_hash, known = await send_raw(self.name, raw, lambda m, p: self._call(m, p, total))
         except RpcError as exc:
             self._errors[exc.kind] += 1
             raise
-        return expected
+        self._already_known += known
+        return tx_hash

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bot.rpc import codec
 from bot.rpc.config import Timeouts, WsOptions
-from bot.rpc.errors import InvalidResponse, NodeError, RpcError, TransportError
+from bot.rpc.errors import NodeError, RpcError, TransportError
+from bot.rpc.sending import send_raw
 from bot.rpc.ws import WsStatistics, WsSubscriber
 
 __all__ = ["WsCallTransport", "ws_url_for"]
@@ -105,17 +105,9 @@ class WsCallTransport:
         return out
 
     async def send_raw_transaction(self, raw: bytes, *, timeout: float | None = None) -> str:
-        expected = codec.tx_hash(raw)
-        try:
-            result = await self.call("eth_sendRawTransaction", ["0x" + raw.hex()], timeout=timeout)
-        except NodeError as exc:
-            if codec.is_already_known(exc):
-                self._already_known += 1
-                return expected
-            raise
-        if not isinstance(result, str) or result.lower() != expected:
-            raise InvalidResponse(f"{self.name}: node returned hash {result!r}, local keccak is {expected}")
-        return expected
+        tx_hash, known = await send_raw(self.name, raw, lambda m, p: self.call(m, p, timeout=timeout))
+        self._already_known += known
+        return tx_hash
 
     def statistics(self) -> WsStatistics:
         return self._sub.statistics()

@@ -304,13 +304,7 @@ class Telemetry:
 
     def rotate(self) -> ClosedInterval:
         """Close the current interval (whatever its length) and open the next one, all at once."""
-        steps = self._rotation()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                closed: ClosedInterval = done.value
-                return closed
+        return _finish(self._rotation())
 
     def _rotation(self) -> Generator[None, None, ClosedInterval]:
         """The rotation as steps: one histogram encoded per step, so the async rotation can let the
@@ -365,11 +359,7 @@ class Telemetry:
             try:
                 await asyncio.sleep(0)
             except asyncio.CancelledError:
-                while True:
-                    try:
-                        next(steps)
-                    except StopIteration:
-                        break
+                _finish(steps)
                 raise
 
     def intervals_since(self, since: int | None = None) -> list[ClosedInterval]:
@@ -457,6 +447,16 @@ class Telemetry:
             await asyncio.wait([self._task])
             self._task = None
         self.rotate()
+
+
+def _finish(steps: Generator[None, None, ClosedInterval]) -> ClosedInterval:
+    """Run a rotation's remaining steps at once; returns the interval it closed."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            closed: ClosedInterval = done.value
+            return closed
 
 
 _error_keys: dict[str, str] = {}
