@@ -4,7 +4,7 @@ each call keeps its own id, result, error and timeout."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -143,11 +143,23 @@ async def test_a_failed_request_fails_each_of_its_calls_with_its_own_error(node:
         assert await asyncio.gather(*(t.call("echo", [i]) for i in range(4))) == [[i] for i in range(4)]
 
 
+async def until_each_iteration(cond: Callable[[], bool], what: str, within_s: float = 10.0) -> None:
+    """Check ``cond`` after every loop iteration (a state that lasts one iteration is not missed),
+    up to a deadline."""
+    try:
+        async with asyncio.timeout(within_s):
+            while not cond():
+                await asyncio.sleep(0)
+    except TimeoutError:
+        raise AssertionError(f"{what} (waited {within_s:g} s)") from None
+
+
 @pytest.mark.parametrize("victim", [0, 2], ids=["the-leader", "a-follower"])
 async def test_a_cancelled_caller_leaves_the_rest_of_its_batch_alone(node: BatchNode, victim: int) -> None:
     async with client(node) as t:
         tasks = [asyncio.ensure_future(t.call("echo", [i])) for i in range(5)]
-        await asyncio.sleep(0)  # the calls have joined the group; its leader (call 0) has not sent it yet
+        # Until the four followers wait in the leader's (call 0's) open group, which it has not sent yet.
+        await until_each_iteration(lambda: t._queue.statistics().waiting == 4, "the calls never formed one open group")
         tasks[victim].cancel()
         out = await asyncio.gather(*tasks, return_exceptions=True)
         assert isinstance(out[victim], asyncio.CancelledError)

@@ -79,8 +79,12 @@ async def test_a_rotation_cancelled_midway_still_closes_its_interval() -> None:
     for op in ("tx_submission", "price_fetch", "balance_check", "trade_execution"):
         t.record(op, 5000)
     task = asyncio.create_task(t.rotate_async())
-    await asyncio.sleep(0)  # the rotation has closed its first histogram and yielded
-    await asyncio.sleep(0)
+    # Until the rotation has closed some histograms but not all: cancelled there, it is midway.
+    live = [t._ops[op].hist for op in ("tx_submission", "price_fetch", "balance_check", "trade_execution")]
+    async with asyncio.timeout(10):
+        while not any(h.get_total_count() == 0 for h in live):
+            await asyncio.sleep(0)
+    assert not task.done() and any(h.get_total_count() for h in live)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
