@@ -66,11 +66,3 @@ def summarize(stacks: list[tuple[tuple[str, ...], int]], top: int = 20) -> tuple
     shown = [f for f in names if incl[f] < 0.98 * total][:top]
     return total, [FunctionShare(f, incl[f] / total, self_[f] / total) for f in shown]
 
-
-def top_self(stacks: list[tuple[tuple[str, ...], int]], top: int = 20) -> list[FunctionShare]:
-    total = sum(c for _, c in stacks) or 1
-    self_: Counter[str] = Counter()
-    for frames, c in stacks:
-        if frames:
-            self_[frames[-1]] += c
-    return [FunctionShare(f, 0.0, n / total) for f, n in self_.most_common(top)]
