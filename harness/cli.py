@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 0: one process)")
     p.add_argument("--fresh-bot", action="store_true",
                    help="a new bot process for every scenario (default: one bot, quiescence between scenarios)")
+    p.add_argument("--keep-chain", action="store_true",
+                   help="let trading scenarios share one chain (default: our anvil is reverted to the chain as "
+                   "deployed before each trading scenario, with a fresh bot, because anvil slows as blocks pile up)")
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip the few-second machine calibration (node ceiling, CPU reference) before the scenarios")
     p.add_argument("--settle-timeout", type=float, default=60.0, metavar="S",

@@ -207,6 +207,19 @@ class Annotation:
 
 
 @dataclass(frozen=True)
+class NodeState:
+    """The node's side of a scenario: reverted before it or not, blocks, and our anvil's resources."""
+
+    reset: bool
+    reset_reason: str
+    block_start: int | None
+    block_end: int | None
+    rss_mb_max: float | None  # None: not our process to sample (a user's node)
+    rss_mb_end: float | None
+    cpu_percent_mean: float | None
+
+
+@dataclass(frozen=True)
 class Quiescence:
     """What the runner saw when it stopped waiting for quiet before the scenario."""
 
@@ -352,6 +365,20 @@ class Scenario:
     def generator_behind(self) -> bool | None:
         v = self.summary.get("generator_behind")
         return v if isinstance(v, bool) else None
+
+    @property
+    def node_state(self) -> NodeState | None:
+        n = self.summary.get("node")
+        if not isinstance(n, Mapping):
+            return None
+
+        def opt_int(v: Any) -> int | None:
+            return int(v) if isinstance(v, int) else None
+
+        return NodeState(reset=bool(n.get("reset")), reset_reason=str(n.get("reset_reason", "")),
+                         block_start=opt_int(n.get("block_start")), block_end=opt_int(n.get("block_end")),
+                         rss_mb_max=_number(n.get("rss_mb_max")), rss_mb_end=_number(n.get("rss_mb_end")),
+                         cpu_percent_mean=_number(n.get("cpu_percent_mean")))
 
     @property
     def quiescence(self) -> Quiescence | None:

@@ -89,6 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not 0 <= args.locust_workers <= 64:
         raise HarnessError("--locust-workers: give 0..64 local worker processes")
     return _run(_options(args, locust_workers=args.locust_workers, fresh_bot=args.fresh_bot,
+                         reset_chain=not args.keep_chain,
                          calibrate=not args.no_calibrate, settle_timeout_s=args.settle_timeout), prof)
 
 

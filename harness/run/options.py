@@ -28,6 +28,7 @@ class RunOptions:
     faults: str | None = None  # a FaultPlan text: the bot talks to the node through the fault proxy
     locust_workers: int = 0  # > 0: the api scenario runs Locust as a master with this many workers
     fresh_bot: bool = False  # a new bot process for every scenario
+    reset_chain: bool = True  # our anvil reverted to its post-deployment snapshot before each trading scenario
     calibrate: bool = True  # measure the node's ceiling and a CPU reference before the scenarios
     settle_timeout_s: float = 60.0  # longest wait for quiescence before a scenario
     extra_bot: dict[str, Any] = field(default_factory=dict)

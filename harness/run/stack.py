@@ -12,7 +12,7 @@ import contextlib
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from harness.probes.health import HealthProber
 from harness.probes.resources import ProcessTreeSampler
 from harness.run import progress as progress_ui
 from harness.run.botproc import BotProcess, StatsPuller
+from harness.run.chainstate import ChainSnapshot
 from harness.run.options import RunOptions, free_port, mining_for
 
 
@@ -80,8 +81,10 @@ class Stack:
     locust_workers: int = 0
     node_url: str = ""  # the node itself (not the fault proxy): quiescence asks its txpool
     calibration_key_index: int | None = None  # the dev account the calibration may spend from
-    new_session: Any = None  # () -> BotSession, for --fresh-bot
+    new_session: Any = None  # () -> BotSession, for --fresh-bot and chain resets
     bot_starts: int = 1
+    chain: ChainSnapshot | None = None  # our own anvil only: reverted before each trading scenario
+    node_sampler: ProcessTreeSampler | None = None  # our own anvil's RSS and CPU, beside the bot's
 
     @property
     def bot(self) -> BotProcess:
@@ -99,12 +102,16 @@ class Stack:
     def prober(self) -> HealthProber:
         return self.session.prober
 
-    async def restart_bot(self) -> None:
-        """A fresh bot process (same config, keys and feed): the old one drains and stops first."""
+    async def restart_bot(self, while_stopped: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """A fresh bot process (same config, keys and feed): the old one drains and stops first.
+        ``while_stopped`` runs with no bot up (a chain revert must not move the chain under a bot);
+        its result is returned."""
         await self.session.stop()
+        result = await while_stopped() if while_stopped is not None else None
         self.session = self.new_session()
         await self.session.start()
         self.bot_starts += 1
+        return result
 
 
 @contextlib.asynccontextmanager
@@ -152,11 +159,18 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
                                    run_dir / "bot.memray.bin")
             return BotSession(BotProcess(cfg_path, run_dir / "bot.log", api_url, token=token, wrap=wrap, env=env))
 
+        own = node.kind == "anvil"
+        node_sampler = None
+        if own and node.pid is not None:
+            node_sampler = ProcessTreeSampler(node.pid, interval=1.0)
+            node_sampler.start()
+            exits.push_async_callback(node_sampler.stop)
         st = Stack(run_dir, {"kind": node.kind, "version": node.version, "url": node.url, "mining": node.mining},
                    deployment, new_session(), feed, api_url, token, settings, network, opts.slo,
                    opts.locust_workers, node_url=node.url,
-                   calibration_key_index=n_accounts - 1 if node.kind == "anvil" else None,
-                   new_session=new_session)
+                   calibration_key_index=n_accounts - 1 if own else None,
+                   new_session=new_session, chain=ChainSnapshot(node.url) if own else None,
+                   node_sampler=node_sampler)
         await st.session.start()
         # Late-bound: with --fresh-bot the session at exit is not the first one.
         exits.push_async_callback(lambda: st.session.stop())  # noqa: PLW0108

@@ -64,6 +64,14 @@ def test_a_short_run_judges_every_row_and_writes_the_reports(tmp_path: Path) -> 
         assert summary["generator_lag_p99_ms"] >= 0 and summary["generator_lag_max_ms"] >= summary[
             "generator_lag_p99_ms"]
         assert summary["carry_over"]["tags"] == [], summary["carry_over"]  # it settled: nothing carried over
+    # Each trading scenario starts on the chain as deployed: sustained runs on a chain reverted to
+    # the snapshot, with a fresh bot that read its nonces back from it (its 100+ trades went through).
+    burst = next(s for s in doc["scenarios"] if s["id"] == "burst")
+    b_node, s_node = burst["summary"]["node"], sustained["summary"]["node"]
+    assert b_node["reset"] is False and s_node["reset"] is True, (b_node, s_node)
+    assert s_node["block_start"] < b_node["block_end"], (b_node, s_node)
+    assert sustained["summary"]["fresh_bot"] is True
+    assert s_node["rss_mb_max"] > 0 and s_node["cpu_percent_mean"] >= 0  # the node's resources, beside the bot's
 
 
 def test_an_interrupted_run_leaves_readable_partial_results(tmp_path: Path) -> None:

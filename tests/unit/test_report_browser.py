@@ -49,3 +49,4 @@ def test_chromium_renders_the_verdict_table_from_disk(tmp_path: Path) -> None:
     assert sorted(parsed.rows) == want
     assert 'id="run-status"' in dom and ">complete<" in dom
     assert 'id="calibration-table"' in dom and "of this node's ceiling" in dom and 'id="isolation-table"' in dom
+    assert "chain reverted" in dom and "node RSS max 640 MB" in dom  # the node's state beside the bot's

@@ -176,7 +176,7 @@ def _without_run_extras(doc: dict[str, Any]) -> dict[str, Any]:
     """A document as runs wrote them before calibration, quiescence and carry-over existed."""
     del doc["conditions"]["calibration"]
     for s in doc["scenarios"]:
-        for k in ("settle_s", "quiescence", "carry_over", "generator_lag_max_ms", "generator_behind"):
+        for k in ("settle_s", "quiescence", "carry_over", "generator_lag_max_ms", "generator_behind", "node"):
             s["summary"].pop(k)
     return doc
 
@@ -196,12 +196,14 @@ def test_calibration_and_scenario_isolation_are_read_and_old_documents_lack_them
     carry = sustained.carry_over
     assert carry is not None and carry.samples == 16 and carry.tags == ("burst",) and not carry.empty
     assert stress.carry_over is not None and stress.carry_over.empty
+    node = sustained.node_state
+    assert node is not None and node.reset and (node.block_start, node.block_end, node.rss_mb_max) == (40, 1240, 640.0)
 
     old = parse_results(_without_run_extras(results()))
     assert old.calibration is None
     s = old.scenarios[0]
-    assert (s.settle_s, s.quiescence, s.carry_over, s.generator_lag_max_ms, s.generator_behind) == (
-        None, None, None, None, None)
+    assert (s.settle_s, s.quiescence, s.carry_over, s.generator_lag_max_ms, s.generator_behind, s.node_state) == (
+        None, None, None, None, None, None)
 
 
 @pytest.mark.parametrize(
@@ -212,6 +214,7 @@ def test_calibration_and_scenario_isolation_are_read_and_old_documents_lack_them
         (("conditions", "calibration", "cpu_ref_spread"), -0.1, "$.conditions.calibration.cpu_ref_spread"),
         (("conditions", "calibration", "node_ceiling"), 5.0, "$.conditions.calibration"),
         (("scenarios", 1, "summary", "settle_s"), -1.0, "$.scenarios[1].summary.settle_s"),
+        (("scenarios", 1, "summary", "node", "reset"), "yes", "$.scenarios[1].summary.node.reset"),
         (("scenarios", 1, "summary", "generator_behind"), "no", "$.scenarios[1].summary.generator_behind"),
         (("scenarios", 1, "summary", "quiescence", "timed_out"), 0, "$.scenarios[1].summary.quiescence.timed_out"),
         (("scenarios", 1, "summary", "carry_over", "histograms", "tx_submission"), -2,
