@@ -5,7 +5,8 @@ Read-only endpoints (no token):
 - ``GET /health``: 200 ``{"status": "ok", ...}`` or 503 ``{"status": "unhealthy", "reasons": [...]}``.
 - ``GET /metrics``: Prometheus text exposition.
 - ``GET /status``: pairs, in-flight, nonces, queue and limiter statistics: whatever the injected
-  status provider returns (the API knows nothing of the engine's internals).
+  status provider returns (the API knows nothing of the engine's internals). URLs in it (and in
+  ``/health``) are redacted (``bot.redact``): these views need no token.
 - ``GET /stats?since=SEQ``: the telemetry payload of docs/DESIGN.md (closed intervals with
   ``seq > SEQ``).
 
@@ -16,6 +17,12 @@ compared in constant time; 403 for everyone when no token is configured):
   ``/pairs/T000/USD/pause``; a percent-encoded ``T000%2FUSD`` works too). 404 for an unknown pair.
 - ``POST /orders`` with a JSON body validated by ``parse_order`` (400 naming the field on bad
   input); 202 with the submitter's answer.
+- ``GET /ledger``: every transaction record the bot holds and its per-account tallies
+  (``bot.chain.ledger_view``: the document the harness reconciles against the chain); ``?records=0``
+  leaves the records out. Behind the token: it lists every hash and nonce the bot used.
+- ``POST /ledger/drain?within=S``: waits up to S seconds (0 < S <= ``MAX_DRAIN_S``) until every
+  intent is terminal; ``{"drained": bool, "in_flight": n, "waited_s": s}``. It stops nothing: an
+  intent opened meanwhile is waited for too.
 
 Everything the API does is through ``ApiHooks`` callables, so it is tested without a bot.
 ``start_api(bot)`` builds those hooks from a running bot by duck typing (see ``ControlledBot``).
@@ -34,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import orjson
 from aiohttp import web
 
+from bot.redact import redact_text
+
 if TYPE_CHECKING:
     from bot.config import BotConfig
     from bot.engine.actors import Engine
@@ -44,6 +53,7 @@ log = logging.getLogger(__name__)
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_BODY_BYTES = 64 * 1024
 MAX_CLIENT_ID = 64
+MAX_DRAIN_S = 120.0  # the sender's own bound on tracking one transaction (max_pending_wait)
 
 
 class OrderError(ValueError):
@@ -113,11 +123,18 @@ class ApiHooks:
     pause: PairAction | None = None
     resume: PairAction | None = None
     submit_order: Callable[[OrderRequest], Awaitable[Mapping[str, Any]]] | None = None
+    ledger: Callable[[bool], Mapping[str, Any]] | None = None  # records included?
+    drain: Callable[[float], Awaitable[Mapping[str, Any]]] | None = None  # seconds at most
 
 
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None, *,
+          redact: bool = False) -> web.Response:
     # OPT_NON_STR_KEYS: status maps may be keyed by ints (e.g. nonces by account index).
     body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS, default=str)
+    if redact and b"://" in body:
+        # The unauthenticated views carry components' statistics and error messages, any of which
+        # may quote an endpoint URL; redacting inside a JSON string never breaks the document.
+        body = redact_text(body.decode()).encode()
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
@@ -150,7 +167,7 @@ async def _health(request: web.Request) -> web.Response:
     except Exception as exc:  # a broken health check is itself unhealthy, never a 500
         log.exception("health provider failed")
         return _json({"status": "unhealthy", "reasons": [f"health check failed: {type(exc).__name__}"]}, 503)
-    return _json({"status": "ok" if ok else "unhealthy", **details}, 200 if ok else 503)
+    return _json({"status": "ok" if ok else "unhealthy", **details}, 200 if ok else 503, redact=True)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -158,7 +175,7 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _status(request: web.Request) -> web.Response:
-    return _json(request.app[HOOKS_KEY].status())
+    return _json(request.app[HOOKS_KEY].status(), redact=True)
 
 
 async def _stats(request: web.Request) -> web.Response:
@@ -221,6 +238,36 @@ async def _orders(request: web.Request) -> web.Response:
     return _json(dict(answer), 202)
 
 
+async def _ledger(request: web.Request) -> web.Response:
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    dump = request.app[HOOKS_KEY].ledger
+    if dump is None:
+        return _error(501, "the ledger is not available in this bot")
+    raw = request.query.get("records", "1")
+    if raw not in ("0", "1"):
+        return _error(400, f"records: expected 0 or 1, got {raw[:40]!r}")
+    return _json(dump(raw == "1"))
+
+
+async def _drain(request: web.Request) -> web.Response:
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    drain = request.app[HOOKS_KEY].drain
+    if drain is None:
+        return _error(501, "draining is not available in this bot")
+    raw = request.query.get("within", "")
+    try:
+        within = float(raw)
+    except ValueError:
+        within = -1.0
+    if not 0 < within <= MAX_DRAIN_S:
+        return _error(400, f"within: expected seconds > 0 and <= {MAX_DRAIN_S:g}, got {raw[:40]!r}")
+    return _json(dict(await drain(within)))
+
+
 def create_app(hooks: ApiHooks, *, token: str | None) -> web.Application:
     """The control API. ``token`` None or empty disables the mutating endpoints (403)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -234,6 +281,8 @@ def create_app(hooks: ApiHooks, *, token: str | None) -> web.Application:
     app.router.add_post("/pairs/{id:.+}/pause", _pause)
     app.router.add_post("/pairs/{id:.+}/resume", _resume)
     app.router.add_post("/orders", _orders)
+    app.router.add_get("/ledger", _ledger)
+    app.router.add_post("/ledger/drain", _drain)
     return app
 
 
@@ -290,8 +339,11 @@ async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 8600)
 
 class ControlledBot(Protocol):
     """What ``start_api`` needs of a bot. Optional extras, found by name if present:
-    ``status() -> Mapping`` (replaces the default status body) and
-    ``submit_order(OrderRequest) -> Awaitable[Mapping]`` (enables ``POST /orders``)."""
+    ``status() -> Mapping`` (replaces the default status body),
+    ``submit_order(OrderRequest) -> Awaitable[Mapping]`` (enables ``POST /orders``),
+    ``ledger_dump(records: bool) -> Mapping`` and ``drain_ledger(seconds) -> Awaitable[Mapping]``
+    (enable ``GET /ledger`` and ``POST /ledger/drain``) and
+    ``supervisor.health() -> (ok, reasons)`` (its background tasks, part of ``/health``)."""
 
     config: BotConfig
     telemetry: Telemetry
@@ -301,6 +353,7 @@ class ControlledBot(Protocol):
 # Components of a bot whose statistics() GET /status reports, when the bot has them.
 STATUS_COMPONENTS = (
     "engine", "trader", "sender", "signer", "nonces", "rpc", "receipts", "fees", "ws", "feed", "watchdog",
+    "supervisor",
 )
 
 
@@ -343,6 +396,11 @@ def hooks_for(bot: ControlledBot) -> ApiHooks:
         if bot.engine is None:
             return False, {"reasons": ["engine not started"]}
         ok, reasons = bot.engine.health()
+        # A dead background task (receipts, heads, feed, WebSocket) stops the bot as surely as a dead actor.
+        supervisor_health = getattr(getattr(bot, "supervisor", None), "health", None)
+        if callable(supervisor_health):
+            tasks_ok, task_reasons = supervisor_health()
+            ok, reasons = ok and tasks_ok, [*reasons, *task_reasons]
         return ok, ({"pairs": len(bot.engine.pairs)} if ok else {"reasons": reasons})
 
     def engine_action(which: str) -> PairAction:
@@ -354,6 +412,8 @@ def hooks_for(bot: ControlledBot) -> ApiHooks:
 
     custom_status = getattr(bot, "status", None)
     submit = getattr(bot, "submit_order", None)
+    ledger = getattr(bot, "ledger_dump", None)
+    drain = getattr(bot, "drain_ledger", None)
     return ApiHooks(
         health=health,
         status=custom_status if callable(custom_status) else (lambda: default_status(bot)),
@@ -362,6 +422,8 @@ def hooks_for(bot: ControlledBot) -> ApiHooks:
         pause=engine_action("pause"),
         resume=engine_action("resume"),
         submit_order=submit if callable(submit) else None,
+        ledger=ledger if callable(ledger) else None,
+        drain=drain if callable(drain) else None,
     )
 
 

@@ -5,6 +5,11 @@ Start order is dependency order and stop order is its reverse, each step bounded
 let submitted transactions reach a terminal state (sender drain: a swap in flight is followed
 to its receipt, never abandoned), then close subscriptions and connections. On SIGTERM the same
 path runs, so a stopped bot reports every transaction it sent.
+
+The long-running background tasks (WebSocket subscriber, heads pump, receipts, feed) run under
+a ``Supervisor``: a crash is logged, counted and restarted with backoff, and ``/health`` names a
+task while it is down. ``run_bot`` returns ``EXIT_FATAL`` (3) when the bot cannot start (node
+unreachable or answering garbage, API port taken) or a task exceeds its restart budget.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from hdrh.histogram import HdrHistogram
 
 from bot.api import OrderRequest
 from bot.chain.fee_oracle import FeeOracle
+from bot.chain.heads import pump_heads
+from bot.chain.ledger import Ledger
+from bot.chain.ledger_view import ledger_document
 from bot.chain.nonces import NonceManager
 from bot.chain.receipts import ReceiptTracker
 from bot.chain.sender import SenderConfig, TxSender
@@ -31,10 +39,25 @@ from bot.chain.signer import Signer
 from bot.config import BotConfig, ConfigError
 from bot.engine.actors import Engine, EngineSettings
 from bot.engine.mailbox import Message, Priority, PutResult
+from bot.engine.supervisor import Supervisor
 from bot.engine.watchdog import Watchdog
 from bot.feed import FeedClient
 from bot.market.prices import Pair
-from bot.rpc import BatchPolicy, EndpointPool, HttpTransport, PoolLimits, Timeouts, WsSubscriber
+from bot.redact import redact_text
+from bot.rpc import (
+    BatchPolicy,
+    EndpointPool,
+    HealthPolicy,
+    HttpTransport,
+    Lane,
+    LimitPolicy,
+    PoolLimits,
+    RetryPolicy,
+    RpcError,
+    Timeouts,
+    WsSubscriber,
+    shapes,
+)
 from bot.rpc.wscalls import WsCallTransport
 from bot.strategy import StrategyParams
 from bot.telemetry.observer import TelemetryObserver, register_engine_gauges
@@ -42,6 +65,12 @@ from bot.telemetry.recorder import Telemetry
 from bot.trader import ManualOrder, PairInfo, Trader
 
 log = logging.getLogger("bot")
+
+EXIT_FATAL = 3  # docs/bot.md, exit codes
+
+
+class BotFatal(RuntimeError):
+    """The bot cannot run on: it did not start, or a critical task exceeded its restart budget."""
 
 
 def load_pairs(config: BotConfig, accounts: list[str]) -> dict[str, PairInfo]:
@@ -79,7 +108,7 @@ class Summary:
     def render(self) -> str:
         lines = [f"bot ran {self.seconds:.1f} s"]
         keys = ("tx_accepted", "trades_ok", "trades_reverted", "trades_dropped", "trades_rejected", "trades_failed",
-                "trades_skipped", "ticks_handled")
+                "trades_skipped", "ticks_handled", "ticks_conflated{kind=trade}")
         lines.append("  " + "  ".join(f"{k}={self.counters.get(k, 0)}" for k in keys))
         errors = {k: v for k, v in self.counters.items() if k.startswith("errors")}
         lines.append("  errors by kind: " + (", ".join(f"{k[7:-1]}={v}" for k, v in sorted(errors.items())) or "none"))
@@ -117,27 +146,41 @@ class Bot:
         c = config
         self.telemetry = Telemetry(keep=c.telemetry.keep, interval_s=c.telemetry.interval_s)
         timeouts = Timeouts(connect=c.timeouts.connect, read=c.timeouts.read, total=c.timeouts.total)
-        limits = PoolLimits(max_connections=c.engine.rpc_concurrency)
+        limits = PoolLimits(max_connections=c.engine.rpc_concurrency,
+                            max_response_bytes=c.engine.rpc_max_response_bytes)
         batching = BatchPolicy(enabled=c.engine.rpc_batch, window=c.engine.rpc_batch_window,
                                max_size=c.engine.rpc_batch_size)
+        # The real URLs: from the environment when the file holds only their redacted forms.
+        http_urls, ws_url = c.endpoints.http_urls(), c.endpoints.ws_url()
         self.transports: list[HttpTransport | WsCallTransport] = (
-            [HttpTransport(url, timeouts, limits, batching=batching) for url in c.endpoints.http]
+            [HttpTransport(url, timeouts, limits, batching=batching) for url in http_urls]
             if c.engine.rpc_transport == "http" else
             # The same endpoints, each over one WebSocket on its host and port (ws_url_for).
-            [WsCallTransport(url, timeouts) for url in c.endpoints.http])
-        self.rpc = EndpointPool(self.transports)
-        self.ws = WsSubscriber(c.endpoints.ws, backfill_client=self.rpc) if c.endpoints.ws else None
+            [WsCallTransport(url, timeouts) for url in http_urls])
+        # One knob caps both what a Retry-After may park and what one call may wait on it; the
+        # adaptive limit starts at, and never exceeds, the connection pool's size.
+        self.rpc = EndpointPool(self.transports, RetryPolicy(max_retry_after=c.engine.max_retry_after),
+                                HealthPolicy(max_retry_after=c.engine.max_retry_after),
+                                limit_policy=LimitPolicy(max_window=c.engine.rpc_concurrency))
+        self.ws = WsSubscriber(ws_url, backfill_client=self.rpc) if ws_url else None
         self.heads_key = self.ws.subscribe_new_heads() if self.ws else None
         self.signer = Signer(self.accounts, mode=c.engine.signing, workers=c.engine.workers)
         self.nonces = NonceManager(self.rpc)
-        self.receipts = ReceiptTracker(self.rpc)
-        self.fees = FeeOracle(self.rpc)
+        self.supervisor = Supervisor(telemetry=self.telemetry)
+        # Receipts and fees are shared by every pair: a Retry-After slept inside either would stall all
+        # confirmations or all submissions. They fail fast instead: the tracker fetches the block again
+        # on its next pass, the fee oracle keeps its last fee.
+        confirm = self.rpc.view(Lane.CONFIRM, fail_fast=True)
+        self.receipts = ReceiptTracker(confirm, on_invalid=self._invalid)
+        if self.ws is not None:
+            # The subscription degraded (reconnecting for a while): receipts poll until it is live again.
+            self.ws.on_link(self.receipts.use_subscription)
+        self.fees = FeeOracle(confirm)
         self.sender: TxSender | None = None
         self.trader: Trader | None = None
         self.engine: Engine | None = None
         self.feed: FeedClient | None = None
         self.watchdog: Watchdog | None = None
-        self._heads: asyncio.Queue[int] = asyncio.Queue(1024)
         self._tasks: list[asyncio.Task[Any]] = []
         self._api_runner: Any = None
         self.started_at = time.monotonic()
@@ -148,32 +191,27 @@ class Bot:
     async def _pump_heads(self) -> None:
         """newHeads over WebSocket -> receipts and the fee oracle (no polling while subscribed)."""
         assert self.ws is not None
-        async for event in self.ws:
-            if event.kind != "newHeads":
-                continue
-            header = event.data
-            number = int(header["number"], 16)
-            base_fee = header.get("baseFeePerGas")
-            self.fees.on_head(int(base_fee, 16) if base_fee else None)
-            if self._heads.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    self._heads.get_nowait()  # only the newest head matters to the receipt cursor
-            self._heads.put_nowait(number)
+        await pump_heads(self.ws, self._on_head, on_invalid=self._invalid)
 
-    async def _head_numbers(self) -> Any:
-        while True:
-            yield await self._heads.get()
+    def _on_head(self, head: shapes.Head) -> None:
+        self.fees.on_head(head.base_fee)
+        self.receipts.on_head(head.number)
+
+    def _invalid(self, what: str) -> None:
+        """A malformed item from the node, skipped: counted as ``invalid_responses{what=...}``."""
+        self.telemetry.count_untagged(f"invalid_responses{{what={what}}}")
 
     async def start(self) -> None:
         c = self.config
-        chain_id = int(await self.rpc.call("eth_chainId", [], timeout=c.timeouts.total), 16)
+        chain_id = shapes.small_quantity(await self.rpc.call("eth_chainId", [], timeout=c.timeouts.total),
+                                         "eth_chainId")
         self.telemetry.start()
+        self.telemetry.gauge_provider("tasks_down", lambda: float(len(self.supervisor.health()[1])))
         if self.ws is not None:
-            await self.ws.start()
-            self._tasks.append(asyncio.create_task(self._pump_heads(), name="heads"))
-            self.receipts.start(self._head_numbers())
-        else:
-            self.receipts.start(None)
+            await self.ws.start(spawn=lambda run: self.supervisor.spawn("ws", run))
+            self.supervisor.spawn("heads", self._pump_heads)
+        # Heads are pushed (on_head) while the subscription is live; polled otherwise.
+        self.supervisor.spawn("receipts", self.receipts.run)
         await self.signer.warm_up()
         self.sender = TxSender(self.rpc, self.signer, self.nonces, self.receipts, self.fees,
                                config=SenderConfig(chain_id=chain_id, send_timeout=c.timeouts.submit,
@@ -181,12 +219,16 @@ class Bot:
                                                    max_in_flight=c.engine.max_in_flight),
                                on_latency=self.telemetry.record)
         params = StrategyParams(c.strategy.trade_size, c.strategy.deadband_bps, c.strategy.max_slippage_bps)
-        self.trader = Trader(self.rpc, self.sender, self.telemetry, self.pairs, params,
+        # Reads through the pool's READ lane: they fail fast, so no actor sleeps on a backoff.
+        self.trader = Trader(self.rpc.reads(), self.sender, self.telemetry, self.pairs, params,
                              read_timeout=c.timeouts.price_fetch, balance_timeout=c.timeouts.balance_check,
                              max_in_flight=c.engine.max_in_flight, slot_timeout=c.timeouts.handler)
+        # A pair keeps only its newest queued trade signal: one it could not take in time is stale.
+        conflate = frozenset({"trade"}) if c.engine.conflate_trades else frozenset()
         self.engine = Engine(self.trader.handle, EngineSettings(mailbox_size=c.engine.mailbox_size,
                                                                 dispatch_slots=c.engine.dispatch_slots,
-                                                                handler_timeout_s=c.timeouts.handler),
+                                                                handler_timeout_s=c.timeouts.handler,
+                                                                conflate=conflate),
                              observer=TelemetryObserver(self.telemetry))
         for pair_id in self.pairs:
             self.engine.add_pair(pair_id)
@@ -201,7 +243,7 @@ class Bot:
         self._api_runner = await start_api(self)
         if c.feed.url:
             self.feed = FeedClient(c.feed.url, self.telemetry, self.engine.post, self.trader.reference, self.pairs)
-            self.feed.start()
+            self.supervisor.spawn("feed", self.feed.run)
         log.info("bot started: %d pairs, %d accounts, chain %d, api http://%s:%d", len(self.pairs),
                  len(self.accounts), chain_id, c.api.host, c.api.port)
 
@@ -211,6 +253,9 @@ class Bot:
         trader, sender = self.trader, self.sender
         t.gauge_provider("in_flight", lambda: float(trader.in_flight.now))
         t.gauge_provider("tx_in_flight", lambda: float(sender.statistics().in_flight))
+        # The tightest endpoint's adaptive limit: below engine.rpc_concurrency after 429s.
+        t.gauge_provider("rpc_limit", lambda: float(min((e.limit.limit for e in self.rpc.statistics().endpoints
+                                                         if e.limit is not None), default=0)))
         t.gauge_provider("net_bytes_sent", lambda: float(self._net_bytes("bytes_sent")))
         t.gauge_provider("net_bytes_received", lambda: float(self._net_bytes("bytes_received")))
 
@@ -232,8 +277,9 @@ class Bot:
 
     async def stop(self) -> None:
         c = self.config
+        await self.supervisor.stop("feed")  # stop taking signals first; receipts run on until the drain
         if self.feed is not None:
-            await self.feed.stop()
+            await self.feed.stop()  # the client's own state; its task was the supervisor's
         if self.engine is not None:
             await self.engine.stop(deadline_s=c.timeouts.shutdown / 2, drain=False)
         if self.sender is not None:
@@ -245,6 +291,7 @@ class Bot:
             await self.trader.drain(1.0)
         if self._api_runner is not None:
             await self._api_runner.cleanup()
+        await self.supervisor.aclose()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -271,12 +318,47 @@ class Bot:
         return {"pair": order.pair, "queued": result is not PutResult.REJECTED, "mailbox": result.value,
                 "client_id": order.client_id}
 
+    def ledger_dump(self, records: bool = True) -> dict[str, Any]:
+        """``GET /ledger``: the transaction ledger and its per-account tallies (``bot.chain.ledger_view``)."""
+        ledger = self.sender.ledger if self.sender is not None else Ledger(keep_recent=0)
+        return ledger_document(ledger, self.nonces.start_nonces(), records=records)
+
+    async def drain_ledger(self, within: float) -> dict[str, Any]:
+        """``POST /ledger/drain``: wait, bounded, until every intent is terminal (nothing is stopped)."""
+        t0 = time.monotonic()
+        drained = True if self.sender is None else await self.sender.drain(within)
+        in_flight = 0 if self.sender is None else self.sender.statistics().in_flight
+        return {"drained": drained, "in_flight": in_flight, "waited_s": round(time.monotonic() - t0, 3)}
+
     def summary(self) -> Summary:
         counters = self.telemetry.counter_totals()
         return Summary(time.monotonic() - self.started_at, counters, summarize(self.telemetry))
 
 
+async def _start(bot: Bot) -> None:
+    """``bot.start()``; ``BotFatal`` when it fails on the outside world (the node, the API port) or a
+    task gives up meanwhile. Anything else is a bug and propagates with its traceback (exit 1)."""
+    starting = asyncio.create_task(bot.start(), name="bot-start")
+    fatal = asyncio.create_task(bot.supervisor.wait_fatal())
+    try:
+        await asyncio.wait({starting, fatal}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        fatal.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+    if starting.cancelled():
+        raise BotFatal(f"could not start: {bot.supervisor.fatal}")
+    try:
+        starting.result()
+    except (RpcError, OSError, TimeoutError) as exc:
+        raise BotFatal(f"could not start: {type(exc).__name__}: {exc}") from exc
+
+
 async def run_bot(config: BotConfig, seconds: float | None = None) -> int:
+    """Run until SIGTERM/SIGINT or ``seconds``: 0 after a clean stop, 2 on a bad config,
+    ``EXIT_FATAL`` when the bot could not start or a critical task exceeded its restart budget."""
     try:
         bot = Bot(config)
     except ValueError as exc:  # ConfigError, AccountLoadError: the message names the field and the fix
@@ -287,14 +369,25 @@ async def run_bot(config: BotConfig, seconds: float | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    await bot.start()
     try:
-        if seconds is None:
-            await stop.wait()
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=seconds)
+        await _start(bot)
+    except BotFatal as exc:
+        print(f"bot: fatal: {redact_text(str(exc))}", file=sys.stderr, flush=True)
+        try:
+            await bot.stop()
+        except Exception:  # the fatal error is the one to report; a teardown failure is only logged
+            log.exception("stopping the bot after a failed start")
+        return EXIT_FATAL
+    stopping = asyncio.create_task(stop.wait())
+    fatal = asyncio.create_task(bot.supervisor.wait_fatal())
+    try:
+        await asyncio.wait({stopping, fatal}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for waiter in (stopping, fatal):
+            waiter.cancel()
         await bot.stop()
     print(bot.summary().render(), flush=True)
+    if bot.supervisor.fatal is not None:
+        print(f"bot: fatal: {redact_text(bot.supervisor.fatal)}", file=sys.stderr, flush=True)
+        return EXIT_FATAL
     return 0

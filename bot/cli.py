@@ -1,6 +1,8 @@
 """The ``bot`` command: ``bot run --config bot.toml [--seconds N]``.
 
-Exit codes: 0 clean stop, 2 bad config (the message names the field and the fix), 3 runtime failure.
+Exit codes: 0 clean stop, 2 bad config (the message names the field and the fix), 3 fatal runtime
+failure (the node unreachable or answering garbage at start, the API port taken, a background task
+over its restart budget), 1 anything else (a bug: the traceback is on stderr).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bot", description="The reference asyncio trading bot (system under test).",
                                 epilog="docs: docs/bot.md (every bot.toml field, the control API, exit codes)\n"
-                                       "exit codes: 0 clean stop, 2 bad config or usage, 1 any other failure",
+                                       "exit codes: 0 clean stop, 2 bad config or usage, 3 fatal (node unreachable "
+                                       "at start, API port taken, a background task past its restart budget), "
+                                       "1 any other failure",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     r = sub.add_parser("run", help="trade against the configured endpoint(s) until stopped",
@@ -40,17 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from bot.config import ConfigError
     from bot.config import load as load_config
+    from bot.redact import excepthook, redact_logging, redact_text
 
+    # Endpoint URLs may carry provider keys: whatever this process writes goes through bot.redact.
+    sys.excepthook = excepthook
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"bot: config error: {exc}", file=sys.stderr)
+        print(f"bot: config error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     if args.verb == "check-config":
-        print(config.to_toml(), end="")
+        print(redact_text(config.to_toml()), end="")
         return 0
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logging()
     from bot.app import run_bot
 
     runner = asyncio.run

@@ -15,6 +15,8 @@ A complete file (every key optional except ``deployment`` and ``endpoints.http``
     [endpoints]
     http = ["http://127.0.0.1:8545"] # one or more; more than one enables failover
     ws = "ws://127.0.0.1:8545"       # optional: new heads / logs subscriptions
+    # http_env = "NODE_HTTP_URLS"    # optional: the real URLs (whitespace-separated) in this variable;
+    # ws_env = "NODE_WS_URL"         #   http and ws then hold their redacted forms (bot.redact)
 
     [accounts]                       # exactly one of source / env / key_file
     source = "anvil-dev:4"           # the first N anvil dev accounts (standard test mnemonic)
@@ -34,7 +36,10 @@ A complete file (every key optional except ``deployment`` and ``endpoints.http``
     rpc_batch = true                 # auto-batch calls made in the same loop iteration
     rpc_batch_window = 0.0           # seconds to wait for more calls (0: the same iteration only)
     rpc_batch_size = 100             # most calls in one JSON-RPC batch
+    rpc_max_response_bytes = 16777216 # a larger HTTP response body is an invalid response, not read
     rpc_transport = "http"           # http | ws: calls over kept-alive HTTP, or one WebSocket per endpoint
+    max_retry_after = 5.0            # seconds: the longest one 429's Retry-After parks an endpoint or delays a retry
+    conflate_trades = false          # true: a busy pair keeps only its newest queued trade signal (rest counted)
     signing = "inline"               # inline | thread | process
     workers = 2                      # signing threads/processes
 
@@ -62,7 +67,10 @@ A complete file (every key optional except ``deployment`` and ``endpoints.http``
     keep = 600
 
 Secrets never live in this file or in the dataclasses: only the *names* of environment variables
-or key files. ``to_dict()`` is therefore safe to write into a results file.
+or key files. ``to_dict()`` is therefore safe to write into a results file. An endpoint URL with a
+provider key in it goes the same way: ``endpoints.http_env`` / ``ws_env`` name the variables that
+hold the real URLs, and ``http`` / ``ws`` list their redacted forms (``bot.redact.redact_url``),
+which must match them, so the file still says which endpoint was used.
 """
 
 from __future__ import annotations
@@ -79,6 +87,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
+from bot.redact import redact_url
+
 if TYPE_CHECKING:
     from bot.chain.accounts import Account
 
@@ -88,6 +98,14 @@ LoopKind = Literal["uvloop", "asyncio"]
 JsonKind = Literal["orjson", "json"]
 
 MAX_DEV_ACCOUNTS = 1000
+# engine.rpc_max_response_bytes: the default and floor are bot.rpc.config's (not imported: that would load
+# the whole network layer to read a TOML file); a cap above 1 GiB is no cap.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 2**20
+MIN_RESPONSE_BYTES = 1024
+MAX_RESPONSE_BYTES = 2**30
+# engine.max_retry_after: bot.rpc.config's default, for the same reason. A node's Retry-After is capped at it.
+DEFAULT_MAX_RETRY_AFTER = 5.0
+MAX_RETRY_AFTER_LIMIT = 3600.0
 
 
 class ConfigError(ValueError):
@@ -98,6 +116,57 @@ class ConfigError(ValueError):
 class EndpointsConfig:
     http: tuple[str, ...] = ("http://127.0.0.1:8545",)
     ws: str | None = None
+    http_env: str | None = None  # the real http URLs come from this variable; ``http`` is their redacted form
+    ws_env: str | None = None
+
+    def http_urls(self, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """The URLs to connect to: ``http``, or the ones in ``$http_env`` when it is named."""
+        if self.http_env is None:
+            return self.http
+        urls = tuple(_env(self.http_env, "endpoints.http_env", environ).split())
+        if len(urls) != len(self.http):
+            raise ConfigError(f"endpoints.http_env: ${self.http_env} holds {len(urls)} URL(s) but endpoints.http "
+                              f"lists {len(self.http)}; list one redacted form per URL")
+        for i, (real, listed) in enumerate(zip(urls, self.http, strict=True)):
+            _check_url(real, ("http", "https"), f"${self.http_env}[{i}]")
+            _same_endpoint(real, listed, f"endpoints.http[{i}]", f"${self.http_env}[{i}]")
+        return urls
+
+    def ws_url(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The WebSocket URL to subscribe on: ``ws``, or the one in ``$ws_env`` when it is named."""
+        if self.ws_env is None:
+            return self.ws
+        url = _env(self.ws_env, "endpoints.ws_env", environ).strip()
+        _check_url(url, ("ws", "wss"), f"${self.ws_env}")
+        if self.ws is not None:
+            _same_endpoint(url, self.ws, "endpoints.ws", f"${self.ws_env}")
+        return url
+
+
+def _env(name: str, field_: str, environ: Mapping[str, str] | None) -> str:
+    value = (os.environ if environ is None else environ).get(name, "")
+    if not value.strip():
+        raise ConfigError(f"{field_}: environment variable {name} is not set; export the node's URL(s) in it, "
+                          f"or remove {field_.rsplit('.', 1)[-1]} and list the URLs in the file")
+    return value
+
+
+def _check_url(url: str, schemes: Sequence[str], where: str) -> None:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{where}: expected a {'/'.join(schemes)} URL like '{schemes[0]}://127.0.0.1:8545', "
+                          f"got {redact_url(url)!r}")
+
+
+def _same_endpoint(real: str, listed: str, field_: str, source: str) -> None:
+    """The file must name the endpoint actually used: its URL is the redacted form of the real one."""
+    want = redact_url(real)
+    if redact_url(listed) != want:
+        raise ConfigError(f"{field_}: {redact_url(listed)!r} is not the endpoint in {source}; write {want!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +209,10 @@ class EngineConfig:
     rpc_batch: bool = True
     rpc_batch_window: float = 0.0
     rpc_batch_size: int = 100
+    rpc_max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     rpc_transport: RpcTransportKind = "http"
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    conflate_trades: bool = False  # off: the SLO scenarios count every signal as a transaction
     signing: SigningMode = "inline"
     workers: int = 2
 
@@ -321,14 +393,18 @@ def _url(t: _Table, key: str, value: Any, schemes: Sequence[str], where: str | N
     name = where or t.name(key)
     if not isinstance(value, str):
         raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL string, got {_show(value)}")
-    parts = urlsplit(value.strip())
+    shown = _show(redact_url(value.strip()))  # an error message must not carry a provider key
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {shown}") from None
     if parts.scheme not in schemes or not parts.hostname:
         raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL like "
-                          f"'{schemes[0]}://127.0.0.1:8545', got {_show(value)}")
+                          f"'{schemes[0]}://127.0.0.1:8545', got {shown}")
     try:
         _ = parts.port
     except ValueError:
-        raise ConfigError(f"{name}: the port in {_show(value)} is not a number 1-65535") from None
+        raise ConfigError(f"{name}: the port in {shown} is not a number 1-65535") from None
     return value.strip()
 
 
@@ -346,8 +422,15 @@ def _endpoints(t: _Table) -> EndpointsConfig:
         raise ConfigError(f"{t.name('http')}: lists the same URL twice; list each endpoint once")
     ws_raw = t.raw("ws")
     ws = None if ws_raw is None else _url(t, "ws", ws_raw, ("ws", "wss"))
+    names: dict[str, str | None] = {}
+    for key in ("http_env", "ws_env"):
+        value = t.string(key, None)
+        if value is not None and not _ENV_NAME.match(value):
+            raise ConfigError(f"{t.name(key)}: expected an environment variable name like NODE_URLS, "
+                              f"got {_show(value)}")
+        names[key] = value
     t.finish()
-    return EndpointsConfig(http=urls, ws=ws)
+    return EndpointsConfig(http=urls, ws=ws, http_env=names["http_env"], ws_env=names["ws_env"])
 
 
 _DEV = re.compile(r"^anvil-dev:(\d+)$")
@@ -425,12 +508,29 @@ def _engine(t: _Table) -> EngineConfig:
         rpc_batch=t.boolean("rpc_batch", d.rpc_batch),
         rpc_batch_window=t.number("rpc_batch_window", d.rpc_batch_window, lo=0, hi=1),
         rpc_batch_size=t.integer("rpc_batch_size", d.rpc_batch_size, 1, 10_000),
+        rpc_max_response_bytes=t.integer("rpc_max_response_bytes", d.rpc_max_response_bytes, MIN_RESPONSE_BYTES,
+                                         MAX_RESPONSE_BYTES),
         rpc_transport=cast(RpcTransportKind, t.choice("rpc_transport", d.rpc_transport, ("http", "ws"))),
+        max_retry_after=_max_retry_after(t, d.max_retry_after),
+        conflate_trades=t.boolean("conflate_trades", d.conflate_trades),
         signing=cast(SigningMode, t.choice("signing", d.signing, ("inline", "thread", "process"))),
         workers=t.integer("workers", d.workers, 1, 256),
     )
     t.finish()
     return cfg
+
+
+def _max_retry_after(t: _Table, default: float) -> float:
+    v = t.raw("max_retry_after")
+    if v is None:
+        return default
+    if (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+            or not 0 < v <= MAX_RETRY_AFTER_LIMIT):
+        raise ConfigError(
+            f"{t.name('max_retry_after')}: expected seconds > 0 and <= {MAX_RETRY_AFTER_LIMIT:g}, got {_show(v)}; "
+            "it caps how long one HTTP 429's Retry-After may park an endpoint or delay a retry "
+            f"(a node asking for longer is capped; default {DEFAULT_MAX_RETRY_AFTER:g})")
+    return float(v)
 
 
 def _timeouts(t: _Table) -> TimeoutsConfig:

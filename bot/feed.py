@@ -1,13 +1,16 @@
 """The market-data feed client: a WebSocket that reconnects, decodes ticks and routes them.
 
 A frame is one tick object or a JSON array of ticks (``harness.load.feed`` batches). Market
-data (``trade: false``) only updates the pair's reference price, inline: at 10k ticks/s a hop
-through an actor's mailbox per tick would cost more than the work. Trade signals go to the
-pair's actor as ``ENTRY`` messages carrying the tick's scheduled time.
+data (``trade: false``) reaches the pair's actor by conflation (``bot.market.conflation``): the
+newest tick per pair is kept and the actor woken once, and its strategy takes the newest price as
+its reference. At 10k ticks/s a hop through an actor's mailbox per tick would cost more than the
+work. Trade signals go to the pair's actor as ``ENTRY`` messages carrying the tick's scheduled time.
 
-Counters: ``ticks_handled`` (decoded and acted on), ``ticks_rejected`` (a full mailbox refused
-a trade signal: backpressure, counted not hidden), ``ticks_missed`` (gaps in the feed's sequence
-numbers, e.g. while reconnecting), ``ticks_invalid`` (undecodable), ``feed_reconnects``.
+Counters: ``ticks_handled`` (a trade signal queued to its actor; a market tick the actor looked
+at), ``ticks_conflated{kind=market}`` (a market tick superseded by a newer one of its pair that the actor
+looked at; both counted at the look), ``ticks_rejected`` (a full mailbox refused a trade signal:
+backpressure, counted not hidden), ``ticks_missed`` (gaps in the feed's sequence numbers, e.g.
+while reconnecting), ``ticks_invalid`` (undecodable), ``feed_reconnects``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +27,7 @@ import aiohttp
 import orjson
 
 from bot.engine.mailbox import Message, Priority, PutResult
+from bot.market.conflation import DEFAULT_WINDOW_S, ConflationStatistics, Conflator
 from bot.telemetry.recorder import Telemetry
 
 log = logging.getLogger(__name__)
@@ -30,14 +35,25 @@ log = logging.getLogger(__name__)
 Post = Callable[[str, Message], PutResult]
 
 
+def _sent_at(tick: Mapping[str, Any]) -> float | None:
+    """A market tick's intended send time, if it carries a usable one (it only times the delivery)."""
+    s = tick.get("scheduled")
+    # orjson decodes a Unix time (a JSON number with a fraction) as float; this runs per tick, so the
+    # exact type test rather than isinstance against a union.
+    return s if type(s) is float and math.isfinite(s) else None
+
+
 class FeedClient:
+    """``reference`` is the strategy's price per pair: written by each pair's actor at its look, never here."""
+
     def __init__(self, url: str, telemetry: Telemetry, post: Post, reference: dict[str, float],
-                 known_pairs: Mapping[str, object], *, max_backoff: float = 5.0) -> None:
+                 known_pairs: Mapping[str, object], *, max_backoff: float = 5.0,
+                 conflate_s: float = DEFAULT_WINDOW_S) -> None:
         self.url = url
         self._t = telemetry
         self._post = post
-        self._ref = reference
         self._pairs = known_pairs
+        self._market = Conflator(known_pairs, post, telemetry, reference, window_s=conflate_s)
         self.max_backoff = max_backoff
         self._last_seq: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -67,27 +83,32 @@ class FeedClient:
             seq = int(tick["seq"])
             price = float(tick["price"])
             trade = bool(tick.get("trade", False))
+            # A trade signal is timed from when it was meant to be sent: one without that is invalid.
+            scheduled = float(tick["scheduled"]) if trade else None
             tag = tick.get("tag")
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             self._t.count("ticks_invalid")
             return
         if not isinstance(tag, str):
             tag = None
-        if pair not in self._pairs:
+        if not isinstance(pair, str) or pair not in self._pairs or (
+                scheduled is not None and not math.isfinite(scheduled)):
             self._t.count("ticks_invalid", tag=tag)
             return
         if self._last_seq is not None and seq > self._last_seq + 1:
             self._t.count("ticks_missed", seq - self._last_seq - 1)
         self._last_seq = seq if self._last_seq is None else max(seq, self._last_seq)
-        self._ref[pair] = price
-        if trade:
-            result = self._post(pair, Message(Priority.ENTRY, "trade", tick, scheduled=float(tick["scheduled"])))
-            if result is PutResult.REJECTED:
-                self._t.count("ticks_rejected", tag=tag)
-                return
+        if not trade:
+            self._market.offer(pair, price, _sent_at(tick), tag)  # counted when the actor looks
+            return
+        result = self._post(pair, Message(Priority.ENTRY, "trade", tick, scheduled=scheduled))
+        if result is PutResult.REJECTED:
+            self._t.count("ticks_rejected", tag=tag)
+            return
         self._t.count("ticks_handled", tag=tag)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Connect, read and reconnect until cancelled (``start`` runs it in a task; a supervisor may own it)."""
         backoff = 0.1
         async with aiohttp.ClientSession() as session:
             while True:
@@ -111,9 +132,13 @@ class FeedClient:
                 backoff = min(self.max_backoff, backoff * 2)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="feed-client")
+        self._task = asyncio.create_task(self.run(), name="feed-client")
+
+    def conflation(self) -> ConflationStatistics:
+        return self._market.statistics()
 
     async def stop(self) -> None:
+        self._market.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,14 +5,22 @@ pair at a time, so a pair's reads and its submission are never interleaved with 
 own). It does the latency-critical part: ``price_fetch``, ``balance_check``, the decision and
 ``tx_submission``. Waiting for the receipt is handed to a confirmation task, so the actor can
 take the pair's next signal while earlier swaps are still being mined; the sender's in-flight
-limit bounds how many such tasks exist.
+limit bounds how many such tasks exist. A ``"market"`` message is the pair's wake-up for market data:
+the strategy looks at the newest price (``bot.market.conflation``).
 
 Every signal ends in exactly one counter: ``trades_ok``, ``trades_reverted``, ``trades_dropped``,
-``trades_rejected``, ``trades_failed`` or ``trades_skipped`` (inside the deadband, or not
-enough balance: counted as ``errors{kind=insufficient_balance}`` too). ``tx_accepted`` counts
-swaps the node acknowledged. Latencies, as slo-tables.md defines them: ``trade_execution``
-runs from the tick's *scheduled* time to the receipt (free of coordinated omission by
-construction), ``trade_execution.service`` from the moment the actor took the signal.
+``trades_rejected``, ``trades_failed`` or ``trades_skipped`` (inside the deadband, not enough
+balance, or reads refused for load: counted as ``errors{kind=insufficient_balance}`` or
+``errors{kind=rate_limited}`` too). ``tx_accepted`` counts swaps the node acknowledged.
+
+The actor never sleeps on a backoff: the reads go through the pool's ``READ`` lane
+(``EndpointPool.reads``), which fails fast, so a rate-limited or failed read ends the attempt at
+once and the actor takes its next tick (the pair's trade ticks conflate meanwhile: the newest
+wins). A send's retries are the sender's lifecycle's, waited in the sender's own task.
+
+Latencies, as slo-tables.md defines them: ``trade_execution`` runs from the tick's *scheduled*
+time to the receipt (free of coordinated omission by construction), ``trade_execution.service``
+from the moment the actor took the signal. A conflated tick is never handled, so it records none.
 """
 
 from __future__ import annotations
@@ -31,8 +39,9 @@ from bot.chain.tx import TxRequest
 from bot.engine.limits import RANK_IN_FLIGHT, CapacityLimiter, LimiterTimeout
 from bot.engine.mailbox import Message
 from bot.market.balances import BalanceQuery, BalanceReader
+from bot.market.conflation import MarketSlot
 from bot.market.prices import Pair, PriceReader, amount_out
-from bot.rpc.errors import RpcError
+from bot.rpc.errors import RateLimited, RpcError
 from bot.rpc.protocol import RpcClient
 from bot.strategy import Order, PoolView, StrategyParams, decide
 from bot.telemetry.recorder import TAG, Telemetry
@@ -148,6 +157,7 @@ class Trader:
         self._t = telemetry
         self.pairs = pairs
         self.params = params
+        # The newest market price per pair, as the pair's actor last looked at it (bot.market.conflation).
         self.reference: dict[str, float] = {}
         self.in_flight = InFlight(telemetry)
         # One slot per trade from signal to receipt. Its holder is the trade (a token object),
@@ -208,6 +218,9 @@ class Trader:
                 TAG.reset(token)
         elif message.kind == "order":
             await self.trade(pair_id, {}, None, manual=message.payload)
+        elif message.kind == "market" and isinstance(message.payload, MarketSlot):
+            # The strategy's look at its pair's newest market price (bot.market.conflation).
+            message.payload.look()
 
     async def trade(self, pair_id: str, tick: Mapping[str, Any], scheduled: float | None,
                     manual: ManualOrder | None = None) -> None:
@@ -249,6 +262,10 @@ class Trader:
             self._confirming.add(task)
             task.add_done_callback(self._confirming.discard)
             handed_off = True
+        except RateLimited:
+            # The node (or our limit of it) asked for less: the tick is dropped, not retried late.
+            self._t.count("trades_skipped")
+            self._t.error("rate_limited")
         except RpcError as exc:
             self._t.count("trades_failed")
             self._t.error(exc.kind)

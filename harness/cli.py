@@ -15,7 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bot.redact import excepthook, redact_text
 from harness.errors import HarnessError
+from harness.node.faultnet import NETWORK_HELP
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
 
@@ -33,7 +35,12 @@ def _verb(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, h
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", type=int, default=100, help="trading pairs to deploy and trade (default 100, max 500)")
     p.add_argument("--node-url", help="judge against your own JSON-RPC endpoint instead of starting anvil "
-                   "(it must already hold a deployment: see --deployment)")
+                   "(it must already hold a deployment: see --deployment; loopback unless --allow-remote). "
+                   "A key in it is passed to the bot in its environment and written nowhere: files and logs "
+                   "show the URL redacted")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --node-url (your own node or provider; you are responsible for the "
+                   "load)")
     p.add_argument("--deployment", type=Path, help="deployment.json for --node-url")
     p.add_argument("--block-time", type=float, default=None,
                    help="anvil interval mining period in seconds (default 0.05; 0 = automine, "
@@ -46,8 +53,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bot", metavar="KEY=VALUE", action="append", default=[],
                    help="override a bot.toml setting for this run (repeatable), e.g. --bot loop=asyncio "
                    "--bot engine.signing=thread; the effective settings are recorded in the results")
+    p.add_argument("--network", choices=["loopback", "same-region", "cross-region", "flaky"], default="loopback",
+                   help=NETWORK_HELP)
     p.add_argument("--faults", metavar="PLAN", help="put the fault proxy between bot and node, e.g. "
-                   "'latency=5ms,jitter=2ms,error=0.001,429=0.001,drop=0.001' (recorded as the network profile)")
+                   "'latency=5ms,jitter=2ms,error=0.001,429=0.001,drop=0.001'; after the node answered: "
+                   "'loss=0.01,slow=0.01:200ms,truncate=0.01,oversize=0.001:20MB,shape=0.01'; "
+                   "'wsgarbage=0.01', 'outage=5s-8s;20s-22s', 'outage_every=60s:2s' (seconds from the proxy's "
+                   "start). Added on top of --network; recorded as the network profile, every injection in "
+                   "faults.jsonl")
+    p.add_argument("--fault-schedule", metavar="CHANGES", help="change the faults at run time: "
+                   "'10s: loss=0.05 | 30s: | 45s: 5xx=1' (seconds from the proxy's start, before the bot starts; "
+                   "an empty plan is clean) or a .toml file of [[schedule]] tables (at, plan); each plan is "
+                   "added on top of --network")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of live progress bars")
 
 
@@ -66,15 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quick: every scenario short (a few minutes); full: sustained 1 h, longer stress; "
                    "smoke: every scenario very short (CI's A/A check)")
     p.add_argument("--minutes", type=float, help="override the sustained scenario's length in minutes")
-    p.add_argument("--only", help="comma-separated scenarios to run (burst,sustained,stress,websocket,api)")
+    p.add_argument("--only", help="comma-separated scenarios to run (burst,sustained,stress,websocket,api; "
+                   "websocket_stress, the market-data capacity search, is in --profile full or run by name)")
     p.add_argument("--locust-workers", type=int, default=0, metavar="N",
                    help="run the api scenario's Locust as a master with N local worker processes "
                    "(default 0: one process)")
     p.add_argument("--fresh-bot", action="store_true",
                    help="a new bot process for every scenario (default: one bot, quiescence between scenarios)")
     p.add_argument("--keep-chain", action="store_true",
-                   help="let trading scenarios share one chain (default: our anvil is reverted to the chain as "
-                   "deployed before each trading scenario, with a fresh bot, because anvil slows as blocks pile up)")
+                   help="let scenarios share one growing chain (default: our anvil is reverted to the chain as "
+                   "deployed, with a fresh bot, before a scenario once it grew by --chain-reset-blocks, because "
+                   "anvil slows as its chain grows)")
+    p.add_argument("--chain-reset-blocks", type=int, default=200, metavar="N",
+                   help="revert our anvil before a scenario once its chain grew more than N blocks since the "
+                   "snapshot (default 200: 10 s of 50 ms blocks)")
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip the few-second machine calibration (node ceiling, CPU reference) before the scenarios")
     p.add_argument("--settle-timeout", type=float, default=60.0, metavar="S",
@@ -183,6 +205,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # --node-url may carry a provider key: a crash report goes out redacted like every other line.
+    sys.excepthook = excepthook
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         # bench and gate own their arguments (and their --help): hand them over unparsed.
@@ -196,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(gate_main(argv[1:]))
         return _dispatch(build_parser().parse_args(argv))
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        print(f"harness: error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from eth_abi.abi import decode, encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from bot.rpc.errors import InvalidResponse
+
 SWAP_SIG = "swap(uint256,bool,uint256,address)"
 APPROVE_SIG = "approve(address,uint256)"
 TRANSFER_SIG = "transfer(address,uint256)"
@@ -31,8 +33,13 @@ MAX_UINT256 = 2**256 - 1
 MAX_UINT112 = 2**112 - 1
 
 
-class AbiDecodeError(ValueError):
-    """An ``eth_call`` result that does not have the shape the function returns."""
+class AbiDecodeError(InvalidResponse, ValueError):
+    """An ``eth_call`` result that does not have the shape the function returns.
+
+    Garbage from the node, so an ``InvalidResponse``: a trade that meets one ends as a counted
+    failure (``errors{kind=invalid_response}``) like any other bad answer. Still a ``ValueError``
+    for callers written before that.
+    """
 
 
 def address_bytes(address: str, field: str = "address") -> bytes:
@@ -63,6 +70,8 @@ def encode_balance_of(owner: str) -> bytes:
 
 
 def _result_bytes(result: str | bytes, what: str, size: int) -> bytes:
+    if not isinstance(result, str | bytes):  # JSON can carry anything where hex data belongs
+        raise AbiDecodeError(f"{what}: expected hex data, got {type(result).__name__}")
     if isinstance(result, str):
         try:
             raw = bytes.fromhex(result[2:] if result.startswith("0x") else result)

@@ -8,6 +8,9 @@ environment variable, a key file, or a mnemonic (anvil's dev accounts by default
 The process-pool signer needs the key in its worker processes; it gets it through
 ``Account._worker_key()``, which is deliberately private and used only there (the bytes travel
 over the pool's pipe to a child of this process, never to disk or a log).
+
+A public dev key (``bot.chain.devkeys``: the test mnemonic anvil and hardhat fund) signs only for
+chain id 31337; for any other chain ``sign`` and ``check_chain`` raise ``DevKeyRefused``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import coincurve
 from eth_account import Account as _EthAccount
 from eth_account.signers.local import LocalAccount
 
+from bot.chain.devkeys import DEV_CHAIN_ID, is_dev_key
+from bot.chain.errors import DevKeyRefused
 from bot.chain.tx import Codec, SignedTx, UnsignedTx, sign_direct
 
 # The mnemonic anvil and hardhat derive their ten funded dev accounts from (public knowledge).
@@ -36,12 +41,14 @@ class AccountLoadError(ValueError):
 class Account:
     """One signing account. ``repr`` shows the address only."""
 
-    __slots__ = ("_ckey", "_local", "address")
+    __slots__ = ("_ckey", "_local", "address", "is_dev")
 
     def __init__(self, local: LocalAccount) -> None:
         self._local = local
         self._ckey = coincurve.PrivateKey(bytes(local.key))
         self.address: str = local.address
+        # Decided once: the check on every signature is then one attribute read.
+        self.is_dev: bool = is_dev_key(bytes(local.key))
 
     @classmethod
     def from_key(cls, key: str | bytes, *, source: str = "private key") -> Account:
@@ -69,7 +76,13 @@ class Account:
             ) from None
         return cls(local)
 
+    def check_chain(self, chain_id: int) -> None:
+        """Raise ``DevKeyRefused`` if this is a public dev key and ``chain_id`` is not the dev chain."""
+        if self.is_dev and chain_id != DEV_CHAIN_ID:
+            raise DevKeyRefused(self.address, chain_id, DEV_CHAIN_ID)
+
     def sign(self, tx: UnsignedTx, codec: Codec = "direct") -> SignedTx:
+        self.check_chain(tx.chain_id)
         if codec == "direct":
             raw, h = sign_direct(self._ckey, tx)
         elif codec == "eth_account":

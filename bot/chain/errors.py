@@ -44,3 +44,19 @@ class TxFailed(TxError):
     """Transport errors were exhausted; whether the node holds the transaction was never learned."""
 
     kind = "failed"
+
+
+class DevKeyRefused(TxError):
+    """A public dev key (anvil's and hardhat's test mnemonic) was asked to sign for a chain other
+    than the local dev chain: anyone can sign with that key, so nothing was signed."""
+
+    kind = "dev_key"
+
+    def __init__(self, address: str, chain_id: int, dev_chain_id: int) -> None:
+        super().__init__(
+            f"accounts: {address} is a public anvil/hardhat dev key (the test mnemonic) and signs only for "
+            f"chain id {dev_chain_id}, not {chain_id}; give this chain your own key (accounts.env or "
+            "accounts.key_file)"
+        )
+        self.address = address
+        self.chain_id = chain_id

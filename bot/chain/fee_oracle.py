@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from bot.chain.fees import FeePolicy, Fees, price
+from bot.rpc import shapes
 from bot.rpc.errors import RpcError
 from bot.rpc.protocol import RpcClient
 
@@ -77,7 +78,7 @@ class FeeOracle:
     async def _fetch(self) -> int:
         try:
             block = await self._rpc.call("eth_getBlockByNumber", ["latest", False], timeout=self.timeout)
-            base = int(block.get("baseFeePerGas", "0x0"), 16)
+            base = shapes.block_base_fee(block, "eth_getBlockByNumber")  # garbage: InvalidResponse, counted
         except RpcError:
             self._errors += 1
             raise

@@ -10,7 +10,9 @@ may or may not hold the transaction, so it is still watched by hash until its de
 
 ``Ledger.transition`` refuses any move the table below does not allow, so a second terminal
 state (a transaction counted twice) is a loud bug, not a silent miscount. Terminal records are
-kept in a bounded ring (``keep_recent``) for inspection; the counts are kept forever.
+kept in a bounded ring (``keep_recent``) for inspection; the counts are kept forever, and so are
+per-account tallies (``bot.chain.tally``: states, mined and may-land nonce ranges, doubled
+nonces) so that a run longer than the ring can still be reconciled against the chain.
 
 ``classify_send_error`` turns a node's refusal into a decision: retry the *same bytes*, or a
 definite rejection, and what the rejection means for the nonce (free again, or taken by another
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bot.chain.errors import InsufficientFunds, NonceConflict, TxDropped, TxError, TxFailed, TxRejected, TxReverted
+from bot.chain.tally import AccountTally
+from bot.rpc import codec
 from bot.rpc.errors import NodeError, RateLimited, RpcError
 
 
@@ -50,6 +54,14 @@ ALLOWED: dict[TxState, frozenset[TxState]] = {
 }
 
 
+class NonceFate(StrEnum):
+    """What the sender did with the record's nonce once its lifecycle decided (None: nothing yet)."""
+
+    RELEASED = "released"  # the bot concluded no endpoint holds the bytes: the nonce is free again
+    CONFIRMED = "confirmed"  # the chain took it (a receipt, or a refusal naming another holder)
+    HELD = "held"  # the outcome is unknown: kept, and watched in case the bytes land late
+
+
 class LedgerError(RuntimeError):
     """A transition the ledger forbids: a bug in the sender, never a node condition."""
 
@@ -71,10 +83,17 @@ class TxRecord:
     block: int | None = None
     gas_used: int | None = None
     history: list[TxState] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)  # every signed hash sent for it (replacements too)
+    nonce_fate: NonceFate | None = None
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def may_land(self) -> bool:
+        """Ended failed with bytes that were never declared gone: a late inclusion is explained."""
+        return self.state is TxState.FAILED and self.hash is not None and self.nonce_fate is not NonceFate.RELEASED
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +113,7 @@ class Ledger:
         self._live: dict[int, TxRecord] = {}
         self._recent: deque[TxRecord] = deque(maxlen=keep_recent or None)
         self._terminal_counts: Counter[str] = Counter()
+        self._tallies: dict[str, AccountTally] = {}
         self._opened = 0
 
     def open(self, sender: str, label: str, now_ns: int) -> TxRecord:
@@ -101,6 +121,7 @@ class Ledger:
         rec.history.append(rec.state)
         self._live[rec.id] = rec
         self._opened += 1
+        self._tallies.setdefault(sender, AccountTally())
         return rec
 
     def transition(
@@ -127,6 +148,7 @@ class Ledger:
             rec.settled_ns = now_ns
             del self._live[rec.id]
             self._terminal_counts[state.value] += 1
+            self._tallies[rec.sender].settle(state.value, rec.nonce, rec.label, may_land=rec.may_land)
             if self.keep_recent:
                 self._recent.append(rec)
 
@@ -135,6 +157,19 @@ class Ledger:
 
     def recent(self) -> list[TxRecord]:
         return list(self._recent)
+
+    def tallies(self) -> dict[str, AccountTally]:
+        """Per-account aggregates, never evicted (``bot.chain.tally``)."""
+        return dict(self._tallies)
+
+    @property
+    def opened(self) -> int:
+        return self._opened
+
+    @property
+    def evicted(self) -> int:
+        """Terminal records no longer held in the ring (only the tallies remember them)."""
+        return self._terminal_counts.total() - len(self._recent)
 
     def statistics(self) -> LedgerStatistics:
         by_state = dict(self._terminal_counts)
@@ -193,9 +228,10 @@ def classify_send_error(
 
     "already known" reaches here only when the rpc layer did not recognise it as our own hash
     (it returns success for an identical resend), so here it means a *different* transaction
-    at this nonce.
+    at this nonce. A transient node error ("internal error", "try again") is about the node, not
+    the transaction: the same bytes are sent again (to the next endpoint, when there are several).
     """
-    if isinstance(exc, NodeError):
+    if isinstance(exc, NodeError) and not codec.is_transient(exc):
         msg = exc.message.lower()
         if any(m in msg for m in _TAKEN_MARKERS):
             return Reject(NonceConflict(exc.message), NonceEffect.TAKEN)

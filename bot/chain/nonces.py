@@ -44,6 +44,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
+from bot.rpc import shapes
 from bot.rpc.protocol import RpcClient
 
 
@@ -99,6 +100,11 @@ class NonceAllocator:
         self._taken: set[int] = set()  # taken nonces at or above the floor (confirmed out of order)
         self._allocations = self._reuses = self._releases = 0
         self._confirms = self._resyncs = self._resync_jumps = 0
+
+    @property
+    def base(self) -> int:
+        """The chain's count this allocator was seeded with: where this process's nonces begin."""
+        return self._base
 
     @property
     def next_nonce(self) -> int:
@@ -265,7 +271,7 @@ class NonceManager:
 
     async def chain_nonce(self, address: str, block: str = "pending") -> int:
         result: Any = await self._rpc.call("eth_getTransactionCount", [address, block], timeout=self._timeout)
-        return int(result, 16)
+        return shapes.small_quantity(result, "eth_getTransactionCount")
 
     async def resync(self, address: str, block: str = "pending") -> int:
         alloc = await self.allocator(address)
@@ -277,6 +283,10 @@ class NonceManager:
 
     def statistics(self) -> dict[str, NonceStatistics]:
         return {addr: a.statistics() for addr, a in self._allocators.items()}
+
+    def start_nonces(self) -> dict[str, int]:
+        """Per seeded account, the pending count it was seeded with (for the ledger's reconciliation)."""
+        return {addr: a.base for addr, a in self._allocators.items()}
 
     def __repr__(self) -> str:
         return f"NonceManager(accounts={len(self._allocators)})"

@@ -12,6 +12,17 @@ the waiters are looked up one by one instead (``eth_getTransactionReceipt``, in 
 A node without ``eth_getBlockReceipts`` (JSON-RPC "method not found") gets those batched
 per-transaction lookups on every new block instead.
 
+Heads pushed by the caller (``on_head``, after ``use_subscription(True)``) replace polling while
+the subscription is live; ``use_subscription(False)`` (the WebSocket gave up reconnecting for
+now) falls back to polling until it is live again. Both switches are counted (``fallbacks``,
+``resumed``).
+
+Everything read from the node is checked (``bot.rpc.shapes``): a malformed receipt is counted
+(``invalid``) and skipped, never the end of the loop; only receipts someone waits for are parsed
+in full. An ``eth_getBlockReceipts`` answer that is not an array is looked up per transaction
+instead. ``run()`` runs the loops until cancelled, and raises if one of them crashes, so a
+supervisor can restart it; the tracker's state (waiters, cursor) survives the restart.
+
 Callers must ``watch()`` a hash *before* sending it, so a block cannot be processed between the
 send and the registration. Waits are bounded by the caller (``asyncio.wait_for``); the tracker
 itself never waits without a timeout.
@@ -22,37 +33,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.rpc.errors import NodeError, RpcError
+from bot.rpc import shapes
+from bot.rpc.errors import InvalidResponse, NodeError, RpcError
 from bot.rpc.protocol import RpcClient
+from bot.rpc.shapes import Receipt
+
+__all__ = ["METHOD_NOT_FOUND", "HeadCursor", "Receipt", "ReceiptStatistics", "ReceiptTracker"]
 
 log = logging.getLogger(__name__)
 METHOD_NOT_FOUND = -32601
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    tx_hash: str
-    block_number: int
-    status: int  # 1 success, 0 reverted
-    gas_used: int
-    effective_gas_price: int
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Receipt:
-        try:
-            return cls(
-                tx_hash=str(obj["transactionHash"]).lower(),
-                block_number=int(obj["blockNumber"], 16),
-                status=int(obj.get("status", "0x1"), 16),
-                gas_used=int(obj["gasUsed"], 16),
-                effective_gas_price=int(obj.get("effectiveGasPrice", "0x0"), 16),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"malformed receipt: {exc!r} in {dict(obj)!r:.200}") from None
 
 
 class HeadCursor:
@@ -94,6 +87,9 @@ class ReceiptStatistics:
     fetch_errors: int
     polling: bool
     block_receipts: bool
+    invalid: int = 0  # malformed answers counted and skipped
+    fallbacks: int = 0  # switches from a live subscription to polling
+    resumed: int = 0  # switches back to the subscription after a fallback
 
 
 class ReceiptTracker:
@@ -105,6 +101,7 @@ class ReceiptTracker:
         max_catchup: int = 64,
         fetch_timeout: float = 5.0,
         max_watching: int = 100_000,
+        on_invalid: Callable[[str], None] | None = None,
     ) -> None:
         self._rpc = rpc
         self.poll_interval = poll_interval
@@ -115,9 +112,13 @@ class ReceiptTracker:
         self._target: int | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._polling = False
+        self._polling = True  # until a subscription says it is live
         self._block_receipts = True  # False once the node said it has no eth_getBlockReceipts
         self._fetched = self._matched = self._lookups = self._errors = 0
+        self._on_invalid = on_invalid
+        self._invalid = self._fallbacks = self._resumed = 0
+        self._mode = asyncio.Event()  # set when polling is switched on or off
+        self._ever_live = False
 
     def watch(self, tx_hash: str) -> asyncio.Future[Receipt]:
         key = tx_hash.lower()
@@ -138,11 +139,44 @@ class ReceiptTracker:
             fut.cancel()
 
     def start(self, heads: AsyncIterator[int] | None = None) -> None:
-        """Start processing: from ``heads`` if given, polling when it is absent or ends."""
+        """Start processing in a task: from ``heads`` if given, polling when it is absent or ends."""
         if self._tasks:
             raise RuntimeError("receipt tracker already started")
-        self._tasks.append(asyncio.create_task(self._feed(heads), name="receipts-heads"))
-        self._tasks.append(asyncio.create_task(self._process(), name="receipts-process"))
+        self._tasks.append(asyncio.create_task(self.run(heads), name="receipts"))
+
+    async def run(self, heads: AsyncIterator[int] | None = None) -> None:
+        """The head feed (``heads``, pushes or polling) and block processing, until cancelled.
+
+        Both loops are endless: if one crashes, the other is stopped and the crash raised.
+        """
+        self._wake.set()  # a restart picks up where the cursor stands
+        feed = asyncio.create_task(self._feed(heads), name="receipts-heads")
+        process = asyncio.create_task(self._process(), name="receipts-process")
+        try:
+            done, _ = await asyncio.wait({feed, process}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            raise RuntimeError("receipt tracker loop returned")
+        finally:
+            for task in (feed, process):
+                task.cancel()
+            await asyncio.gather(feed, process, return_exceptions=True)
+
+    def use_subscription(self, live: bool) -> None:
+        """Heads arrive through ``on_head`` while ``live``; otherwise the tracker polls ``eth_blockNumber``."""
+        polling = not live
+        if polling == self._polling:
+            return
+        self._polling = polling
+        if polling and self._ever_live:
+            self._fallbacks += 1
+            log.warning("head subscription unavailable; receipts fall back to polling every %g s", self.poll_interval)
+        elif not polling:
+            if self._ever_live:
+                self._resumed += 1
+                log.info("head subscription live again; receipts stop polling")
+            self._ever_live = True
+        self._mode.set()
 
     def on_head(self, block_number: int) -> None:
         """New-head notification (for push-style subscribers)."""
@@ -156,7 +190,11 @@ class ReceiptTracker:
         obj = await self._rpc.call("eth_getTransactionReceipt", [tx_hash], timeout=self.fetch_timeout)
         if obj is None:
             return None
-        receipt = Receipt.from_json(obj)
+        try:
+            receipt = shapes.receipt(obj)
+        except InvalidResponse as exc:
+            self._count_invalid("receipt", exc)
+            raise
         self._resolve(receipt)
         return receipt
 
@@ -183,6 +221,9 @@ class ReceiptTracker:
             fetch_errors=self._errors,
             polling=self._polling,
             block_receipts=self._block_receipts,
+            invalid=self._invalid,
+            fallbacks=self._fallbacks,
+            resumed=self._resumed,
         )
 
     def __repr__(self) -> str:
@@ -197,18 +238,48 @@ class ReceiptTracker:
             fut.set_result(receipt)
             self._matched += 1
 
+    def _accept(self, obj: Any) -> None:
+        """One receipt from the node: resolves its waiter; garbage is counted and skipped."""
+        try:
+            if shapes.receipt_hash(obj) not in self._waiters:
+                return  # nobody waits for it: not worth a full parse
+            receipt = shapes.receipt(obj)
+        except InvalidResponse as exc:
+            self._count_invalid("receipt", exc)
+            return
+        self._resolve(receipt)
+
+    def _count_invalid(self, what: str, exc: InvalidResponse) -> None:
+        self._invalid += 1
+        # The first one and then one in a hundred: a node that answers garbage must not flood the log.
+        level = logging.WARNING if self._invalid % 100 == 1 else logging.DEBUG
+        log.log(level, "invalid %s from the node (%d so far): %s", what, self._invalid, exc)
+        if self._on_invalid is not None:
+            self._on_invalid(what)
+
     async def _feed(self, heads: AsyncIterator[int] | None) -> None:
         if heads is not None:
+            self.use_subscription(True)
             try:
                 async for head in heads:
                     self.on_head(head)
             except RpcError as exc:
                 log.warning("head subscription failed (%s); falling back to polling", exc)
-        self._polling = True
+            self.use_subscription(False)
+        await self._poll()
+
+    async def _poll(self) -> None:
         while True:
+            if not self._polling:
+                self._mode.clear()
+                await self._mode.wait()
+                continue
             try:
-                head = int(await self._rpc.call("eth_blockNumber", [], timeout=self.fetch_timeout), 16)
-                self.on_head(head)
+                raw = await self._rpc.call("eth_blockNumber", [], timeout=self.fetch_timeout)
+                self.on_head(shapes.small_quantity(raw, "eth_blockNumber"))
+            except InvalidResponse as exc:
+                self._errors += 1
+                self._count_invalid("block_number", exc)
             except RpcError as exc:
                 self._errors += 1
                 log.debug("eth_blockNumber failed: %s", exc)
@@ -242,7 +313,14 @@ class ReceiptTracker:
             await self._lookup_all()
             return True
         try:
-            receipts = await self._rpc.call("eth_getBlockReceipts", [hex(block)], timeout=self.fetch_timeout)
+            raw = await self._rpc.call("eth_getBlockReceipts", [hex(block)], timeout=self.fetch_timeout)
+            receipts = shapes.block_receipts(raw)
+        except InvalidResponse as exc:
+            # Retrying a block the node answers with garbage could stall the cursor for good; its
+            # waiters are looked up one by one instead.
+            self._count_invalid("block_receipts", exc)
+            await self._lookup_all()
+            return True
         except NodeError as exc:
             if exc.code == METHOD_NOT_FOUND or "not supported" in exc.message.lower():
                 log.warning("node has no eth_getBlockReceipts (%s); looking receipts up per transaction", exc)
@@ -257,7 +335,7 @@ class ReceiptTracker:
             return False
         self._fetched += 1
         for obj in receipts or ():
-            self._resolve(Receipt.from_json(obj))
+            self._accept(obj)
         return True
 
     async def _lookup_all(self) -> None:
@@ -273,5 +351,5 @@ class ReceiptTracker:
                 continue
             self._lookups += len(chunk)
             for res in results:
-                if isinstance(res, Mapping):
-                    self._resolve(Receipt.from_json(res))
+                if res is not None and not isinstance(res, RpcError):  # None: not mined yet
+                    self._accept(res)

@@ -1,4 +1,4 @@
-"""``TxSender``: allocate a nonce, build, sign, send, and track every transaction to one end.
+"""``TxSender``: allocate a nonce, build, sign, then perform what the transaction's lifecycle asks.
 
 The pipeline for one intent (a ``TxRequest`` from one account):
 
@@ -6,19 +6,17 @@ The pipeline for one intent (a ``TxRequest`` from one account):
    oracle, the nonce, building and signing all count, as slo-tables.md defines.
 2. The hash is computed locally and ``watch``ed *before* the first send, so its receipt cannot
    be missed.
-3. ``eth_sendRawTransaction`` with the same raw bytes on every attempt (transport errors,
-   timeouts and rate limits are retried with backoff, up to ``send_attempts``). A node's
-   refusal is classified by ``ledger.classify_send_error``: the nonce is either freed for
-   reuse or marked taken (and the allocator resynced). The intent is never re-signed.
-   A refusal on a *retry* is checked against our own hash first: an earlier attempt whose
-   answer was lost may have been accepted (anvil then says "nonce too low" once it is mined).
-4. ``tx_submission`` ends when the node acknowledges the hash (``on_latency`` is called).
-5. A tracking task waits for the receipt (``ReceiptTracker``); on its deadline it asks the
-   node for the transaction: unknown -> ``dropped`` (or ``failed`` when no send was ever
-   acknowledged), mined -> receipt fetched directly, still pending -> wait ``pending_grace``
-   more, up to ``max_pending_wait``. A node that cannot be asked is no evidence either way:
-   the nonce is never freed on that basis, and the record ends ``failed`` ("outcome unknown")
-   only at ``max_pending_wait``, still watched so a late inclusion marks the nonce taken.
+3. From the signature on, a pure ``TxLifecycle`` (bot/chain/lifecycle.py) decides everything:
+   which endpoint gets the same signed bytes on each attempt (the intent is never re-signed),
+   when to retry, which endpoints to ask after an ambiguous outcome (every one that may hold the
+   bytes), what a refusal means for the nonce, and the one terminal state. This shell only
+   performs its actions: sends and lookups on named endpoints (``_routes``), bounded waits on
+   the receipt, ledger transitions, nonce release / confirmation, hole filling and resyncs.
+4. ``tx_submission`` ends when the lifecycle records ``submitted`` (``on_latency`` is called).
+5. Every failure while performing an action is an event for the machine (a failed send, an
+   unreachable lookup, a receipt that could not be read); a cancellation or a bug becomes
+   ``Abandoned``. So the record always reaches a terminal state and frees its in-flight slot,
+   and the nonce is never freed while bytes signed with it could still land.
 
 Each pipeline runs in a task the sender owns, shielded from the caller: cancelling a caller
 cannot leave a transaction half-recorded. Freed nonces below in-flight ones are holes that
@@ -32,13 +30,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from bot.chain.errors import TxDropped, TxFailed, TxReverted
+from bot.chain import lifecycle as lc
+from bot.chain._routes import Routes
+from bot.chain.errors import TxFailed
 from bot.chain.fee_oracle import FeeOracle
-from bot.chain.ledger import Ledger, NonceEffect, Reject, TxRecord, TxState, classify_send_error
+from bot.chain.ledger import Ledger, NonceFate, TxRecord, TxState
 from bot.chain.nonces import NonceAllocator, NonceManager
 from bot.chain.receipts import Receipt, ReceiptTracker
 from bot.chain.signer import Signer
@@ -83,6 +84,20 @@ class SenderStatistics:
     resyncs: int
 
 
+@dataclass(slots=True, eq=False)
+class _Flight:
+    """One signed intent being driven by its lifecycle (the shell's side of it)."""
+
+    rec: TxRecord
+    alloc: NonceAllocator
+    machine: lc.TxLifecycle
+    t0: int
+    acked: asyncio.Future[TxRecord] | None
+    receipts: dict[str, asyncio.Future[Receipt]]
+    fed: set[str] = field(default_factory=set)  # hashes whose receipt the machine already got
+    watch_late: bool = False
+
+
 class TxSender:
     def __init__(
         self,
@@ -96,12 +111,18 @@ class TxSender:
         on_latency: LatencyHook | None = None,
         clock_ns: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
-        self._rpc = rpc
+        self._routes = Routes(rpc)
         self._signer = signer
         self._nonces = nonces
         self._receipts = receipts
         self._fees = fees
         self.config = config
+        self._policy = lc.LifecyclePolicy(
+            send_attempts=config.send_attempts,
+            confirm_timeout=config.confirm_timeout,
+            pending_grace=config.pending_grace,
+            max_pending_wait=config.max_pending_wait,
+        )
         self._on_latency = on_latency
         self._clock = clock_ns
         self.ledger = Ledger(keep_recent=config.keep_recent)
@@ -174,7 +195,7 @@ class TxSender:
             f"TxSender(in_flight={s.in_flight}/{self.config.max_in_flight}, opened={s.opened}, closed={self._closed})"
         )
 
-    # -- pipeline ---------------------------------------------------------------------------
+    # -- pipeline: up to the signature ------------------------------------------------------
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -211,13 +232,17 @@ class TxSender:
                 self._finish(rec, TxState.FAILED, error_kind="sign", reason=f"signing failed: {exc!r}")
                 return
             rec.hash = signed.hash
-            self.ledger.transition(rec, TxState.SIGNED, self._clock())
-            receipt_fut = self._receipts.watch(signed.hash)
+            rec.candidates.append(signed.hash)
+            machine = lc.TxLifecycle(
+                tx_hash=signed.hash, raw=signed.raw, nonce=nonce, endpoints=self._routes.ranked(), policy=self._policy
+            )
+            flight = _Flight(rec, alloc, machine, t0, acked, {signed.hash: self._receipts.watch(signed.hash)})
             alloc.mark_sent(nonce)
-            slot_held = False  # from here the tracking path owns the slot
-            await self._send(rec, alloc, signed.raw, receipt_fut, t0)
+            self.ledger.transition(rec, TxState.SIGNED, self._clock())
+            slot_held = False  # from here the flight owns the slot: released when the record ends
+            await self._fly(flight)
         except BaseException as exc:
-            if rec is not None and not rec.terminal and rec.state in (TxState.CREATED, TxState.SIGNED):
+            if rec is not None and rec.state is TxState.CREATED:
                 self._abandon(rec, exc)
             if not isinstance(exc, Exception):
                 raise
@@ -238,184 +263,134 @@ class TxSender:
         return rec
 
     def _abandon(self, rec: TxRecord, exc: BaseException) -> None:
-        # Cancelled (sender closing) or a bug before the first send attempt: the node never got it.
-        if rec.nonce is not None and rec.state is TxState.CREATED:
-            alloc = self._nonces.get(rec.sender)
-            if alloc is not None:
+        # Cancelled (sender closing) or a bug before the first send: no endpoint has the bytes.
+        alloc = self._nonces.get(rec.sender)
+        if rec.nonce is not None and alloc is not None:
+            rec.nonce_fate = NonceFate.RELEASED
+            with contextlib.suppress(Exception):
                 alloc.release(rec.nonce)
-        if rec.state is TxState.SIGNED:
-            # mark_sent already happened and a send may have reached the node: keep it tracked
-            # (unless the sender is closing, which settles every live record itself).
-            alloc = self._nonces.get(rec.sender)
-            if isinstance(exc, Exception) and alloc is not None and rec.hash is not None and not self._closed:
-                self.ledger.transition(
-                    rec, TxState.UNACKED, self._clock(), error_kind="internal", reason=f"send raised {exc!r}"
-                )
-                self._spawn(self._track(rec, alloc, self._receipts.watch(rec.hash)))
-            return
+        if rec.hash is not None:
+            self._receipts.unwatch(rec.hash)
         self._finish(rec, TxState.FAILED, error_kind="internal", reason=f"abandoned: {exc!r}")
 
-    async def _send(
-        self,
-        rec: TxRecord,
-        alloc: NonceAllocator,
-        raw: bytes,
-        receipt_fut: asyncio.Future[Receipt],
-        t0: int,
-    ) -> None:
-        assert rec.hash is not None and rec.nonce is not None
-        last: RpcError | None = None
-        for attempt in range(1, self.config.send_attempts + 1):
-            rec.attempts = attempt
-            try:
-                node_hash = await self._rpc.send_raw_transaction(raw, timeout=self.config.send_timeout)
-            except RpcError as exc:
-                decision = classify_send_error(exc, attempt)
-                if isinstance(decision, Reject) and attempt > 1:
-                    # An earlier attempt may have reached the node with only its answer lost; a
-                    # refusal now ("nonce too low" from anvil once it is mined; or anything from
-                    # another endpoint of a pool) may be about that copy. Ask before concluding.
-                    known = await self._lookup_tx(rec.hash)
-                    if known in ("pending", "mined"):
-                        self._acknowledge(rec, alloc, receipt_fut, t0)
-                        return
-                    if known == "unreachable":
-                        self.ledger.transition(
-                            rec,
-                            TxState.UNACKED,
-                            self._clock(),
-                            error_kind=exc.kind,
-                            reason=f"refused on retry ({exc}) but the node could not be asked about the first try",
-                        )
-                        self._spawn(self._track(rec, alloc, receipt_fut))
-                        return
-                if isinstance(decision, Reject):
-                    self._receipts.unwatch(rec.hash)
-                    if decision.nonce is NonceEffect.TAKEN:
-                        alloc.confirm(rec.nonce)
-                        self._schedule_resync(rec.sender)
-                    else:
-                        alloc.release(rec.nonce)
-                        self._schedule_hole_fill(rec.sender, alloc)
-                    self._finish(rec, TxState.REJECTED, error_kind=decision.error.kind, reason=str(exc), slot=True)
-                    return
-                last = exc
-                if attempt < self.config.send_attempts:
-                    await asyncio.sleep(decision.delay)
-                continue
-            if node_hash.lower() != rec.hash:
-                log.warning("node returned hash %s for our %s; tracking ours", node_hash, rec.hash)
-            self._acknowledge(rec, alloc, receipt_fut, t0)
-            return
-        self.ledger.transition(
-            rec,
-            TxState.UNACKED,
-            self._clock(),
-            error_kind=last.kind if last else None,
-            reason=f"no acknowledgement after {self.config.send_attempts} attempts: {last}",
-        )
-        self._spawn(self._track(rec, alloc, receipt_fut))
+    # -- the lifecycle shell ----------------------------------------------------------------
 
-    def _acknowledge(self, rec: TxRecord, alloc: NonceAllocator, receipt_fut: asyncio.Future[Receipt], t0: int) -> None:
-        now = self._clock()
-        self.ledger.transition(rec, TxState.SUBMITTED, now)
-        self._spawn(self._track(rec, alloc, receipt_fut))
-        if self._on_latency is not None:
-            try:
-                self._on_latency("tx_submission", max((now - t0) // 1000, 1))
-            except Exception:
-                # A telemetry bug must not strand a transaction the node already holds.
-                log.exception("on_latency hook failed")
-
-    async def _track(self, rec: TxRecord, alloc: NonceAllocator, fut: asyncio.Future[Receipt]) -> None:
-        assert rec.hash is not None and rec.nonce is not None
+    async def _fly(self, f: _Flight) -> None:
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        wait = self.config.confirm_timeout
         try:
-            while True:
-                try:
-                    receipt = await asyncio.wait_for(asyncio.shield(fut), timeout=wait)
-                    break
-                except TimeoutError:
-                    pass
-                known = await self._lookup_tx(rec.hash)
-                if known == "mined":
-                    found = await self._lookup_receipt(rec.hash)
-                    if found is not None:
-                        receipt = found
-                        break
-                if known == "unknown":
-                    self._receipts.unwatch(rec.hash)
-                    alloc.release(rec.nonce)
-                    self._schedule_hole_fill(rec.sender, alloc)
-                    if rec.state is TxState.UNACKED:
-                        self._finish(
-                            rec,
-                            TxState.FAILED,
-                            error_kind=TxFailed.kind,
-                            reason="node never acknowledged it and does not hold it",
-                            slot=True,
-                        )
-                    else:
-                        self._finish(
-                            rec,
-                            TxState.DROPPED,
-                            error_kind=TxDropped.kind,
-                            reason=f"not mined within {loop.time() - started:.1f}s and not in the pool",
-                            slot=True,
-                        )
-                    return
-                # Pending, or the node could not be asked: an unreachable node is no evidence that
-                # the transaction is gone, so the nonce is never freed on that basis.
-                if loop.time() - started >= self.config.max_pending_wait:
-                    # Keep the receipt waiter (bounded by the tracker's max_watching) so that a
-                    # late inclusion still marks the nonce taken.
-                    fut.add_done_callback(_confirm_when_mined(alloc, rec.nonce))
-                    why = "still pending" if known == "pending" else "outcome unknown (node unreachable)"
-                    self._finish(
-                        rec,
-                        TxState.FAILED,
-                        error_kind=TxFailed.kind,
-                        reason=f"{why} after {self.config.max_pending_wait:.0f}s",
-                        slot=True,
-                    )
-                    return
-                wait = self.config.pending_grace
-            alloc.confirm(rec.nonce)
-            rec.block, rec.gas_used = receipt.block_number, receipt.gas_used
-            if receipt.status == 1:
-                self._finish(rec, TxState.MINED_OK, slot=True)
-            else:
-                self._finish(rec, TxState.REVERTED, error_kind=TxReverted.kind, reason="status 0", slot=True)
+            todo = deque(f.machine.start(loop.time()))
+            while todo:
+                act = todo.popleft()
+                if f.machine.done and isinstance(act, lc.Send | lc.Lookup | lc.Wait):
+                    continue  # superseded: the machine finished meanwhile
+                events = await self._perform(f, act)
+                # A receipt is the strongest evidence: fed first, it makes the other answers moot.
+                for event in [*self._arrived(f), *events]:
+                    todo.extend(f.machine.handle(event, loop.time()))
+            if not f.machine.done:
+                raise RuntimeError(f"lifecycle left with nothing to do: {f.machine!r}")
         except asyncio.CancelledError:
-            if not rec.terminal:
-                self._finish(rec, TxState.FAILED, error_kind=TxFailed.kind, reason="tracking cancelled", slot=True)
+            self._settle(f, lc.Abandoned("tracking cancelled"))
             raise
+        except Exception as exc:
+            log.exception("lifecycle of tx %s raised; recording it as failed", f.rec.hash)
+            self._settle(f, lc.Abandoned(f"internal error: {exc!r}", error_kind="internal"))
+        finally:
+            if not f.rec.terminal:  # the machine or the ledger itself failed: still one end, slot freed
+                self._finish(f.rec, TxState.FAILED, error_kind="internal", reason="lifecycle failed", slot=True)
+            if not f.watch_late:
+                for h in f.receipts:
+                    self._receipts.unwatch(h)
 
-    async def _lookup_tx(self, tx_hash: str) -> str:
-        """'unknown' | 'pending' | 'mined' | 'unreachable' after ``lookup_attempts`` tries."""
-        for attempt in range(1, self.config.lookup_attempts + 1):
-            try:
-                tx = await self._rpc.call("eth_getTransactionByHash", [tx_hash], timeout=self.config.send_timeout)
-            except RpcError as exc:
-                decision = classify_send_error(exc, attempt)
-                if isinstance(decision, Reject):
-                    return "unreachable"
-                await asyncio.sleep(decision.delay)
-                continue
-            if tx is None:
-                return "unknown"
-            return "pending" if tx.get("blockNumber") is None else "mined"
-        return "unreachable"
+    def _settle(self, f: _Flight, event: lc.Abandoned) -> None:
+        with contextlib.suppress(Exception):
+            for act in f.machine.handle(event, asyncio.get_running_loop().time()):
+                self._apply(f, act)
 
-    async def _lookup_receipt(self, tx_hash: str) -> Receipt | None:
-        for _ in range(self.config.lookup_attempts):
-            try:
-                return await self._receipts.lookup(tx_hash)
-            except RpcError:
-                await asyncio.sleep(0.05)
-        return None
+    async def _perform(self, f: _Flight, act: lc.Action) -> list[lc.Event]:
+        cfg = self.config
+        if isinstance(act, lc.Send):
+            f.rec.attempts += len(act.endpoints)
+            if act.tx_hash not in f.receipts:  # a replacement: watched before it is sent, like the original
+                f.receipts[act.tx_hash] = self._receipts.watch(act.tx_hash)
+                f.rec.candidates.append(act.tx_hash)
+            sends = (self._routes.send(e, act.tx_hash, act.raw, act.attempt, cfg.send_timeout) for e in act.endpoints)
+            return [*(await asyncio.gather(*sends))]
+        if isinstance(act, lc.Lookup):
+            lookups = (
+                self._routes.lookup(
+                    e, act.tx_hash, receipt=act.receipt, attempts=cfg.lookup_attempts, timeout=cfg.send_timeout
+                )
+                for e in act.endpoints
+            )
+            return [*(await asyncio.gather(*lookups))]
+        if isinstance(act, lc.Wait):
+            return await self._wait(f, act.seconds)
+        self._apply(f, act)
+        return []
+
+    async def _wait(self, f: _Flight, seconds: float) -> list[lc.Event]:
+        futs = [fut for h, fut in f.receipts.items() if h not in f.fed and not fut.cancelled()]
+        if futs:
+            done, _ = await asyncio.wait(futs, timeout=seconds)
+            if any(not fut.cancelled() for fut in done):
+                return []  # the loop feeds the receipt (``_arrived``)
+        else:
+            await asyncio.sleep(seconds)  # the tracker dropped our waiter: only lookups can tell now
+        return [lc.Elapsed()]
+
+    def _arrived(self, f: _Flight) -> list[lc.Event]:
+        out: list[lc.Event] = []
+        for h, fut in f.receipts.items():
+            if h not in f.fed and fut.done() and not fut.cancelled() and fut.exception() is None:
+                f.fed.add(h)
+                out.append(lc.Mined(fut.result()))
+        return out
+
+    def _apply(self, f: _Flight, act: lc.Action) -> None:
+        rec = f.rec
+        if isinstance(act, lc.Record):
+            now = self._clock()
+            self.ledger.transition(rec, act.state, now, error_kind=act.error_kind, reason=act.reason)
+            if act.state is TxState.SUBMITTED:
+                self._latency(f.t0, now)
+            _resolve(f.acked, rec)
+        elif isinstance(act, lc.Finish):
+            rec.hash = act.tx_hash or rec.hash
+            if act.receipt is not None:
+                rec.block, rec.gas_used = act.receipt.block_number, act.receipt.gas_used
+            self._finish(rec, act.state, error_kind=act.error_kind, reason=act.reason, slot=True)
+            _resolve(f.acked, rec)
+        elif isinstance(act, lc.ReleaseNonce):
+            rec.nonce_fate = NonceFate.RELEASED
+            f.alloc.release(act.nonce)
+        elif isinstance(act, lc.ConfirmNonce):
+            rec.nonce_fate = NonceFate.CONFIRMED
+            f.alloc.confirm(act.nonce)
+            if act.resync:
+                self._schedule_resync(rec.sender)
+        elif isinstance(act, lc.FillHoles):
+            self._schedule_hole_fill(rec.sender, f.alloc)
+        elif isinstance(act, lc.WatchLate):
+            # The receipt waiters stay (bounded by the tracker's max_watching) so that a late
+            # inclusion still marks the nonce taken.
+            f.watch_late = True
+            rec.nonce_fate = NonceFate.HELD
+            for h in act.tx_hashes:
+                fut = f.receipts.get(h)
+                if fut is not None:
+                    fut.add_done_callback(_confirm_when_mined(f.alloc, act.nonce))
+        else:
+            raise TypeError(f"not an action the shell performs synchronously: {act!r}")
+
+    def _latency(self, t0: int, now: int) -> None:
+        if self._on_latency is None:
+            return
+        try:
+            self._on_latency("tx_submission", max((now - t0) // 1000, 1))
+        except Exception:
+            # A telemetry bug must not strand a transaction the node already holds.
+            log.exception("on_latency hook failed")
 
     def _finish(
         self,
@@ -449,7 +424,12 @@ class TxSender:
                     break
                 self._fillers += 1
                 filler = TxRequest(to=sender, value=0, label="nonce_filler")
-                await self._pipeline(sender, filler, self._clock(), None, filler=True)
+                # Only until the node has it: a filler cannot be mined before any lower hole is
+                # filled too, so waiting for its receipt here would stall the holes after it.
+                acked: asyncio.Future[TxRecord] = asyncio.get_running_loop().create_future()
+                self._spawn(self._pipeline(sender, filler, self._clock(), acked, filler=True))
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(acked)
         finally:
             self._fillers_pending.discard(sender)
 
@@ -467,6 +447,11 @@ class TxSender:
             log.warning("nonce resync for %s failed: %s", sender, exc)
         finally:
             self._resyncs_pending.discard(sender)
+
+
+def _resolve(acked: asyncio.Future[TxRecord] | None, rec: TxRecord) -> None:
+    if acked is not None and not acked.done():
+        acked.set_result(rec)
 
 
 def _confirm_when_mined(alloc: NonceAllocator, nonce: int) -> Callable[[asyncio.Future[Receipt]], None]:

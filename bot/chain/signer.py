@@ -30,6 +30,7 @@ from typing import Literal
 import coincurve
 
 from bot.chain.accounts import Account
+from bot.chain.errors import DevKeyRefused
 from bot.chain.tx import Codec, SignedTx, UnsignedTx, sign_direct
 
 Mode = Literal["inline", "thread", "process"]
@@ -98,6 +99,12 @@ class Signer:
 
     async def sign(self, sender: str, tx: UnsignedTx) -> SignedTx:
         account = self._account(sender)
+        try:
+            # Here, not only in Account.sign: the process mode signs in a worker from the raw key.
+            account.check_chain(tx.chain_id)
+        except DevKeyRefused:
+            self._failed += 1
+            raise
         async with self._slots:
             self._pending += 1
             t0 = time.perf_counter()

@@ -8,6 +8,8 @@ Modules (import from them directly; this package re-exports nothing, to keep imp
 - ``dispatch``: ``FairGate``, at most N pair handlers at once, granted by the scheduler.
 - ``limits``: ``CapacityLimiter``, resource pools that remember their holders; the lock order.
 - ``supervision``: ``RestartPolicy`` and ``FatalActorError`` (pure).
+- ``supervisor``: ``Supervisor``, restarts the bot's background tasks (heads, receipts, feed,
+  WebSocket) after a crash, with ``TaskRecord`` as its pure decision logic.
 - ``actors``: ``PairActor`` and ``Engine`` (routing, pause/resume, restarts, graceful stop).
 - ``watchdog``: event-loop lag and stuck-handler detection, reported into telemetry.
 """

@@ -62,6 +62,7 @@ class EngineObserver(Protocol):
     def handled(self, pair_id: str, message: Message, duration_ns: int) -> None: ...
     def error(self, pair_id: str, kind: str, exc: BaseException | None) -> None: ...
     def dropped(self, pair_id: str, priority: Priority, reason: str, n: int) -> None: ...
+    def conflated(self, pair_id: str, superseded: Message) -> None: ...
     def restarted(self, pair_id: str) -> None: ...
 
 
@@ -73,6 +74,9 @@ class NullObserver:
         pass
 
     def dropped(self, pair_id: str, priority: Priority, reason: str, n: int) -> None:
+        pass
+
+    def conflated(self, pair_id: str, superseded: Message) -> None:
         pass
 
     def restarted(self, pair_id: str) -> None:
@@ -110,6 +114,8 @@ class EngineSettings:
     starvation_limit: int = 1000
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     policy: Mapping[Priority, Overflow] | None = None
+    # Message kinds of which each pair keeps only the newest queued (``Mailbox`` conflation).
+    conflate: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.handler_timeout_s <= 0:
@@ -322,6 +328,8 @@ class Engine:
                 policy=s.policy,
                 name=f"mailbox:{pair_id}",
                 on_drop=lambda prio, reason, n: self._observer.dropped(pair_id, prio, reason, n),
+                conflate=s.conflate,
+                on_conflate=lambda old: self._observer.conflated(pair_id, old),
             ),
             self.gate,
             handler_timeout_s=s.handler_timeout_s,

@@ -16,6 +16,13 @@ When the mailbox is full, what happens depends on the *incoming* message's prior
   ``reserve`` slots, because losing a risk exit is worse than a longer queue. Past the reserve,
   ``put`` raises ``MailboxOverflow``: even then the loss is loud, never silent.
 
+**Conflation.** Messages whose ``kind`` is in ``conflate`` (the bot: ``"trade"``) keep at most one
+of their priority and kind queued: a newer one takes the queued one's place in line (newest wins,
+without losing the older one's turn), whether or not the mailbox is full. The superseded message is
+counted as dropped with reason ``conflated`` and handed to ``on_conflate(old)``. A trade signal the
+actor could not take before a newer one of its pair arrived is stale: acting on it would trade on
+an old price and delay the fresh one behind it.
+
 Every message that does not get delivered is counted by priority and reason in ``statistics()``
 (and reported to ``on_drop(priority, reason, n)`` if given).
 All operations are O(1). The async ``get``/``wait`` are for a single consumer (the actor).
@@ -26,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +71,7 @@ class PutResult(enum.Enum):
     REPLACED_OLDEST = "replaced_oldest"  # accepted; the oldest message of its priority was dropped
     EVICTED_LOWER = "evicted_lower"  # accepted; a lower-priority message was evicted
     OVERCOMMITTED = "overcommitted"  # accepted into the reserve beyond capacity
+    CONFLATED = "conflated"  # accepted in the place of a queued message of its kind, which was dropped
     REJECTED = "rejected"
 
     @property
@@ -98,7 +106,7 @@ class MailboxStatistics:
     high_water: int
     put_total: int
     delivered_total: int
-    # "<priority>.<reason>" -> count; reasons: dropped_oldest, rejected, evicted, overflow, closed
+    # "<priority>.<reason>" -> count; reasons: dropped_oldest, rejected, evicted, overflow, closed, conflated
     drops: Mapping[str, int] = field(default_factory=dict)
     overcommitted_total: int = 0
 
@@ -107,8 +115,18 @@ class MailboxStatistics:
         return sum(self.drops.values())
 
 
+class _Place:
+    """A conflating message's place in its queue: a newer message of its kind replaces ``message``."""
+
+    __slots__ = ("key", "message")
+
+    def __init__(self, key: tuple[Priority, str], message: Message) -> None:
+        self.key = key
+        self.message = message
+
+
 class Mailbox:
-    """Bounded priority mailbox; see the module docstring for the overflow rules."""
+    """Bounded priority mailbox; see the module docstring for the overflow and conflation rules."""
 
     def __init__(
         self,
@@ -118,6 +136,8 @@ class Mailbox:
         reserve: int | None = None,
         name: str = "mailbox",
         on_drop: Callable[[Priority, str, int], None] | None = None,
+        conflate: Collection[str] = (),
+        on_conflate: Callable[[Message], None] | None = None,
     ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(f"{name}: capacity must be an integer >= 1, got {capacity!r}")
@@ -130,7 +150,10 @@ class Mailbox:
         if policy:
             merged.update(policy)
         self._policy = merged
-        self._queues: tuple[deque[Message], ...] = tuple(deque() for _ in Priority)
+        self._queues: tuple[deque[Message | _Place], ...] = tuple(deque() for _ in Priority)
+        self._conflate = frozenset(conflate)
+        self._places: dict[tuple[Priority, str], _Place] = {}
+        self._on_conflate = on_conflate
         self._depth = 0
         self._high_water = 0
         self._put_total = 0
@@ -164,18 +187,30 @@ class Mailbox:
         if self._on_drop is not None:
             self._on_drop(priority, reason, n)
 
+    def _popleft(self, q: deque[Message | _Place]) -> Message:
+        item = q.popleft()
+        self._depth -= 1
+        if isinstance(item, _Place):
+            del self._places[item.key]
+            return item.message
+        return item
+
     def _evict_lower_than(self, priority: Priority) -> bool:
         for p in range(len(Priority) - 1, priority, -1):
             q = self._queues[p]
             if q:
-                q.popleft()
-                self._depth -= 1
+                self._popleft(q)
                 self._count_drop(Priority(p), "evicted")
                 return True
         return False
 
     def _admit(self, message: Message) -> None:
-        self._queues[message.priority].append(message)
+        if message.kind in self._conflate:
+            key = (message.priority, message.kind)
+            place = self._places[key] = _Place(key, message)
+            self._queues[message.priority].append(place)
+        else:
+            self._queues[message.priority].append(message)
         self._depth += 1
         self._put_total += 1
         self._high_water = max(self._high_water, self._depth)
@@ -187,6 +222,13 @@ class Mailbox:
         if self._closed:
             self._count_drop(prio, "closed")
             raise MailboxClosed(f"{self._name} is closed")
+        if self._places and (place := self._places.get((prio, message.kind))) is not None:
+            old, place.message = place.message, message
+            self._put_total += 1
+            self._count_drop(prio, "conflated")
+            if self._on_conflate is not None:
+                self._on_conflate(old)
+            return PutResult.CONFLATED
         if self._depth < self._capacity:
             self._admit(message)
             return PutResult.ACCEPTED
@@ -194,8 +236,7 @@ class Mailbox:
         if action is Overflow.DROP_OLDEST:
             q = self._queues[prio]
             if q:
-                q.popleft()
-                self._depth -= 1
+                self._popleft(q)
                 self._count_drop(prio, "dropped_oldest")
                 self._admit(message)
                 return PutResult.REPLACED_OLDEST
@@ -225,11 +266,11 @@ class Mailbox:
     def get_nowait(self) -> Message | None:
         for q in self._queues:
             if q:
-                self._depth -= 1
+                message = self._popleft(q)
                 self._delivered_total += 1
                 if self._depth == 0:
                     self._nonempty.clear()
-                return q.popleft()
+                return message
         return None
 
     async def wait(self) -> None:
@@ -252,8 +293,9 @@ class Mailbox:
         for p, q in enumerate(self._queues):
             if q:
                 self._count_drop(Priority(p), "closed", len(q))
-                left.extend(q)
+                left.extend(item.message if isinstance(item, _Place) else item for item in q)
                 q.clear()
+        self._places.clear()
         self._depth = 0
         self._nonempty.clear()
         return left

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from bot.chain import abi
 from bot.market._reader import CachedReader, ReaderStatistics
-from bot.rpc.errors import RpcError
+from bot.rpc import shapes
+from bot.rpc.errors import InvalidResponse, RpcError
 
 LatencyHook = Callable[[str, int], None]
 NATIVE = "native"
@@ -40,9 +41,10 @@ class BalanceQuery:
 
     def decode(self, result: object) -> int:
         if self.token == NATIVE:
-            if not isinstance(result, str):
-                raise abi.AbiDecodeError(f"eth_getBalance: expected a hex quantity, got {result!r:.50}")
-            return int(result, 16)
+            try:
+                return shapes.quantity(result, "eth_getBalance")
+            except InvalidResponse as exc:
+                raise abi.AbiDecodeError(str(exc)) from None
         if not isinstance(result, str | bytes):
             raise abi.AbiDecodeError(f"balanceOf: expected hex data, got {result!r:.50}")
         return abi.decode_uint256(result, "balanceOf(address)")

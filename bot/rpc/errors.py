@@ -3,9 +3,12 @@
 ``kind`` is the label errors are counted under (``errors_total{kind=...}``):
 
 - ``NodeError`` ("node"): the node answered with a JSON-RPC error object.
-- ``TransportError`` ("transport"): connection refused or reset, HTTP 5xx, a dropped socket.
+- ``TransportError`` ("transport"): connection refused or reset, HTTP 5xx, a dropped socket;
+  ``RedirectRefused`` is one (an HTTP 3xx, never followed).
 - ``RpcTimeout`` ("timeout"): a phase (connect, read, total) ran out of time.
 - ``RateLimited`` ("rate_limited"): HTTP 429 or a rate-limit error; ``retry_after`` if the node said.
+  ``Throttled`` is one raised by the bot itself: the endpoint's adaptive limit had no slot for the
+  call within its wait, so nothing was sent.
 - ``InvalidResponse`` ("invalid_response"): the node answered garbage.
 
 ``retryable`` says whether the same request may be sent again (to this or another endpoint).
@@ -49,6 +52,22 @@ class RpcTimeout(TransportError):
     kind = "timeout"
 
 
+class RedirectRefused(TransportError):
+    """The endpoint answered HTTP 3xx. Redirects are never followed: a loopback endpoint could
+    otherwise send the bot's traffic, and its credentials, anywhere. The message names only the
+    target's host (its path or query may hold another key). Not retryable: the same endpoint
+    will redirect again, and the fix is the endpoint's URL."""
+
+    def __init__(self, endpoint: str, status: int, target_host: str) -> None:
+        super().__init__(
+            f"{endpoint}: HTTP {status} redirect to {target_host} refused (redirects are not followed); "
+            "configure the endpoint's final URL",
+            status=status,
+        )
+        self.target_host = target_host
+        self.retryable = False
+
+
 class RateLimited(RpcError):
     kind = "rate_limited"
     retryable = True
@@ -56,6 +75,11 @@ class RateLimited(RpcError):
     def __init__(self, message: str = "rate limited", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Throttled(RateLimited):
+    """The endpoint's own limiter (``bot.rpc.limiter``) gave the call no slot in time: it was never sent.
+    Not the node's answer, so it neither parks the endpoint nor shrinks its window again."""
 
 
 class InvalidResponse(RpcError):

@@ -12,7 +12,10 @@ instead of each paying a connect timeout:
 
 In HALF_OPEN one call at a time is let through as a probe, ahead of the healthy endpoints.
 A rate-limited endpoint is not unhealthy, it is busy: it is parked until its ``Retry-After``
-runs out.
+runs out, for at most ``max_retry_after`` (one header must not retire an endpoint for a day).
+A park ranks the endpoint behind its available peers; it does not stop traffic by itself:
+``EndpointPool`` slows a rate-limited endpoint with its adaptive limit (``bot.rpc.ratelimit``)
+and waits only for the breaker (``blocked_for(parks=False)``).
 
 Only failures of the endpoint count (transport, timeout, garbage); a JSON-RPC error such as
 "execution reverted" is the node working correctly and counts as a success.
@@ -83,10 +86,10 @@ class EndpointHealth:
         # A probe whose caller vanished (cancelled) must not block the endpoint forever.
         return self._probe_started is not None and self._clock() - self._probe_started < self._policy.cooldown
 
-    def blocked_for(self) -> float:
-        """Seconds until this endpoint may be tried (0: now)."""
+    def blocked_for(self, *, parks: bool = True) -> float:
+        """Seconds until this endpoint may be tried (0: now); without ``parks``, the breaker's wait only."""
         now = self._clock()
-        wait = max(0.0, self._blocked_until - now)
+        wait = max(0.0, self._blocked_until - now) if parks else 0.0
         state = self.state
         if state is BreakerState.OPEN:
             assert self._opened_at is not None
@@ -123,12 +126,17 @@ class EndpointHealth:
         if was_probe or self._consecutive >= self._policy.failure_threshold:
             self._opened_at = self._clock()
 
-    def record_rate_limited(self, retry_after: float | None) -> None:
-        """Park the endpoint for ``retry_after`` seconds (the cooldown when the node did not say)."""
+    def record_rate_limited(self, retry_after: float | None) -> float:
+        """Park the endpoint for ``retry_after`` seconds, at most ``max_retry_after`` (the cooldown
+        when the node did not say); returns the park's length."""
         self.rate_limited += 1
         self._probe_started = None
-        wait = self._policy.cooldown if retry_after is None else retry_after
+        if retry_after is None:
+            wait = self._policy.cooldown
+        else:
+            wait = min(max(0.0, retry_after), self._policy.max_retry_after)
         self._blocked_until = max(self._blocked_until, self._clock() + wait)
+        return wait
 
     def score(self) -> float:
         return self._latency / max(self._success, 0.01)

@@ -8,8 +8,10 @@ pool's size queue for a free one. Bodies are encoded and decoded with orjson (``
 Every failure leaves as a typed ``RpcError``:
 connection refused/reset, HTTP 5xx -> ``TransportError``; a phase timeout -> ``RpcTimeout``;
 HTTP 429 -> ``RateLimited`` with ``Retry-After`` parsed; a JSON-RPC error -> ``NodeError``
-(node rate-limit codes such as -32005 -> ``RateLimited``); garbage -> ``InvalidResponse``.
-This transport does not retry; ``EndpointPool`` does.
+(node rate-limit codes such as -32005 -> ``RateLimited``); garbage -> ``InvalidResponse``;
+HTTP 3xx -> ``RedirectRefused`` (redirects are never followed). This transport does not retry;
+``EndpointPool`` does. Its ``name``, its ``repr``, its statistics and every error message carry the
+URL redacted (``bot.redact``): a provider key in the URL stays in ``url`` and on the wire only.
 
 Auto-batching (``BatchPolicy``, on by default): the first call of an iteration leads a group; it yields
 to the loop once (or for ``window``), and every call made meanwhile joins it, so calls made in the same
@@ -50,11 +52,20 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
+from bot.redact import host_of, redact_text, redact_url
 from bot.rpc import codec
 from bot.rpc.backoff import parse_retry_after
 from bot.rpc.batching import BatchQueue, SizeHistogram, chunks
 from bot.rpc.config import BatchPolicy, PoolLimits, Timeouts
-from bot.rpc.errors import InvalidResponse, RateLimited, RpcError, RpcTimeout, TransportError, clone
+from bot.rpc.errors import (
+    InvalidResponse,
+    RateLimited,
+    RedirectRefused,
+    RpcError,
+    RpcTimeout,
+    TransportError,
+    clone,
+)
 from bot.rpc.sending import send_raw
 
 
@@ -65,7 +76,8 @@ class TransportStatistics:
     for one of the ``max_connections`` pooled connections; ``already_known``: resends the node
     already had; ``errors``: count by ``RpcError.kind`` (per-call errors in batches included);
     ``batch_sizes``: cumulative ``(le, requests)`` by calls per request (``SIZE_BUCKETS``), every
-    request counted; ``auto_batched``: calls that left through the auto-batching queue."""
+    request counted; ``auto_batched``: calls that left through the auto-batching queue;
+    ``url``: the endpoint redacted (``bot.redact``), since statistics are served and logged."""
 
     url: str
     requests: int
@@ -108,10 +120,11 @@ class HttpTransport:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"HttpTransport url: expected http(s)://host[:port][/path], got {url!r}")
+            raise ValueError(f"HttpTransport url: expected http(s)://host[:port][/path], got {redact_url(url)!r}")
         self.url = url
+        self.safe_url = redact_url(url)  # what statistics, errors and logs may show
         self._url = URL(url)
-        self.name = name or url
+        self.name = name or self.safe_url
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or PoolLimits()
         self.batching = batching or BatchPolicy()
@@ -158,7 +171,7 @@ class HttpTransport:
 
     def __repr__(self) -> str:
         return (
-            f"HttpTransport({self.url!r}, in_flight={self._in_flight}, "
+            f"HttpTransport({self.name!r}, in_flight={self._in_flight}, "
             f"max_connections={self.limits.max_connections}, requests={self._requests}, "
             f"closed={self._closed})"
         )
@@ -171,7 +184,7 @@ class HttpTransport:
 
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
-            url=self.url,
+            url=self.safe_url,
             requests=self._requests,
             calls=self._calls,
             batches=self._batches,
@@ -229,6 +242,25 @@ class HttpTransport:
                 self._client_timeouts[total] = ct
         return ct
 
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, at most ``limits.max_response_bytes`` of it: past the cap it is ``InvalidResponse``
+        and the rest is never read (the connection is then closed, not reused)."""
+        cap = self.limits.max_response_bytes
+        length = resp.content_length
+        if length is not None and length <= cap:
+            return await resp.read()  # the common case, unchanged
+        if length is not None:
+            raise InvalidResponse(f"{self.name}: response body of {length} bytes exceeds max_response_bytes {cap}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():  # chunked: no length to check up front
+            size += len(chunk)
+            if size > cap:
+                self._bytes_received += size
+                raise InvalidResponse(f"{self.name}: response body exceeds max_response_bytes {cap}")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def _post(self, body: bytes, total: float, calls: int = 1) -> tuple[int, bytes]:
         session = self._get_session()
         client_timeout = self._client_timeout(total)
@@ -238,17 +270,20 @@ class HttpTransport:
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
             self._bytes_sent += self._request_overhead + len(str(len(body))) + len(body)
-            async with session.post(self._url, data=body, timeout=client_timeout) as resp:
-                payload = await resp.read()
+            async with session.post(self._url, data=body, timeout=client_timeout, allow_redirects=False) as resp:
+                payload = await self._read_body(resp)
                 # "HTTP/1.1 200 OK\r\n": 15 bytes besides the reason phrase.
                 self._bytes_received += 15 + len(resp.reason or "") + _header_bytes(resp.raw_headers)
                 self._bytes_received += len(payload)
                 status = resp.status
                 retry_after_header = resp.headers.get("Retry-After")
+                if 300 <= status < 400:
+                    raise RedirectRefused(self.name, status, host_of(resp.headers.get("Location")))
         except TimeoutError as exc:
-            raise RpcTimeout(f"{self.name}: {type(exc).__name__} (total {total:g}s): {exc}") from exc
+            raise RpcTimeout(f"{self.name}: {type(exc).__name__} (total {total:g}s): {redact_text(str(exc))}") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+            # aiohttp's messages may quote the request URL, credentials and all.
+            raise TransportError(f"{self.name}: {type(exc).__name__}: {redact_text(str(exc))}") from exc
         finally:
             self._in_flight -= 1
         if status == 429:
@@ -256,12 +291,12 @@ class HttpTransport:
                 f"{self.name}: HTTP 429", retry_after=parse_retry_after(retry_after_header, time.time())
             )
         if status >= 500:
-            raise TransportError(f"{self.name}: HTTP {status}: {payload[:120]!r}", status=status)
+            raise TransportError(redact_text(f"{self.name}: HTTP {status}: {payload[:120]!r}"), status=status)
         return status, payload
 
     @staticmethod
     def _not_ok(name: str, status: int, payload: bytes, exc: InvalidResponse) -> TransportError:
-        return TransportError(f"{name}: HTTP {status}: {payload[:120]!r} ({exc})", status=status)
+        return TransportError(redact_text(f"{name}: HTTP {status}: {payload[:120]!r} ({exc})"), status=status)
 
     async def _call(self, method: str, params: Sequence[Any], total: float) -> Any:
         rid = next(self._ids)
@@ -349,7 +384,7 @@ class HttpTransport:
         except BaseException as exc:  # a bug or cancellation must not leave a caller waiting forever
             for _, _, fut in group:
                 if not fut.done():
-                    fut.set_exception(TransportError(f"{self.name}: {type(exc).__name__}: {exc}"))
+                    fut.set_exception(TransportError(f"{self.name}: {type(exc).__name__}: {redact_text(str(exc))}"))
             raise
         for (_, _, fut), res in zip(group, results, strict=True):
             if fut.done():

@@ -4,7 +4,15 @@ The async shell around ``ws_sync``. One task owns the connection:
 
     connect -> eth_subscribe each subscription -> backfill the gap -> read until the socket drops
       ^                                                                           |
-      +------------- full-jitter backoff (at most max_reconnects in a row) -------+
+      +------------- full-jitter backoff (capped at reconnect_max_delay) ---------+
+
+It never gives up once it has connected: after ``degraded_after`` failed attempts in a row it
+is *degraded* (counted in ``degradations``) and tells its link listeners (``on_link``), so a
+consumer can fall back, e.g. receipts to polling; the first connection that synchronises again
+tells them it is live. ``start()`` alone gives up, after ``max_reconnects`` failed attempts
+without a first connection: a URL that never worked is a configuration error. ``start(spawn)``
+hands the connection loop to a supervisor (``bot.engine.supervisor``), which restarts it if it
+crashes; otherwise the subscriber runs it in a task of its own.
 
 While (re)subscribing and backfilling, live pushes are held back and released afterwards, so
 a consumer sees backfilled blocks before the newer live ones; every item passes a dedupe
@@ -20,6 +28,10 @@ when the queue is full the *oldest* queued event is discarded and counted in ``d
 the newest chain state is worth more to a trading bot than a stale one.
 
 ``request()`` also offers plain request/response calls over the same socket.
+
+A redirect answer to the handshake is never followed (``RedirectRefused``, and the subscriber
+stops: the same URL would redirect again). Errors, ``repr`` and statistics show the URL redacted
+(``bot.redact``).
 """
 
 # The per-call ``timeout`` bounds the wait for the matching WebSocket answer (asyncio.wait_for).
@@ -30,9 +42,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -40,13 +53,15 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from bot.redact import host_of, redact_text, redact_url
 from bot.rpc import codec
 from bot.rpc.backoff import Random, full_jitter
 from bot.rpc.config import WsOptions
-from bot.rpc.errors import InvalidResponse, RpcError, RpcTimeout, TransportError
+from bot.rpc.errors import InvalidResponse, RedirectRefused, RpcError, RpcTimeout, TransportError
 from bot.rpc.protocol import RpcClient
 from bot.rpc.ws_sync import HeadCursor, LogCursor, SeenSet, head_key, log_key
 
+_log = logging.getLogger(__name__)
 _MAX_MESSAGE = 32 * 1024 * 1024
 
 
@@ -83,6 +98,8 @@ class WsStatistics:
     bytes_sent: int
     bytes_received: int
     errors: Mapping[str, int]
+    degraded: bool = False  # degraded_after or more failed attempts in a row, not yet connected again
+    degradations: int = 0
 
 
 class _Sub:
@@ -116,8 +133,9 @@ class WsSubscriber:
         rng: Random | None = None,
     ) -> None:
         if urlsplit(url).scheme not in ("ws", "wss"):
-            raise ValueError(f"WsSubscriber url: expected ws(s)://host:port[/path], got {url!r}")
+            raise ValueError(f"WsSubscriber url: expected ws(s)://host:port[/path], got {redact_url(url)!r}")
         self.url = url
+        self.name = redact_url(url)  # what errors, repr and statistics may show
         self.options = options or WsOptions()
         self._backfill_client = backfill_client
         self._rng: Random = rng or random.Random()
@@ -132,8 +150,14 @@ class WsSubscriber:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._gave_up = asyncio.Event()  # start() must stop waiting: never connected, or refused for good
+        self._started = False
         self._closed = False
         self._fatal: RpcError | None = None
+        self._live = False
+        self._degraded = False
+        self._degradations = 0
+        self._link_listeners: list[Callable[[bool], None]] = []
         self._connects = 0
         self._reconnects = 0
         self._messages = 0
@@ -149,7 +173,7 @@ class WsSubscriber:
 
     def __repr__(self) -> str:
         return (
-            f"WsSubscriber({self.url!r}, subscriptions={len(self._subs)}, connected={self._ws is not None}, "
+            f"WsSubscriber({self.name!r}, subscriptions={len(self._subs)}, connected={self._ws is not None}, "
             f"queue={self._queue.qsize()}/{self.options.queue_size}, reconnects={self._reconnects})"
         )
 
@@ -169,7 +193,7 @@ class WsSubscriber:
         return self._register("logs", log_filter)
 
     def _register(self, kind: Literal["newHeads", "logs"], log_filter: dict[str, Any] | None) -> str:
-        if self._task is not None:
+        if self._started:
             raise RuntimeError("WsSubscriber: register subscriptions before start()")
         key = f"{kind}#{len(self._subs)}"
         self._subs.append(_Sub(key, kind, log_filter))
@@ -177,18 +201,34 @@ class WsSubscriber:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Connect and subscribe; returns once the first subscription is live (or raises)."""
-        if self._task is not None:
+    def on_link(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(True)`` when a connection is live (subscribed and caught up) after none
+        was, ``listener(False)`` when the subscriber becomes degraded."""
+        self._link_listeners.append(listener)
+
+    async def start(self, spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None = None) -> None:
+        """Connect and subscribe; returns once the first subscription is live (or raises).
+
+        With ``spawn``, the connection loop is handed to it (a supervisor) instead of a task of our
+        own; if start then fails, the loop keeps running until its owner stops it."""
+        if self._started:
             raise RuntimeError("WsSubscriber: start() called twice")
-        self._session = aiohttp.ClientSession()
-        self._task = asyncio.create_task(self._run(), name=f"ws-subscriber {self.url}")
-        ready = asyncio.create_task(self._ready.wait())
-        await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done():
-            ready.cancel()
-            await self.aclose()
-            raise self._fatal or TransportError(f"{self.url}: subscriber stopped before it connected")
+        self._started = True
+        # ws_connect has no allow_redirects: the middleware refuses a 3xx before aiohttp follows it.
+        self._session = aiohttp.ClientSession(middlewares=(self._refuse_redirects,))
+        waits = {asyncio.create_task(self._ready.wait()), asyncio.create_task(self._gave_up.wait())}
+        if spawn is None:
+            self._task = asyncio.create_task(self._run(), name=f"ws-subscriber {self.name}")
+            await asyncio.wait({*waits, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            spawn(self._run)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waits:
+            waiter.cancel()
+        if not self._ready.is_set():
+            if spawn is None:
+                await self.aclose()
+            raise self._fatal or TransportError(f"{self.name}: subscriber stopped before it connected")
 
     async def aclose(self) -> None:
         self._closed = True
@@ -228,8 +268,10 @@ class WsSubscriber:
 
     def statistics(self) -> WsStatistics:
         return WsStatistics(
-            url=self.url,
+            url=self.name,
             connected=self._ws is not None,
+            degraded=self._degraded,
+            degradations=self._degradations,
             connects=self._connects,
             reconnects=self._reconnects,
             messages=self._messages,
@@ -252,7 +294,7 @@ class WsSubscriber:
         """A plain JSON-RPC call over the current connection."""
         ws = self._ws
         if ws is None:
-            raise TransportError(f"{self.url}: not connected")
+            raise TransportError(f"{self.name}: not connected")
         return await self._request_on(ws, method, params, timeout)
 
     async def _request_on(
@@ -269,12 +311,12 @@ class WsSubscriber:
                 # Text frames: JSON-RPC over WebSocket is text, and some nodes ignore binary frames.
                 await ws.send_str(body.decode())
             except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-                raise TransportError(f"{self.url}: send failed: {exc}") from exc
+                raise TransportError(f"{self.name}: send failed: {redact_text(str(exc))}") from exc
             self._bytes_sent += len(body)
             try:
                 return await asyncio.wait_for(fut, wait)
             except TimeoutError as exc:
-                raise RpcTimeout(f"{self.url}: no answer to {method} within {wait:g}s") from exc
+                raise RpcTimeout(f"{self.name}: no answer to {method} within {wait:g}s") from exc
         except RpcError as exc:
             self._errors[exc.kind] += 1
             raise
@@ -292,29 +334,64 @@ class WsSubscriber:
         failures = 0
         assert self._session is not None
         while not self._closed:
+            connects = self._connects
             try:
                 await self._connection(self._session)
-                # The connection synchronised and later dropped: a fresh run of reconnects.
-                failures = 0
+            except RedirectRefused as exc:
+                self._fatal = exc  # the same URL would redirect again: reconnecting cannot help
+                self._gave_up.set()
+                self._put(_Closed(exc))
+                return
             except RpcError:
                 pass  # counted where it was raised
             except (aiohttp.ClientError, OSError, TimeoutError):
                 self._errors["transport"] += 1
             if self._closed:
                 return
+            if self._connects > connects:
+                failures = 0  # it synchronised and later dropped: a fresh run of reconnects
             failures += 1
-            if failures > self.options.max_reconnects:
+            if failures >= self.options.degraded_after:
+                self._set_live(False)
+            if not self._ready.is_set() and failures > self.options.max_reconnects and not self._gave_up.is_set():
                 self._fatal = TransportError(
-                    f"{self.url}: gave up after {self.options.max_reconnects} failed reconnects in a row"
+                    f"{self.name}: no connection after {self.options.max_reconnects} attempts in a row"
                 )
-                self._put(_Closed(self._fatal))
-                return
+                self._gave_up.set()  # start() raises; the loop itself goes on until it is closed
             self._reconnects += 1
             await asyncio.sleep(
                 full_jitter(
                     failures - 1, self.options.reconnect_base_delay, self.options.reconnect_max_delay, self._rng
                 )
             )
+
+    def _set_live(self, live: bool) -> None:
+        """Tell the listeners when the link comes up, and when it degrades (once per degradation)."""
+        if live:
+            if self._live:
+                return
+            self._live, self._degraded = True, False
+        else:
+            if self._degraded:
+                return
+            self._live, self._degraded = False, True
+            self._degradations += 1
+        for listener in list(self._link_listeners):
+            try:
+                listener(live)
+            except Exception:  # a broken listener must not take the connection loop down
+                _log.exception("WsSubscriber %s: link listener failed", self.name)
+
+    async def _refuse_redirects(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        response = await handler(request)
+        if 300 <= response.status < 400:
+            target = host_of(response.headers.get("Location"))
+            response.close()
+            self._errors["transport"] += 1
+            raise RedirectRefused(self.name, response.status, target)
+        return response
 
     async def _connection(self, session: aiohttp.ClientSession) -> None:
         timeout = aiohttp.ClientWSTimeout(ws_close=self.options.connect_timeout)
@@ -330,6 +407,7 @@ class WsSubscriber:
             # Counted once subscribed and caught up: a connection that fails midway is not one.
             self._connects += 1
             self._ready.set()
+            self._set_live(True)
             await reader
         finally:
             self._ws = None
@@ -387,7 +465,7 @@ class WsSubscriber:
             await self._read_frames(ws)
         finally:
             # Fail waiting requests now: the synchronise step may be waiting on one.
-            lost = TransportError(f"{self.url}: connection lost")
+            lost = TransportError(f"{self.name}: connection lost")
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(lost)

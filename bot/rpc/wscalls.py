@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bot.redact import redact_url
 from bot.rpc.config import Timeouts, WsOptions
-from bot.rpc.errors import NodeError, RpcError, TransportError
+from bot.rpc.errors import NodeError, RedirectRefused, RpcError, TransportError, clone
 from bot.rpc.sending import send_raw
 from bot.rpc.ws import WsStatistics, WsSubscriber
 
@@ -38,7 +39,7 @@ def ws_url_for(http_url: str) -> str:
     parts = urlsplit(http_url)
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
     if scheme is None:
-        raise ValueError(f"ws_url_for: expected an http(s) or ws(s) URL, got {http_url!r}")
+        raise ValueError(f"ws_url_for: expected an http(s) or ws(s) URL, got {redact_url(http_url)!r}")
     return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -48,7 +49,7 @@ class WsCallTransport:
     def __init__(self, url: str, timeouts: Timeouts | None = None, *, name: str | None = None,
                  options: WsOptions | None = None) -> None:
         self.url = ws_url_for(url)
-        self.name = name or self.url
+        self.name = name or redact_url(self.url)
         self.timeouts = timeouts or Timeouts()
         # It never gives up reconnecting: a pool member that is down is the pool's to route around.
         self._options = options or WsOptions(request_timeout=self.timeouts.total, connect_timeout=self.timeouts.connect,
@@ -78,6 +79,8 @@ class WsCallTransport:
         if exc is not None:
             self._sub = WsSubscriber(self.url, self._options)
             self._started = None
+            if isinstance(exc, RedirectRefused):
+                raise clone(exc)  # kept as is: not retryable, so the pool does not try it again
             raise TransportError(f"{self.name}: connect failed: {exc}") from exc
 
     async def call(self, method: str, params: Sequence[Any] = (), *, timeout: float | None = None) -> Any:

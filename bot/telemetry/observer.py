@@ -3,12 +3,15 @@
 Counter keys (per interval in ``/stats``, cumulative in Prometheus):
 ``messages_handled``, ``ticks_handled`` (only if ``tick_kind`` is given: messages of that kind; leave
 it None when the feed client counts ticks itself, or they are counted twice), ``errors{kind=...}``,
-``drops{reason=<priority>.<reason>}`` (e.g. ``market_data.dropped_oldest``), ``actor_restarts``.
+``drops{reason=<priority>.<reason>}`` (e.g. ``market_data.dropped_oldest``), ``actor_restarts``,
+``ticks_conflated{kind=<message kind>}`` (a queued message superseded by a newer one of its pair and
+kind, e.g. a trade signal: counted under the superseded tick's own ``tag``, so a scenario counts its own).
 Keys are cached so the per-message path builds no strings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from bot.engine.mailbox import Message, Priority
@@ -23,6 +26,7 @@ class TelemetryObserver:
         self._t = telemetry
         self._tick_kind = tick_kind
         self._drop_keys: dict[tuple[Priority, str], str] = {}
+        self._conflated_keys: dict[str, str] = {}
 
     def handled(self, pair_id: str, message: Message, duration_ns: int) -> None:
         self._t.count("messages_handled")
@@ -38,6 +42,14 @@ class TelemetryObserver:
         if key is None:
             key = self._drop_keys[k] = counter_key("drops", reason=f"{priority.label}.{reason}")
         self._t.count(key, n)
+
+    def conflated(self, pair_id: str, superseded: Message) -> None:
+        key = self._conflated_keys.get(superseded.kind)
+        if key is None:
+            key = self._conflated_keys[superseded.kind] = counter_key("ticks_conflated", kind=superseded.kind)
+        payload = superseded.payload
+        tag = payload.get("tag") if isinstance(payload, Mapping) else None
+        self._t.count(key, tag=tag if isinstance(tag, str) else None)
 
     def restarted(self, pair_id: str) -> None:
         self._t.count("actor_restarts")

@@ -9,7 +9,9 @@ body is not a JSON-RPC response (``invalid_response``), the node answers an erro
 
 Where load may go is decided by ``check_target`` (pure): loopback only, unless the caller
 explicitly allows a remote endpoint (the CLI's ``--allow-remote``). Hostnames are not
-resolved: ``localhost`` is accepted by name, anything else must be a loopback address.
+resolved: ``localhost`` is accepted by name, anything else must be a loopback address. Redirects
+are not followed (a 3xx fails the request, naming only the target's host): a loopback server
+could otherwise send the load elsewhere. Messages show the URL redacted (``bot.redact``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from bot.redact import host_of, redact_text, redact_url
 from harness.errors import ConfigError
 from harness.load.generator import OpenLoopGenerator
 from harness.load.recorder import LagPolicy, LoadResult
@@ -37,22 +40,23 @@ class RequestFailed(Exception):
         self.kind = kind
 
 
-def check_target(url: str, allow_remote: bool) -> str:
-    """Validate a load target URL; return it unchanged. Raises ``ConfigError`` naming the fix."""
+def check_target(url: str, allow_remote: bool, *, flag: str = "--url") -> str:
+    """Validate a target URL given as ``flag``; return it unchanged. Raises ``ConfigError`` naming the fix."""
     parts = urlsplit(url)
+    shown = redact_url(url)
     if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"--url must start with http:// or https://, got {url!r}")
+        raise ConfigError(f"{flag} must start with http:// or https://, got {shown!r}")
     host = parts.hostname
     if not host:
-        raise ConfigError(f"--url has no host: {url!r}; e.g. http://127.0.0.1:8545")
+        raise ConfigError(f"{flag} has no host: {shown!r}; e.g. http://127.0.0.1:8545")
     try:
         parts.port  # noqa: B018 - property access validates the port
-    except ValueError as exc:
-        raise ConfigError(f"--url has an invalid port: {url!r} ({exc})") from None
+    except ValueError:
+        raise ConfigError(f"{flag} has an invalid port: {shown!r} (give a number 1-65535)") from None
     if allow_remote or is_loopback_host(host):
         return url
     raise ConfigError(
-        f"--url host {host!r} is not a loopback address; load goes only to 127.0.0.1, ::1 or "
+        f"{flag} host {host!r} is not a loopback address; load goes only to 127.0.0.1, ::1 or "
         "localhost unless you pass --allow-remote (only for an endpoint you are allowed to load)"
     )
 
@@ -125,7 +129,7 @@ class JsonRpcDriver:
 
     def __repr__(self) -> str:
         s = self.statistics()
-        return (f"<JsonRpcDriver {self.url} {self.method} requests={s.requests} failures={s.failures} "
+        return (f"<JsonRpcDriver {redact_url(self.url)} {self.method} requests={s.requests} failures={s.failures} "
                 f"connections={s.connections_open}/{s.connection_limit}>")
 
     def statistics(self) -> DriverStatistics:
@@ -161,12 +165,16 @@ class JsonRpcDriver:
     async def _call(self, session: aiohttp.ClientSession) -> None:
         self._bytes_sent += len(self._body)
         try:
-            async with session.post(self.url, data=self._body,
-                                    headers={"Content-Type": "application/json"}) as resp:
+            async with session.post(self.url, data=self._body, headers={"Content-Type": "application/json"},
+                                    allow_redirects=False) as resp:
                 body = await resp.read()
                 status = resp.status
+                if 300 <= status < 400:
+                    target = host_of(resp.headers.get("Location"))
+                    raise RequestFailed("transport", f"HTTP {status} redirect to {target} refused "
+                                                     "(redirects are not followed)")
         except aiohttp.ClientError as exc:
-            raise RequestFailed("transport", f"{type(exc).__name__}: {exc}") from None
+            raise RequestFailed("transport", f"{type(exc).__name__}: {redact_text(str(exc))}") from None
         self._bytes_received += len(body)
         if status == 429:
             raise RequestFailed("rate_limited", "HTTP 429")

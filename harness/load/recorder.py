@@ -20,6 +20,7 @@ The result has the ``results.json`` shape (``scenarios[].intervals`` and ``summa
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +172,21 @@ class IntervalSeries:
 
     def record_us(self, t_ns: int, key: str, value_ns: int) -> None:
         self.bucket(t_ns).hist(key).record_value(_us(value_ns))
+
+    def record_many_us(self, t_ns: int, key: str, values_ns: Iterable[int]) -> None:
+        """Samples that all land in the interval of ``t_ns`` (the lookups done once, not per sample)."""
+        record = self.bucket(t_ns).hist(key).record_value
+        for v in values_ns:
+            record(_us(v))
+
+    def merged(self, key: str) -> HdrHistogram:
+        """Histogram ``key`` over every interval so far."""
+        total = new_histogram()
+        for b in self._buckets.values():
+            h = b.histograms.get(key)
+            if h is not None:
+                total.add(h)
+        return total
 
     def intervals(self) -> list[IntervalRecord]:
         out: list[IntervalRecord] = []

@@ -17,7 +17,7 @@ import heapq
 import math
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -25,9 +25,12 @@ from harness.errors import ConfigError
 from harness.load.schedules import Schedule
 
 
-@dataclass(frozen=True)
-class Due:
-    """One tick's place in the stream: offset from the start and whether it is a trade signal."""
+class Due(NamedTuple):
+    """One tick's place in the stream: offset from the start and whether it is a trade signal.
+
+    A tuple rather than a frozen dataclass: one is made per tick, and at 50k ticks/s a dataclass's
+    ``__init__`` (about 1 µs) is 5% of a core; tuples also order as the merge needs, without a key.
+    """
 
     t: float
     trade: bool
@@ -40,7 +43,7 @@ def merge_schedules(market: Schedule | None, trades: Schedule | None) -> Iterato
         streams.append(Due(t, False) for t in market.times())
     if trades is not None:
         streams.append(Due(t, True) for t in trades.times())
-    return heapq.merge(*streams, key=lambda d: (d.t, d.trade))
+    return heapq.merge(*streams)  # by (t, trade): market data first on a tie
 
 
 class TickSource:

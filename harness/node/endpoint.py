@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from bot.redact import redact_url
 from harness.errors import ConfigError, HarnessError
 from harness.node.anvil import Anvil, AnvilOptions
 from harness.node.jsonrpc import NodeRpc
@@ -52,9 +53,9 @@ class ExternalNode:
     def __init__(self, url: str, ws_url: str | None = None, *, timeout_s: float = 10.0) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"node url {url!r} must be an http(s) URL such as http://127.0.0.1:8545")
+            raise ConfigError(f"node url {redact_url(url)!r} must be an http(s) URL such as http://127.0.0.1:8545")
         if ws_url is not None and urlsplit(ws_url).scheme not in ("ws", "wss"):
-            raise ConfigError(f"node ws_url {ws_url!r} must be a ws(s) URL such as ws://127.0.0.1:8545")
+            raise ConfigError(f"node ws_url {redact_url(ws_url)!r} must be a ws(s) URL such as ws://127.0.0.1:8545")
         self.url = url
         self.ws_url = ws_url or _ws_from_http(url)
         self.version = ""
@@ -64,7 +65,7 @@ class ExternalNode:
         self._timeout_s = timeout_s
 
     def __repr__(self) -> str:
-        return f"<ExternalNode {self.url} chain_id={self.chain_id or '?'} version={self.version or '?'}>"
+        return f"<ExternalNode {redact_url(self.url)} chain_id={self.chain_id or '?'} version={self.version or '?'}>"
 
     async def __aenter__(self) -> ExternalNode:
         await self.start()
@@ -80,7 +81,7 @@ class ExternalNode:
             try:
                 self.chain_id = int(await rpc.call("eth_chainId"), 16)
             except HarnessError as exc:
-                raise HarnessError(f"node endpoint {self.url} does not answer eth_chainId: {exc}") from exc
+                raise HarnessError(f"node endpoint {redact_url(self.url)} does not answer eth_chainId: {exc}") from exc
             try:
                 self.version = str(await rpc.call("web3_clientVersion"))
             except HarnessError:

@@ -4,6 +4,7 @@ The harness needs a handful of calls to manage a node (readiness checks, deploym
 RPCs such as ``evm_mine``). It deliberately does not reuse the bot's transport: the harness
 measures the bot, so its plumbing must not share the code under test. Batches are split into
 chunks of an explicit size so that a 10,000-transaction deployment never builds one giant body.
+Redirects are not followed (``RedirectRefused``), and messages and ``repr`` show the URL redacted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from harness.errors import HarnessError
+from bot.redact import host_of, redact_text, redact_url
+from harness.errors import HarnessError, RedirectRefused
 
 
 class NodeRpcError(HarnessError):
@@ -45,6 +47,7 @@ class NodeRpc:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.url = url
+        self.name = redact_url(url)  # for messages: a provider key in the URL stays out of logs
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_batch = max_batch
         self._session: aiohttp.ClientSession | None = None
@@ -55,7 +58,7 @@ class NodeRpc:
 
     def __repr__(self) -> str:
         state = "open" if self._session is not None and not self._session.closed else "closed"
-        return f"<NodeRpc {self.url} {state} requests={self._requests}>"
+        return f"<NodeRpc {self.name} {state} requests={self._requests}>"
 
     async def __aenter__(self) -> NodeRpc:
         return self
@@ -80,18 +83,21 @@ class NodeRpc:
         self._posts += 1
         session = self._get_session()
         try:
-            async with session.post(self.url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            async with session.post(self.url, data=body, headers={"Content-Type": "application/json"},
+                                    allow_redirects=False) as resp:
                 raw = await resp.read()
+                if 300 <= resp.status < 400:
+                    raise RedirectRefused(self.name, resp.status, host_of(resp.headers.get("Location")))
                 if resp.status != 200:
-                    raise HarnessError(f"{self.url}: HTTP {resp.status}: {raw[:200]!r}")
+                    raise HarnessError(redact_text(f"{self.name}: HTTP {resp.status}: {raw[:200]!r}"))
         except aiohttp.ClientError as exc:
-            raise HarnessError(f"{self.url}: cannot reach the node: {exc}") from exc
+            raise HarnessError(f"{self.name}: cannot reach the node: {redact_text(str(exc))}") from exc
         except TimeoutError as exc:
-            raise HarnessError(f"{self.url}: no answer within {self._timeout.total:g} s") from exc
+            raise HarnessError(f"{self.name}: no answer within {self._timeout.total:g} s") from exc
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise HarnessError(f"{self.url}: the node answered with invalid JSON: {raw[:200]!r}") from exc
+            raise HarnessError(f"{self.name}: the node answered with invalid JSON: {raw[:200]!r}") from exc
 
     def _result(self, method: str, reply: Any) -> Any:
         if not isinstance(reply, dict):
@@ -130,7 +136,7 @@ class NodeRpc:
             replies = await self._post(body)
             if not isinstance(replies, list):
                 # A node that refuses batches answers with a single error object.
-                raise HarnessError(f"{self.url}: batch request refused: {replies!r:.300}")
+                raise HarnessError(f"{self.name}: batch request refused: {replies!r:.300}")
             by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
             for i, (method, _) in zip(ids, chunk, strict=True):
                 if i not in by_id:

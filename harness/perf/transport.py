@@ -54,7 +54,8 @@ class Bare:
     async def call(self, method: str, params: list[Any]) -> Any:
         self._ids += 1
         body = orjson.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params})
-        async with self._session.post(self.url, data=body, headers={"Content-Type": "application/json"}) as r:
+        async with self._session.post(self.url, data=body, headers={"Content-Type": "application/json"},
+                                      allow_redirects=False) as r:
             return orjson.loads(await r.read())["result"]
 
     async def aclose(self) -> None:

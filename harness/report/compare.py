@@ -31,6 +31,7 @@ from typing import Any
 
 from scipy import stats as sps
 
+from bot.redact import redact_tree
 from harness.probes.calibration import SHIFT_FLOOR, calibration_shift
 from harness.probes.machine import steal_shift
 from harness.report import format as F
@@ -336,8 +337,8 @@ def condition_diffs(base: Run, head: Run) -> list[tuple[str, str, str]]:
 
     The calibration is left out: it is measured, so it always differs a little, and whether it differs
     beyond its noise is ``calibration_shift``'s question."""
-    fb = dict(flatten({k: v for k, v in base.conditions.items() if k != "calibration"}))
-    fh = dict(flatten({k: v for k, v in head.conditions.items() if k != "calibration"}))
+    fb = dict(flatten(redact_tree({k: v for k, v in base.conditions.items() if k != "calibration"})))
+    fh = dict(flatten(redact_tree({k: v for k, v in head.conditions.items() if k != "calibration"})))
     return [(k, fb.get(k, "–"), fh.get(k, "–")) for k in sorted(set(fb) | set(fh)) if fb.get(k) != fh.get(k)]
 
 

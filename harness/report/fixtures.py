@@ -134,7 +134,7 @@ class _Isolation:
                            "bot_cpu_percent": self.cpu, "idle_cpu_percent": 3.5, "timed_out": False, "busy": []},
             "carry_over": {"tags": list(self.carried_from), "histograms": carry,
                            "counters": {"trades_ok": carry["trade_execution"]} if "trade_execution" in carry else {}},
-            "node": {"reset": bool(self.carried_from), "block_start": 40, "block_end": 1240,
+            "node": {"reset": bool(self.carried_from), "block_start": 40, "block_end": 1240, "blocks_since_snapshot": 0,
                      "reset_reason": "reverted to the post-deployment snapshot, fresh bot" if self.carried_from
                      else "chain as deployed", "rss_mb_start": 90.0, "rss_mb_end": 610.0, "rss_mb_max": 640.0,
                      "cpu_percent_mean": 31.5, "samples": 60},

@@ -21,6 +21,7 @@ from typing import Any
 import jinja2
 
 import harness
+from bot.redact import redact_text, redact_tree
 from harness.probes.calibration import CPU_REF_REPS, Calibration
 from harness.report import format as F
 from harness.report import plots
@@ -238,9 +239,11 @@ def render_run(run: Run, run_dir: Path) -> Path:
         rows=verdict_rows(run),
         missing=run.missing_rows(),
         machine=flatten(cond.get("machine", {})),
-        node=flatten(cond.get("node", {})),
-        bot=flatten(cond.get("bot", {})),
-        other=[(k, str(v)) for k, v in cond.items() if k not in ("machine", "node", "bot", "calibration")],
+        # Redacted again here: a page re-rendered from an older results.json may hold a key in a URL.
+        node=flatten(redact_tree(cond.get("node", {}))),
+        bot=flatten(redact_tree(cond.get("bot", {}))),
+        other=[(k, redact_text(str(v))) for k, v in cond.items()
+               if k not in ("machine", "node", "bot", "calibration")],
         latency=_latency(run, plot_dir),
         stats=LATENCY_STATS,
         scenarios=_scenario_blocks(run, plot_dir),

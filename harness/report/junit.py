@@ -12,6 +12,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from bot.redact import redact_text
 from harness.report.format import fmt_ci, fmt_more_time, fmt_value
 from harness.results import Run, Verdict, sorted_verdicts
 
@@ -70,5 +71,6 @@ def _pct(margin: float | None) -> str:
 
 
 def write_junit(run: Run, path: Path) -> Path:
-    path.write_text(junit_xml(run), encoding="utf-8")
+    # Notes quote errors, and an error may quote a node URL with its key; JUnit has no links to keep.
+    path.write_text(redact_text(junit_xml(run)), encoding="utf-8")
     return path

@@ -231,7 +231,7 @@ class ThroughputView:
 # Counters shown as throughput, in this order when present (names as the harness writes them).
 THROUGHPUT_COUNTERS: tuple[str, ...] = (
     "sent", "ok", "tx_accepted", "errors", "dropped",
-    "ws_sent", "ws_handled", "ws_dropped",
+    "ws_sent", "ws_handled", "ws_conflated", "ws_dropped",
     "api_requests", "api_failures",
 )
 

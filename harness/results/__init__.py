@@ -9,6 +9,7 @@ place in the document and, where the schema says, the fix.
 This package imports neither ``harness.run`` nor ``harness.report``: both depend on it.
 """
 
+from harness.results.capacity import MarketCapacity, MarketStep
 from harness.results.model import (
     FROM_TICK_SUFFIX,
     LATENCY_OPERATIONS,
@@ -36,6 +37,7 @@ from harness.results.validate import ResultsError, load_results, parse_results, 
 __all__ = [
     "FROM_TICK_SUFFIX", "LATENCY_OPERATIONS", "OWN_TIME_OPERATIONS", "SCHEMA_VERSION", "SERVICE_SUFFIX",
     "SLO_ROWS", "TABLE_ORDER", "THROUGHPUT_UNITS", "Annotation", "Artifacts", "CarryOver", "Interval",
-    "Quiescence", "ResourceSample", "ResultsError", "Run", "Scenario", "Threshold", "Verdict",
+    "MarketCapacity", "MarketStep", "Quiescence", "ResourceSample", "ResultsError", "Run", "Scenario", "Threshold",
+    "Verdict",
     "base_operation", "load_results", "parse_results", "schema", "sorted_verdicts", "validate_results",
 ]

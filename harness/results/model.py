@@ -8,7 +8,8 @@ against the JSON Schema and builds them with ``from_json``. So what is written i
 
 Descriptive objects (conditions, a scenario's schedule and summary) stay free-form mappings, as the schema
 lets them; keys the schema allows but this model does not name (a scenario's ``description``, ``x_`` keys)
-travel in ``extra`` so nothing a writer adds is lost on the way through.
+travel in ``extra`` so nothing a writer adds is lost on the way through. The one typed part of a summary is a
+market-data stress's ``capacity`` (``harness.results.capacity``: read with ``Scenario.capacity``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.probes.calibration import Calibration
+from harness.results.capacity import MarketCapacity
+from harness.results.faults import FaultsInjected
+from harness.results.ledger import LedgerReconciliation
 
 SCHEMA_VERSION = 1
 
@@ -214,6 +218,7 @@ class NodeState:
     reset_reason: str
     block_start: int | None
     block_end: int | None
+    blocks_since_snapshot: int | None  # the chain's growth since the deployment snapshot when the scenario began
     rss_mb_max: float | None  # None: not our process to sample (a user's node)
     rss_mb_end: float | None
     cpu_percent_mean: float | None
@@ -377,6 +382,7 @@ class Scenario:
 
         return NodeState(reset=bool(n.get("reset")), reset_reason=str(n.get("reset_reason", "")),
                          block_start=opt_int(n.get("block_start")), block_end=opt_int(n.get("block_end")),
+                         blocks_since_snapshot=opt_int(n.get("blocks_since_snapshot")),
                          rss_mb_max=_number(n.get("rss_mb_max")), rss_mb_end=_number(n.get("rss_mb_end")),
                          cpu_percent_mean=_number(n.get("cpu_percent_mean")))
 
@@ -423,6 +429,12 @@ class Scenario:
         """The highest stress rate that held every latency row (the ladder's top if nothing broke)."""
         search = self.summary.get("search")
         return _number(search.get("last_good")) if isinstance(search, Mapping) else None
+
+    @property
+    def capacity(self) -> MarketCapacity | None:
+        """A market-data stress scenario's search and steps (None: not such a scenario)."""
+        c = self.summary.get("capacity")
+        return MarketCapacity.from_json(c) if isinstance(c, Mapping) else None
 
     @property
     def carry_over(self) -> CarryOver | None:
@@ -488,7 +500,7 @@ class Run:
     scenarios: tuple[Scenario, ...] = ()
     verdicts: tuple[Verdict, ...] = ()
     artifacts: Artifacts = Artifacts()
-    extra: Mapping[str, Any] = field(default_factory=dict)  # top-level ``x_`` extensions
+    extra: Mapping[str, Any] = field(default_factory=dict)  # top-level ``x_`` extensions, ``faults``, ``ledger``
 
     def __repr__(self) -> str:
         return (f"Run(run_id={self.run_id!r}, status={self.status!r}, scenarios={[s.id for s in self.scenarios]}, "
@@ -532,6 +544,18 @@ class Run:
         for v in self.verdicts:
             out[v.verdict] += 1
         return out
+
+    @property
+    def faults(self) -> FaultsInjected | None:
+        """What the fault proxy injected (None: the run used no proxy). Travels in ``extra`` as ``faults``."""
+        f = self.extra.get("faults")
+        return FaultsInjected.from_json(f) if isinstance(f, Mapping) else None
+
+    @property
+    def ledger(self) -> LedgerReconciliation | None:
+        """The bot's ledger reconciled against the chain (None: not reconciled). Travels in ``extra`` as ``ledger``."""
+        led = self.extra.get("ledger")
+        return LedgerReconciliation.from_json(led) if isinstance(led, Mapping) else None
 
     @property
     def calibration(self) -> Calibration | None:

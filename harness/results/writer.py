@@ -8,6 +8,9 @@ got: ``partial`` while running, ``interrupted`` if stopped early, ``complete`` a
 The document is serialised by ``Run.to_json``, the same model the reader builds, and validated against the
 JSON Schema once, at ``finish``: validating each 5-second flush would cost the run's event loop time that
 grows with the run, and the checkpoints in between are written by the same code that is checked at the end.
+
+Conditions and error texts are redacted on the way in (``bot.redact``): a node URL with a provider key in
+it must not reach a file that CI uploads.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from typing import Any
 
 import orjson
 
+from bot.redact import redact_text, redact_tree
+from harness.results.faults import FaultsInjected
+from harness.results.ledger import LedgerReconciliation
 from harness.results.model import Artifacts, Run, Scenario, Verdict
 from harness.results.validate import validate_results
 
@@ -40,7 +46,7 @@ class ResultsWriter:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / "results.json"
         self._run = Run(run_id=run_id, status="partial", started_at=iso_now(), finished_at=None,
-                        profile=profile, conditions=dict(conditions))
+                        profile=profile, conditions=redact_tree(dict(conditions)))
         self.flush()
 
     def __repr__(self) -> str:
@@ -82,7 +88,7 @@ class ResultsWriter:
         self._update(artifacts=self._run.artifacts.with_item(kind, rel))
 
     def set_condition(self, key: str, value: Any) -> None:
-        self._update(conditions={**self._run.conditions, key: value})
+        self._update(conditions={**self._run.conditions, key: redact_tree(value)})
 
     def set_extension(self, key: str, value: Any) -> None:
         """A top-level ``x_`` extension (the schema accepts those beside its own keys)."""
@@ -90,9 +96,17 @@ class ResultsWriter:
             raise ValueError(f"extension keys start with 'x_', got {key!r}")
         self._update(extra={**self._run.extra, key: value})
 
+    def set_faults(self, faults: FaultsInjected) -> None:
+        """The top-level ``faults`` section: what the fault proxy injected."""
+        self._update(extra={**self._run.extra, "faults": faults.to_json()})
+
+    def set_ledger(self, ledger: LedgerReconciliation) -> None:
+        """The top-level ``ledger`` section: the bot's ledger reconciled against the chain."""
+        self._update(extra={**self._run.extra, "ledger": ledger.to_json()})
+
     def add_error(self, scenario: str, error: str) -> None:
         """Why a part of the run produced nothing (``x_errors``: shown on the page, judged inconclusive)."""
-        errors = [*self._run.extra.get("x_errors", []), {"scenario": scenario, "error": error}]
+        errors = [*self._run.extra.get("x_errors", []), {"scenario": scenario, "error": redact_text(error)}]
         self.set_extension("x_errors", errors)
 
     def set_verdicts(self, verdicts: list[dict[str, Any]] | list[Verdict]) -> None:

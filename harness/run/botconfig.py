@@ -3,6 +3,11 @@
 The harness's defaults for load runs are merged with the user's ``--bot KEY=VALUE`` overrides
 and validated by the bot's own config parser before anything starts, so a typo fails at once,
 naming the dotted field (``engine.signing: expected one of inline, thread, process``).
+
+A node URL that carries anything redaction would hide (``--node-url`` with a provider key in it)
+reaches the bot the way its keys do: in its environment (``node_env``), named by
+``endpoints.http_env`` / ``ws_env``, while the file lists only its redacted form, since a run
+folder is uploaded as a CI artifact. A plain URL (our own anvil) is written as it is.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import ConfigError, parse
+from bot.redact import redact_url
 from harness.errors import ConfigError as HarnessConfigError
 
 KEYS_ENV = "TRADEBENCH_BOT_KEYS"
+NODE_HTTP_ENV = "TRADEBENCH_NODE_HTTP"
+NODE_WS_ENV = "TRADEBENCH_NODE_WS"
 
 # What load runs need beyond the bot's own defaults: room for a 1000-trade burst in flight, more
 # handlers at once, and a strategy that trades on every signal (deadband 0) with slippage room
@@ -34,6 +42,16 @@ def bot_keys_env(accounts: int) -> dict[str, str]:
     from harness.node.keys import dev_accounts
 
     return {KEYS_ENV: ",".join(a.private_key for a in dev_accounts(accounts + 1)[1:])}
+
+
+def _secret(url: str) -> bool:
+    return redact_url(url) != url
+
+
+def node_env(node_http: str, node_ws: str) -> dict[str, str]:
+    """The node URLs that must not be written, for the bot's environment only (``write_bot_config``
+    writes their redacted forms and names these variables); empty for plain URLs."""
+    return {name: url for name, url in ((NODE_HTTP_ENV, node_http), (NODE_WS_ENV, node_ws)) if _secret(url)}
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -77,11 +95,18 @@ def check_overrides(extra: Mapping[str, Any]) -> None:
 
 def write_bot_config(run_dir: Path, *, node_http: str, node_ws: str, deployment: Path, feed_url: str,
                      api_port: int, extra: Mapping[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
-    """Write ``bot.toml`` and return its path and the effective settings (no secrets in either)."""
+    """Write ``bot.toml`` and return its path and the effective settings (no secrets in either: the
+    bot reads the real node URLs from the variables ``node_env`` fills)."""
     run_dir = run_dir.resolve()
+    hidden = node_env(node_http, node_ws)
+    endpoints: dict[str, Any] = {"http": [redact_url(node_http)], "ws": redact_url(node_ws)}
+    if NODE_HTTP_ENV in hidden:
+        endpoints["http_env"] = NODE_HTTP_ENV
+    if NODE_WS_ENV in hidden:
+        endpoints["ws_env"] = NODE_WS_ENV
     fixed = {
         "deployment": str(deployment.resolve()),
-        "endpoints": {"http": [node_http], "ws": node_ws},
+        "endpoints": endpoints,
         "accounts": {"env": KEYS_ENV},
         "api": {"host": "127.0.0.1", "port": api_port, "token_env": "TRADEBENCH_API_TOKEN"},
         "feed": {"url": feed_url},

@@ -1,17 +1,21 @@
-"""One chain state per trading scenario: our anvil is reverted to its post-deployment snapshot.
+"""One chain height per scenario: our anvil is reverted to its post-deployment snapshot.
 
-Why: anvil keeps every block and transaction it has mined in memory and slows as they pile up.
-Measured on one anvil with a fresh bot each time (docs/PERFORMANCE.md): stress held 436 trades/s
-on a fresh node, then after a one-minute sustained scenario only 7/s, with anvil grown from
-72 MB to 4.6 GB; reverting to the snapshot before each trading scenario brought it back to
-436/s. That slowdown is an artefact of the test node, not of the bot, so a scenario must not
-inherit it from the scenario before.
+Why (measured, docs/PERFORMANCE.md "anvil slows as its chain grows"): anvil's own work per block
+grows with the number of blocks it holds, mined transactions or not. An idle anvil at 20 blocks/s
+burned 38 CPU ticks per 20 s at 400 blocks and 142 at 1,600 (with ``--prune-history``, which
+bounds only the states it keeps, and with ``--transaction-block-keeper``); its RSS grew
+super-linearly, 43 MB to 309 MB in 80 s. An ``evm_revert`` to a snapshot taken at block 0 brought
+the CPU back to 37 ticks per 20 s at once. A quick run mines several thousand blocks, so without
+a revert every scenario ran on a slower node than the one before it (stress after sustained held
+0.5-0.77x of stress alone in three interleaved rounds), and nothing about the bot explained it.
 
-A revert moves the chain back under the bot's feet (its nonces, heads and balances would be
-ahead of the chain), so a reset always comes with a fresh bot process, which reads its nonces
-from the chain when it starts. A user's node (``--node-url``) is never reverted.
+So before a scenario, when the chain has grown more than ``MAX_BLOCKS_SINCE_SNAPSHOT`` blocks
+since the snapshot, the chain goes back to the snapshot. A revert moves the chain back under the
+bot's feet (its nonces, heads and balances would be ahead of the chain), so a reset always comes
+with a fresh bot process, which reads its nonces from the chain when it starts. A user's node
+(``--node-url``) is never reverted, nor is a run that must keep one bot process (memray).
 
-``decide()`` is the pure rule; ``ChainSnapshot`` performs the two RPC calls.
+``decide()`` is the pure rule; ``ChainSnapshot`` performs the RPC calls.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from dataclasses import dataclass
 from harness.errors import HarnessError
 from harness.node.jsonrpc import NodeRpc
 
+# 10 s of interval mining at 50 ms: the node's per-block overhead at this height is within the
+# noise of an idle node, and a scenario that follows a short one (a burst) keeps its bot.
+MAX_BLOCKS_SINCE_SNAPSHOT = 200
+
 
 @dataclass(frozen=True)
 class ResetDecision:
@@ -28,41 +36,61 @@ class ResetDecision:
     reason: str  # why (or why not), for the log and the scenario's summary
 
 
-def decide(*, kind: str, own_node: bool, enabled: bool, dirty: bool, one_bot: bool) -> ResetDecision:
-    """Whether to revert the chain before a scenario of ``kind`` (pure).
+def decide(*, own_node: bool, enabled: bool, blocks_since_snapshot: int | None, one_bot: bool,
+           limit: int = MAX_BLOCKS_SINCE_SNAPSHOT) -> ResetDecision:
+    """Whether to revert the chain before the next scenario (pure).
 
-    ``dirty``: a trading scenario ran since the snapshot was taken. ``one_bot``: the run must keep
-    one bot process (a memray capture follows one process), so the chain cannot move under it.
+    ``blocks_since_snapshot``: how far the chain moved since the snapshot (None: no snapshot, or the
+    node could not say). ``one_bot``: the run must keep one bot process (a memray capture follows
+    one process), so the chain cannot move under it.
     """
-    if kind != "trades":
-        return ResetDecision(False, "not a trading scenario")
     if not own_node:
         return ResetDecision(False, "a user's node is never reverted")
     if not enabled:
         return ResetDecision(False, "--keep-chain")
-    if not dirty:
-        return ResetDecision(False, "chain as deployed")
+    if blocks_since_snapshot is None:
+        return ResetDecision(False, "no snapshot to revert to")
+    if blocks_since_snapshot <= limit:
+        return ResetDecision(False, f"chain as deployed (+{blocks_since_snapshot} blocks)")
     if one_bot:
-        return ResetDecision(False, "kept: this run follows one bot process (memray)")
-    return ResetDecision(True, "reverted to the post-deployment snapshot, fresh bot")
+        return ResetDecision(False, f"kept at +{blocks_since_snapshot} blocks: this run follows one bot process "
+                                    "(memray)")
+    return ResetDecision(True, f"reverted {blocks_since_snapshot} blocks to the post-deployment snapshot, "
+                               "fresh bot")
 
 
 class ChainSnapshot:
     """An ``evm_snapshot`` of our anvil, re-taken after each revert (anvil consumes a snapshot on revert)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, enabled: bool = True, limit: int = MAX_BLOCKS_SINCE_SNAPSHOT,
+                 one_bot: bool = False) -> None:
         self.url = url
+        self.enabled = enabled  # False: --keep-chain (the snapshot is still taken, for the page's figures)
+        self.limit = limit
+        self.one_bot = one_bot
         self.snapshot_id: str | None = None
-        self.dirty = False
+        self.snapshot_block: int | None = None
         self.resets = 0
 
     def __repr__(self) -> str:
-        return f"<ChainSnapshot {self.url} id={self.snapshot_id} dirty={self.dirty} resets={self.resets}>"
+        return (f"<ChainSnapshot id={self.snapshot_id} at block {self.snapshot_block} resets={self.resets}>")
 
     async def take(self) -> None:
         async with NodeRpc(self.url, timeout=10.0) as rpc:
             self.snapshot_id = str(await rpc.call("evm_snapshot"))
-        self.dirty = False
+            self.snapshot_block = int(await rpc.call("eth_blockNumber"), 16)
+
+    async def decide(self) -> tuple[ResetDecision, int | None]:
+        """The rule applied to this chain now: (decision, blocks since the snapshot)."""
+        since = await self.blocks_since()
+        return decide(own_node=True, enabled=self.enabled, blocks_since_snapshot=since, one_bot=self.one_bot,
+                      limit=self.limit), since
+
+    async def blocks_since(self) -> int | None:
+        if self.snapshot_block is None:
+            return None
+        now = await block_number(self.url)
+        return None if now is None else max(now - self.snapshot_block, 0)
 
     async def revert(self) -> int:
         """Back to the snapshot (then a new one is taken); returns the block number after the revert."""
@@ -88,12 +116,15 @@ async def block_number(url: str) -> int | None:
 
 
 def node_summary(samples: list[tuple[float, int, float]], block_start: int | None, block_end: int | None,
-                 decision: ResetDecision) -> dict[str, object]:
+                 decision: ResetDecision, snapshot_block: int | None = None) -> dict[str, object]:
     """The node's side of one scenario (pure): ``samples`` are (t, rss_bytes, cpu_percent) of the
     node's process inside the scenario's window. Recorded beside the bot's resources, so a node
     that grew or slowed over the run shows on the page instead of being read as the bot's fault."""
     out: dict[str, object] = {"reset": decision.reset, "reset_reason": decision.reason,
                               "block_start": block_start, "block_end": block_end}
+    if snapshot_block is not None and block_start is not None:
+        # How far from the chain as deployed the scenario started: the node's age, which slows it.
+        out["blocks_since_snapshot"] = max(block_start - snapshot_block, 0)
     if samples:
         rss = [s[1] for s in samples]
         cpu = [s[2] for s in samples]

@@ -4,7 +4,8 @@ The bot closes an interval every wall-clock second; the feed counts what it sent
 the scenario. Both are bucketed by whole seconds since the scenario start and merged, so each
 scenario interval carries the latency histograms (as the bot encoded them: never re-averaged)
 and the counters the SLO judge reads: ``sent``, ``ok``, ``errors``, ``dropped``, ``tx_accepted``,
-``in_flight_max``, ``ws_sent``, ``ws_handled``.
+``in_flight_max``, ``ws_sent``, ``ws_handled``, ``ws_conflated`` (market ticks superseded by a newer
+one of their pair that the bot's actor looked at: handled by conflation, see ``bot.market.conflation``).
 
 With ``own`` (a tag predicate), a scenario counts only what its own ticks caused: where the bot
 split an interval by tag (``tags``), an operation or counter that appears under any tag is taken
@@ -80,6 +81,8 @@ def carry_over(t0: float, end: float, bot_intervals: Iterable[Mapping[str, Any]]
                 counters[k] = counters.get(k, 0) + int(n)
     return {"tags": sorted(tags_seen), "histograms": hists, "counters": counters}
 
+# Market ticks superseded by a newer one of their pair that the actor looked at (bot.market.conflation).
+BOT_CONFLATED = "ticks_conflated{kind=market}"
 # bot counter name -> scenario counter name (summed per interval)
 BOT_COUNTERS: Mapping[str, str] = {
     "trades_ok": "ok",
@@ -89,9 +92,13 @@ BOT_COUNTERS: Mapping[str, str] = {
     "trades_dropped": "errors",
     "tx_accepted": "tx_accepted",
     "ticks_handled": "ws_handled",
+    BOT_CONFLATED: "ws_conflated",
     "trades_skipped": "skipped",
 }
 MAX_COUNTERS = ("in_flight_max",)
+# A market tick is handled when the actor looked at it or at a newer tick of its pair that superseded it.
+BOT_HANDLED = ("ticks_handled", BOT_CONFLATED)
+HANDLED = ("ws_handled", "ws_conflated")
 
 
 def merge_intervals(

@@ -23,9 +23,12 @@ COLOURS = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
 
 def _options(args: argparse.Namespace, **extra: Any) -> RunOptions:
     return RunOptions(profile=getattr(args, "profile", "custom"), pairs=args.pairs, out=args.out,
-                      node_url=args.node_url, deployment=args.deployment, block_time=args.block_time, slo=args.slo,
-                      baseline=args.baseline, seed=args.seed, progress=not args.no_progress,
-                      faults=getattr(args, "faults", None), extra_bot=_bot_overrides(args.bot), **extra)
+                      node_url=args.node_url, allow_remote=args.allow_remote, deployment=args.deployment,
+                      block_time=args.block_time, slo=args.slo, baseline=args.baseline, seed=args.seed,
+                      progress=not args.no_progress, faults=getattr(args, "faults", None),
+                      network=getattr(args, "network", "loopback"),
+                      fault_schedule=getattr(args, "fault_schedule", None),
+                      extra_bot=_bot_overrides(args.bot), **extra)
 
 
 def _bot_overrides(items: list[str]) -> dict[str, Any]:
@@ -52,7 +55,9 @@ def print_verdicts(doc: dict[str, Any], run_dir: Path) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)
-    table = Table(title=f"run {doc['run_id']} ({doc['profile']}, {doc['status']})", show_lines=False)
+    network = doc.get("conditions", {}).get("network_profile", "loopback")
+    table = Table(title=f"run {doc['run_id']} ({doc['profile']}, {doc['status']}) · network {network}",
+                  show_lines=False)
     for col in ("row", "stat", "scenario", "value", "95% CI", "threshold", "verdict"):
         table.add_column(col, no_wrap=True)
     table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=60)
@@ -89,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not 0 <= args.locust_workers <= 64:
         raise HarnessError("--locust-workers: give 0..64 local worker processes")
     return _run(_options(args, locust_workers=args.locust_workers, fresh_bot=args.fresh_bot,
-                         reset_chain=not args.keep_chain,
+                         reset_chain=not args.keep_chain, chain_reset_blocks=args.chain_reset_blocks,
                          calibrate=not args.no_calibrate, settle_timeout_s=args.settle_timeout), prof)
 
 

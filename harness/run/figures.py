@@ -47,6 +47,23 @@ def cpu_seconds_per_second(resources: Sequence[Mapping[str, Any]], seconds: int)
     return out
 
 
+def _covered(resources: Sequence[Mapping[str, Any]], lo: int, hi: int) -> list[int]:
+    """The whole seconds in [lo, hi) the sampler covered: one it did not (it starts with the bot, so
+    only a gap would do this) holds no CPU, and would read as an idle second."""
+    covered_from, covered_to = float(resources[0]["t"]), float(resources[-1]["t"])
+    return [k for k in range(lo, hi) if covered_from <= k and k + 1 <= covered_to]
+
+
+def cpu_percent_between(resources: Sequence[Mapping[str, Any]], start: float, end: float) -> float | None:
+    """The bot's mean CPU, % of one core, over the whole seconds of [start, end) the sampler covered."""
+    lo, hi = math.ceil(start), math.floor(end)
+    if hi <= lo or len(resources) < 2:
+        return None
+    cpu = cpu_seconds_per_second(resources, hi)
+    ks = _covered(resources, lo, hi)
+    return round(sum(cpu[k] for k in ks) / len(ks) * 100.0, 1) if ks else None
+
+
 def cpu_per_trade(
     intervals: Sequence[Mapping[str, Any]],
     resources: Sequence[Mapping[str, Any]],
@@ -67,10 +84,7 @@ def cpu_per_trade(
         k = math.floor(float(iv["start"]))
         if lo <= k < hi:
             trades[k] += sum(float(iv["counters"].get(name, 0)) for name in COMPLETED)
-    # Seconds the sampler did not cover (it starts with the bot, so only a gap would do this) hold no CPU.
-    covered_from = float(resources[0]["t"])
-    covered_to = float(resources[-1]["t"])
-    ks = [k for k in range(lo, hi) if covered_from <= k and k + 1 <= covered_to]
+    ks = _covered(resources, lo, hi)
     if len(ks) < MIN_WINDOW_S:
         return None
     est = per_unit_ci([cpu[k] * 1e6 for k in ks], [trades[k] for k in ks], confidence=confidence)

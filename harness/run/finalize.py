@@ -43,9 +43,13 @@ def exit_code(verdicts: list[dict[str, Any]]) -> int:
 
 def finalize(writer: ResultsWriter, opts: RunOptions, status: str) -> None:
     """Judge and report whatever was measured, even for an interrupted run."""
+    from harness.run.faultsrun import record_faults
+    from harness.run.ledgercheck import record_ledger
     from harness.slo.judge import judge_run
     from harness.slo.spec import load_spec
 
+    record_faults(writer)  # what the fault proxy injected, if the run used it
+    record_ledger(writer)  # the bot's ledger reconciled against the chain, per bot session
     baseline = find_baseline(opts.out, writer.run_dir, writer.run.profile, opts.baseline)
     if baseline is not None:
         writer.set_condition("baseline_run", baseline.get("run_id"))

@@ -11,6 +11,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from bot.redact import redact_url
 from harness.errors import ConfigError
 from harness.load.jsonrpc import parse_params, run_jsonrpc_load
 from harness.load.schedules import AnySchedule, schedule_from_spec
@@ -53,7 +54,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                                           max_in_flight=args.max_in_flight, name=name))
     s = result.summary
     console = Console()
-    table = Table(title=f"{args.method} @ {args.url}  ({schedule.kind}, {s.duration_s:.1f} s)")
+    table = Table(title=f"{args.method} @ {redact_url(args.url)}  ({schedule.kind}, {s.duration_s:.1f} s)")
     for col in ("latency (ms)", "mean", "p50", "p90", "p99", "p99.9", "max"):
         table.add_column(col, justify="right")
     for key, label in ((name, "from intended start (corrected)"), (f"{name}.service", "service time (uncorrected)")):
@@ -70,7 +71,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                   + ("  [red]the generator fell behind: its numbers understate the load[/]" if s.generator_behind
                      else ""))
     if args.json:
-        doc: dict[str, Any] = {"url": args.url, "method": args.method, **result.to_scenario_json()}
+        doc: dict[str, Any] = {"url": redact_url(args.url), "method": args.method, **result.to_scenario_json()}
         args.json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         console.print(f"written: {args.json}")
     # A generator that fell behind is a warning about the run, not a verdict on the endpoint: the

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.load.jsonrpc import check_target
+from harness.node.faultnet import ProxySetup, proxy_setup
 from harness.node.mining import MiningMode
 
 
@@ -17,6 +19,7 @@ class RunOptions:
     pairs: int = 100
     out: Path = Path("reports")
     node_url: str | None = None
+    allow_remote: bool = False  # a non-loopback node_url is refused without it
     deployment: Path | None = None
     block_time: float | None = None
     slo: Path | None = None
@@ -26,9 +29,12 @@ class RunOptions:
     memray: bool = False
     accounts: int = 4
     faults: str | None = None  # a FaultPlan text: the bot talks to the node through the fault proxy
+    network: str = "loopback"  # a network profile (harness.node.faultnet); not loopback: through the proxy
+    fault_schedule: str | None = None  # (t, plan) changes, as text or a .toml path (harness.node.faultschedule)
     locust_workers: int = 0  # > 0: the api scenario runs Locust as a master with this many workers
     fresh_bot: bool = False  # a new bot process for every scenario
-    reset_chain: bool = True  # our anvil reverted to its post-deployment snapshot before each trading scenario
+    reset_chain: bool = True  # our anvil reverted to its post-deployment snapshot between scenarios
+    chain_reset_blocks: int = 200  # ... once its chain grew more than this since the snapshot
     calibrate: bool = True  # measure the node's ceiling and a CPU reference before the scenarios
     settle_timeout_s: float = 60.0  # longest wait for quiescence before a scenario
     extra_bot: dict[str, Any] = field(default_factory=dict)
@@ -36,12 +42,23 @@ class RunOptions:
     def __post_init__(self) -> None:
         if not 1 <= self.pairs <= 500:
             raise HarnessError(f"--pairs: {self.pairs} is out of range; give 1..500")
+        if self.node_url:
+            check_target(self.node_url, self.allow_remote, flag="--node-url")
         if self.node_url and not self.deployment:
             raise HarnessError("--node-url needs --deployment (the deployment.json of the contracts on that node)")
         if self.block_time is not None and self.block_time < 0:
             raise HarnessError("--block-time: give seconds >= 0 (0 = automine)")
+        if self.chain_reset_blocks < 0:
+            raise HarnessError("--chain-reset-blocks: give a block count >= 0 (0: revert before every scenario "
+                               "the chain moved for; --keep-chain: never)")
         if not 0 < self.settle_timeout_s <= 600:
             raise HarnessError("--settle-timeout: give seconds in (0, 600]")
+        self.proxy  # noqa: B018  a bad plan, profile or schedule fails here, naming the option
+
+    @property
+    def proxy(self) -> ProxySetup | None:
+        """What goes between bot and node (None: nothing, the bot talks to the node directly)."""
+        return proxy_setup(self.network, self.faults, self.fault_schedule)
 
 
 def free_port() -> int:

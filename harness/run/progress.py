@@ -13,6 +13,8 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from bot.redact import redact_text
+
 
 class Ui:
     def __init__(self, enabled: bool = True) -> None:
@@ -35,6 +37,7 @@ class Ui:
             self._progress = None
 
     def log(self, message: str) -> None:
+        message = redact_text(message)  # lines quote errors, and an error may quote a node URL with its key
         self.console.log(message) if self.enabled else print(f"[harness] {message}", file=sys.stderr, flush=True)
 
     def task(self, description: str, total: float) -> TaskID | None:

@@ -8,8 +8,9 @@ health and pulls its telemetry intervals every second.
 Before the first scenario the run calibrates the machine (the node's own accept ceiling and a
 CPU reference), so every figure can be read against the box it came from. Before every scenario
 it waits, bounded, for quiescence (``harness.run.settle``): no earlier trade in flight, the
-node's pool empty, the bot's CPU near idle. On our own anvil every trading scenario starts from
-the chain as deployed (``harness.run.chainstate``: a revert to the snapshot, and a fresh bot);
+node's pool empty, the bot's CPU near idle. On our own anvil every scenario starts within 200
+blocks of the chain as deployed (``harness.run.chainstate``: a revert to the snapshot, and a
+fresh bot, because anvil slows as its chain grows);
 with ``fresh_bot`` every scenario also gets a new bot process. Results are flushed after every
 scenario (and every few seconds inside a long one), so Ctrl-C or a crash leaves a readable
 partial run; the verdicts and the report are produced from whatever was measured.
@@ -27,10 +28,12 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.results.writer import ResultsWriter, new_run_id
 from harness.run import progress as progress_ui
-from harness.run.chainstate import ResetDecision, block_number, decide, node_summary
+from harness.run.chainstate import block_number, node_summary
 from harness.run.conditions import conditions
+from harness.run.fresh import prepare
+from harness.run.ledgercheck import reconcile_session
 from harness.run.options import RunOptions, free_port, mining_for
-from harness.run.scenarios import Profile, Scenario
+from harness.run.scenarios import Profile
 from harness.run.stack import Stack, stack
 
 __all__ = ["RunOptions", "execute", "free_port", "mining_for", "stack"]
@@ -79,32 +82,6 @@ async def _calibrate(st: Stack, writer: ResultsWriter, ui: progress_ui.Ui) -> No
            f"CPU reference {cal.cpu_ref_per_s:,.0f}/s ({cal.seconds:.1f} s)")
 
 
-async def _prepare(st: Stack, opts: RunOptions, ui: progress_ui.Ui, scn: Scenario, first: bool
-                   ) -> tuple[dict[str, Any], ResetDecision]:
-    """A clean start for the next scenario: the chain reverted (with a fresh bot) or a fresh bot if
-    asked, then a bounded wait for quiet."""
-    from harness.run.settle import settle
-
-    decision = decide(kind=scn.kind, own_node=st.chain is not None, enabled=opts.reset_chain,
-                      dirty=st.chain is not None and st.chain.dirty, one_bot=opts.memray)
-    if decision.reset and st.chain is not None:
-        # The old bot drains and stops before the chain moves back under it.
-        await settle(st, timeout_s=opts.settle_timeout_s)
-        block = await st.restart_bot(st.chain.revert)
-        ui.log(f"chain: reverted to block {block} (the post-deployment snapshot); bot: fresh process, pid {st.bot.pid}")
-    elif opts.fresh_bot and not first:
-        await st.restart_bot()
-        ui.log(f"bot: fresh process, pid {st.bot.pid}")
-    settled = await settle(st, timeout_s=opts.settle_timeout_s)
-    if settled.timed_out:
-        ui.log(f"not quiet after {settled.settle_s:.0f} s ({'; '.join(settled.busy)}); starting anyway")
-    elif settled.settle_s > 2:
-        ui.log(f"settled in {settled.settle_s:.1f} s")
-    out = settled.summary()
-    out["fresh_bot"] = opts.fresh_bot or decision.reset
-    return out, decision
-
-
 def _node_samples(st: Stack, since_mono: float, until_mono: float) -> list[tuple[float, int, float]]:
     if st.node_sampler is None:
         return []
@@ -139,13 +116,12 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                 writer.add_artifact("logs", run_dir / "bot.log")
                 if opts.calibrate:
                     await _calibrate(st, writer, ui)
-                if st.chain is not None and opts.reset_chain:
+                if st.chain is not None:
                     await st.chain.take()  # after the calibration's transfers: every scenario starts here
                 for i, scn in enumerate(profile.scenarios):
-                    prepared, decision = await _prepare(st, opts, ui, scn, first=i == 0)
+                    prepared, decision = await prepare(st, ui, settle_timeout_s=opts.settle_timeout_s,
+                                                       fresh_bot=opts.fresh_bot, first=i == 0)
                     t0_mono, block0 = time.monotonic(), await block_number(st.node_url)
-                    if scn.kind == "trades" and st.chain is not None:
-                        st.chain.dirty = True  # set before it runs: a failed scenario may have traded too
                     try:
                         result = await run_scenario(scn, st, ui, writer)
                     except HarnessError as exc:
@@ -155,9 +131,11 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                         writer.add_error(scn.id, str(exc))
                         continue
                     prepared["node"] = node_summary(_node_samples(st, t0_mono, time.monotonic()), block0,
-                                                    await block_number(st.node_url), decision)
+                                                    await block_number(st.node_url), decision,
+                                                    st.chain.snapshot_block if st.chain is not None else None)
                     result.setdefault("summary", {}).update(prepared)
                     writer.upsert_scenario(result)
+                await reconcile_session(st, ui, final=True)  # while the last bot and its chain still stand
     except asyncio.CancelledError:
         status = "interrupted"
     except HarnessError:

@@ -7,18 +7,24 @@ from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
 
+from harness.run.collect import BOT_CONFLATED
+
 if TYPE_CHECKING:
     from harness.run.scenarios import Scenario
     from harness.run.stack import Stack
 
 
 def live_line(st: Stack) -> str:
-    """What the bot reported for its last closed second: accepted, confirmed, trade p99, RSS, CPU."""
+    """What the bot reported for its last closed second: accepted, confirmed, ticks handled, trade p99, RSS, CPU."""
     if not st.puller.intervals:
         return ""
     iv = st.puller.intervals[-1]
     c = iv.get("counters", {})
     parts = [f"tx/s {c.get('tx_accepted', 0):>4}", f"ok {c.get('trades_ok', 0):>4}"]
+    conflated = c.get(BOT_CONFLATED, 0)
+    ticks = c.get("ticks_handled", 0) + conflated
+    if ticks:
+        parts.append(f"ticks/s {ticks:>6} ({conflated / ticks:.0%} conflated)")
     enc = iv.get("histograms", {}).get("trade_execution")
     if enc:
         h = HdrHistogram.decode(enc)

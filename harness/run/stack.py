@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.redact import redact_url
 from harness.load.feed import MarketFeed
 from harness.node.anvil import AnvilOptions
 from harness.node.endpoint import NodeConfig, start_node
@@ -116,7 +117,7 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIterator[Stack]:
-    from harness.run.botconfig import bot_keys_env, write_bot_config
+    from harness.run.botconfig import bot_keys_env, node_env, write_bot_config
     from harness.run.deployment import ensure_deployment
 
     # One dev account more than the bot's: the calibration spends from it, never from the bot's.
@@ -126,19 +127,17 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
     async with contextlib.AsyncExitStack() as exits:
         node = await exits.enter_async_context(
             start_node(NodeConfig(url=opts.node_url, anvil=anvil_opts, run_dir=run_dir)))
-        ui.log(f"node: {node.kind} {node.version} at {node.url} ({node.mining})")
+        ui.log(f"node: {node.kind} {node.version} at {redact_url(node.url)} ({node.mining})")
         t = time.monotonic()
         deployment = await ensure_deployment(node.url, opts.pairs, opts.accounts, run_dir, opts.deployment)
         ui.log(f"deployed {len(deployment['pairs'])} pairs in {time.monotonic() - t:.1f} s")
         bot_http, bot_ws, network = node.url, node.ws_url, "loopback"
-        if opts.faults is not None:
-            from harness.node.faultplan import FaultPlan
-            from harness.node.faultproxy import FaultProxy
+        setup = opts.proxy
+        if setup is not None:  # --network, --faults, --fault-schedule: harness.run.faultsrun
+            from harness.run.faultsrun import start_proxy
 
-            plan = FaultPlan.parse(opts.faults)
-            proxy = await exits.enter_async_context(FaultProxy(node.url, plan))
-            bot_http, bot_ws, network = proxy.url, proxy.ws_url, f"proxy:{plan}"
-            ui.log(f"fault proxy at {proxy.url}: {plan}")
+            proxy = await start_proxy(setup, node.url, run_dir, exits, ui)
+            bot_http, bot_ws, network = proxy.url, proxy.ws_url, setup.network_profile
         feed = MarketFeed([p["id"] for p in deployment["pairs"]], seed=opts.seed)
         await feed.start()
         exits.push_async_callback(feed.stop)
@@ -148,7 +147,7 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             run_dir, node_http=bot_http, node_ws=bot_ws, deployment=run_dir / "deployment.json",
             feed_url=feed.url, api_port=api_port, extra=opts.extra_bot)
         api_url = f"http://127.0.0.1:{api_port}"
-        env = {"TRADEBENCH_API_TOKEN": token, **bot_keys_env(opts.accounts)}
+        env = {"TRADEBENCH_API_TOKEN": token, **bot_keys_env(opts.accounts), **node_env(bot_http, bot_ws)}
 
         def new_session() -> BotSession:
             wrap = None
@@ -165,12 +164,14 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             node_sampler = ProcessTreeSampler(node.pid, interval=1.0)
             node_sampler.start()
             exits.push_async_callback(node_sampler.stop)
-        st = Stack(run_dir, {"kind": node.kind, "version": node.version, "url": node.url, "mining": node.mining},
+        chain = ChainSnapshot(node.url, enabled=opts.reset_chain, limit=opts.chain_reset_blocks,
+                              one_bot=opts.memray) if own else None
+        node_info = {"kind": node.kind, "version": node.version, "url": redact_url(node.url), "mining": node.mining}
+        st = Stack(run_dir, node_info,
                    deployment, new_session(), feed, api_url, token, settings, network, opts.slo,
                    opts.locust_workers, node_url=node.url,
                    calibration_key_index=n_accounts - 1 if own else None,
-                   new_session=new_session, chain=ChainSnapshot(node.url) if own else None,
-                   node_sampler=node_sampler)
+                   new_session=new_session, chain=chain, node_sampler=node_sampler)
         await st.session.start()
         # Late-bound: with --fresh-bot the session at exit is not the first one.
         exits.push_async_callback(lambda: st.session.stop())  # noqa: PLW0108

@@ -10,7 +10,7 @@ inconclusive, with the error in the note.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -20,10 +20,12 @@ import numpy as np
 from harness.errors import ConfigError
 from harness.probes.calibration import calibration_shift
 from harness.probes.machine import STEAL_LIMIT_PERCENT, scenario_steal, steal_shift
+from harness.results.capacity import MarketCapacity
 from harness.slo import extract as X
+from harness.slo.ledger_row import judge_ledger
 from harness.slo.spec import SloRow, SloSpec, SloThreshold
 from harness.stats.change import classify, compare_series
-from harness.stats.histograms import BucketSeries, summarize_counts
+from harness.stats.histograms import BucketSeries, FloatArray, summarize_counts
 from harness.stats.intervals import Estimate, latency_cis, mean_ci, median_ci, rate_ci, stat_key, wilson
 from harness.stats.leak import detect_leak
 from harness.stats.noise import (
@@ -232,20 +234,56 @@ def _concurrency(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
                   verdict=_run_to_run_verdict(est, t)) for t in row.thresholds]
 
 
+# A market tick is handled when the pair's actor looked at it, or at a newer tick of its pair that
+# superseded it (bot.market.conflation); runs from before conflation have ws_handled only.
+_WS_HANDLED = ("ws_handled", "ws_conflated")
+
+
+def _handled(ivs: Sequence[Mapping[str, Any]], sid: str) -> FloatArray:
+    out: FloatArray = np.zeros(len(ivs))
+    for k in _WS_HANDLED:
+        out += X.counter(ivs, k, sid)
+    return out
+
+
+def _capacity_note(ctx: _Ctx) -> str:
+    """The market-data stress's ceiling, as extra information beside the row (never judged by it)."""
+    summary = ctx.scenarios.get("websocket_stress", {}).get("summary")
+    raw = summary.get("capacity") if isinstance(summary, Mapping) else None
+    if not isinstance(raw, Mapping):
+        return ""
+    cap = MarketCapacity.from_json(raw)
+    top = cap.top_step
+    cpu = (f"; bot CPU {top.bot_cpu_percent:.0f}% of a core at {top.rate:,.0f}/s offered"
+           if top is not None and top.bot_cpu_percent is not None else "")
+    return f"capacity (websocket_stress, not judged): {cap.describe()}{cpu}"
+
+
 def _websocket(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
-    sid, scen = ctx.scenario("websocket")
+    capacity = _capacity_note(ctx)
+    try:
+        sid, scen = ctx.scenario("websocket")
+    except X.MissingScenario:
+        if not capacity:
+            raise
+        return _undecided(row, None, f"not measured in this run (scenario websocket missing); {capacity}",
+                          ctx.confidence)
     ivs = X.intervals(scen)
-    handled = X.counter(ivs, "ws_handled", sid)
+    handled = _handled(ivs, sid)
+    conflated = X.counter(ivs, "ws_conflated", sid).sum()
     # Ticks the feed could not even send (the bot read too slowly and the feed's queue filled, or
     # the bot was not connected) are dropped as surely as ticks sent and never handled.
     unsent = sum(float(X.counter(ivs, k, sid).sum()) for k in ("ws_dropped", "ws_undelivered")
                  if X.has_counter(ivs, k))
     dropped = float(X.counter(ivs, "ws_sent", sid).sum() - handled.sum()) + unsent
     live = X.within_schedule(scen, ivs)
-    est = rate_ci(X.counter(live, "ws_handled", sid), X.durations(live, sid), confidence=ctx.confidence)
+    est = rate_ci(_handled(live, sid), X.durations(live, sid), confidence=ctx.confidence)
     cond = Verdict("fail" if dropped > 0 else "pass", None, None, "")
     why = f"{dropped:.0f} messages sent were not handled (none may be dropped)"
-    note = f"{handled.sum():.0f} messages handled, {max(dropped, 0):.0f} dropped"
+    note = (f"{handled.sum():.0f} messages handled ({conflated:.0f} of them conflated: superseded by a newer "
+            f"tick of their pair that the actor looked at), {max(dropped, 0):.0f} dropped")
+    if capacity:
+        note += f"; {capacity}"
     return [_emit(row, t, sid, est, duration=_duration(scen, ivs, sid), note=note,
                   verdict=combine(decide(est, t.op, t.value, duration_s=_duration(scen, ivs, sid)), cond, why))
             for t in row.thresholds]
@@ -423,6 +461,11 @@ def _regression(ctx: _Ctx, row: SloRow, spec: SloSpec) -> list[dict[str, Any]]:
     return out
 
 
+def _ledger(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
+    return [_emit(row, t, None, est, duration=None, verdict=v, note=note, confidence=ctx.confidence)
+            for t, est, v, note in judge_ledger(ctx.doc, row, ctx.confidence)]
+
+
 _JUDGES: dict[str, Callable[[_Ctx, SloRow], list[dict[str, Any]]]] = {
     "transactions_per_sec": _tps,
     "concurrent_operations": _concurrency,
@@ -435,6 +478,7 @@ _JUDGES: dict[str, Callable[[_Ctx, SloRow], list[dict[str, Any]]]] = {
     "error_rate": _error_rate,
     "uptime": _uptime,
     "memory_leak": _leak,
+    "ledger_reconciliation": _ledger,
 }
 
 

@@ -13,7 +13,7 @@ from bot.chain.errors import InsufficientFunds, NonceConflict, TxRejected
 from bot.chain.fee_oracle import FeeOracle
 from bot.chain.ledger import Ledger, LedgerError, NonceEffect, Reject, Retry, TxState, classify_send_error
 from bot.chain.receipts import HeadCursor, Receipt, ReceiptTracker
-from bot.rpc.errors import NodeError, RateLimited, RpcTimeout, TransportError
+from bot.rpc.errors import InvalidResponse, NodeError, RateLimited, RpcTimeout, TransportError
 from tests.unit.chain_fakes import FakeNode
 
 
@@ -36,10 +36,12 @@ def test_cursor_fetches_each_block_once_in_order_within_catchup(heads: list[int]
 
 
 def test_receipt_parsing() -> None:
-    obj = {"transactionHash": "0xAB", "blockNumber": "0x5", "status": "0x0", "gasUsed": "0x10"}
+    h = "0x" + "AB" * 32
+    obj = {"transactionHash": h, "blockNumber": "0x5", "status": "0x0", "gasUsed": "0x10"}
     r = Receipt.from_json({**obj, "effectiveGasPrice": "0x2"})
-    assert (r.tx_hash, r.block_number, r.status, r.gas_used) == ("0xab", 5, 0, 16)
-    with pytest.raises(ValueError, match="malformed receipt"):
+    assert (r.tx_hash, r.block_number, r.status, r.gas_used) == (h.lower(), 5, 0, 16)
+    # Garbage from the node is an RpcError naming the field, which every caller already handles.
+    with pytest.raises(InvalidResponse, match=r"receipt\.transactionHash"):
         Receipt.from_json({"transactionHash": "0x1"})
 
 

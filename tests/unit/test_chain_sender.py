@@ -124,9 +124,12 @@ async def test_insufficient_funds_is_a_counted_rejection_and_the_nonce_is_reused
 
 
 async def test_lost_response_is_retried_with_the_same_bytes_and_mined_once(stack: Stack) -> None:
-    stack.start_mining()
     stack.node.fail("eth_sendRawTransaction", TransportError("connection reset"), after=True)
-    rec = await stack.sender.execute(ME, PAY)
+    # Mining starts after the submission: a receipt seen during the retry's backoff would (rightly)
+    # end the intent before the retry this test is about.
+    rec = await stack.sender.submit(ME, PAY)
+    stack.start_mining()
+    rec = await stack.sender.wait(rec)
     assert (rec.state, rec.attempts) == (TxState.MINED_OK, 2)
     assert len(stack.node.raw_seen[(ME.lower(), 0)]) == 1
     assert stack.node.nonces[ME.lower()] == 1
@@ -135,6 +138,9 @@ async def test_lost_response_is_retried_with_the_same_bytes_and_mined_once(stack
 
 async def test_lost_answer_then_mined_before_the_retry_is_ours_not_a_conflict(stack: Stack) -> None:
     # anvil answers "nonce too low" to a resend of a mined tx; the sender must recognise its own.
+    # The tracker is stopped: a receipt seen during the backoff would (rightly) end the intent
+    # before the retry, and this test is about the refusal that the retry gets.
+    await stack.tracker.aclose()
     stack.node.fail("eth_sendRawTransaction", TransportError("reset"), after=True)
 
     def mine_now(_: PoolTx) -> None:

@@ -34,7 +34,7 @@ async def test_modes_agree_with_inline_eth_account(mode: Mode) -> None:
 async def test_pending_is_bounded() -> None:
     signer = Signer(ACCOUNTS, mode="thread", workers=1, max_pending=3)
     peak = 0
-    tx = build(1, 0, TxRequest(to=ACCOUNTS[1].address), FEES)
+    tx = build(31337, 0, TxRequest(to=ACCOUNTS[1].address), FEES)
 
     async def watch() -> None:
         nonlocal peak
@@ -54,7 +54,7 @@ async def test_pending_is_bounded() -> None:
 async def test_unknown_sender_and_bad_config() -> None:
     signer = Signer(ACCOUNTS[:1])
     with pytest.raises(ValueError, match="no key loaded"):
-        await signer.sign(ACCOUNTS[1].address, build(1, 0, TxRequest(to=ACCOUNTS[1].address), FEES))
+        await signer.sign(ACCOUNTS[1].address, build(31337, 0, TxRequest(to=ACCOUNTS[1].address), FEES))
     with pytest.raises(ValueError, match=r"signer\.mode"):
         Signer(ACCOUNTS, mode="gpu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"signer\.codec"):

@@ -127,6 +127,10 @@ BAD: list[tuple[str, str]] = [
     ("[engine]\nmailbox_size = 0", r"^engine\.mailbox_size: expected an integer 1-1000000, got 0$"),
     ("[engine]\nworkers = 1.5", r"^engine\.workers: expected an integer"),
     ("[engine]\nmax_inflight = 3", r"^engine\.max_inflight: unknown key; did you mean 'max_in_flight'\?$"),
+    ("[engine]\nmax_retry_after = 0", r"^engine\.max_retry_after: expected seconds > 0 and <= 3600, got 0; "
+                                       r"it caps how long one HTTP 429's Retry-After may park an endpoint"),
+    ("[engine]\nmax_retry_after = 86400", r"^engine\.max_retry_after: expected seconds > 0 and <= 3600"),
+    ("[engine]\nconflate_trades = 1", r"^engine\.conflate_trades: expected true or false, got 1$"),
     ("[timeouts]\nconnect = -1", r"^timeouts\.connect: expected a number > 0"),
     ("[timeouts]\nread = 0", r"^timeouts\.read: expected a number > 0"),
     ("[timeouts]\nconnect = 20\ntotal = 10", r"^timeouts\.total: must be at least timeouts\.connect"),
@@ -241,3 +245,8 @@ def test_any_valid_config_round_trips(
         strategy=StrategyConfig(deadband_bps=deadband),
     )
     assert loads(cfg.to_toml()) == cfg
+
+
+def test_max_retry_after_is_read_and_defaults_to_five_seconds() -> None:
+    assert loads(MINIMAL).engine.max_retry_after == 5.0
+    assert loads(MINIMAL + "\n[engine]\nmax_retry_after = 2.5\n").engine.max_retry_after == 2.5

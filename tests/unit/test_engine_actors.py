@@ -349,3 +349,38 @@ async def test_gate_counts_every_grant_and_rejects_misuse() -> None:
     with pytest.raises(GateError, match="does not hold"):
         gate.release("A")
     gate.release("B")
+
+
+async def test_a_busy_pairs_trade_ticks_conflate_newest_wins_and_each_is_counted() -> None:
+    release = asyncio.Event()
+    handled: list[object] = []
+
+    async def handler(pair: str, m: Message) -> None:
+        if m.payload["n"] == 0:
+            await release.wait()  # the actor is busy with the first signal
+        handled.append(m.payload["n"])
+
+    tele = Telemetry()
+    eng = Engine(handler, EngineSettings(conflate=frozenset({"trade"})), observer=TelemetryObserver(tele))
+    eng.add_pair("A")
+    eng.add_pair("B")
+    await eng.start()
+
+    def signal(n: int, tag: str) -> Message:
+        return Message(Priority.ENTRY, "trade", {"n": n, "tag": tag}, scheduled=float(n))
+
+    assert eng.post("A", signal(0, "s")) is PutResult.ACCEPTED
+    await until(lambda: eng.actor("A").current is not None)
+    results = [eng.post("A", signal(n, "s" if n < 3 else "t")) for n in (1, 2, 3)]
+    assert results == [PutResult.ACCEPTED, PutResult.CONFLATED, PutResult.CONFLATED]
+    assert eng.post("B", signal(10, "s")) is PutResult.ACCEPTED  # another pair's signal is its own
+    release.set()
+    await until(lambda: len(handled) == 3)
+    assert sorted(handled, key=str) == sorted([0, 3, 10], key=str)  # A: the first, then only the newest
+    iv = tele.rotate()
+    assert iv.counters["ticks_conflated{kind=trade}"] == 2 and iv.counters["drops{reason=entry.conflated}"] == 2
+    # Each superseded signal counts under its own tag, so a scenario counts only its own ticks.
+    assert iv.tags["s"].counters["ticks_conflated{kind=trade}"] == 2
+    assert "t" not in iv.tags or "ticks_conflated{kind=trade}" not in iv.tags["t"].counters  # the newest ran
+    assert eng.statistics().drops == {"entry.conflated": 2}
+    await eng.stop(1.0)

@@ -175,3 +175,86 @@ def test_invariants_hold_for_any_sequence(seq: list[tuple[bool, Priority]], cap:
     assert s.drops.get("risk_exit.overflow", 0) == raised
     # Only never-drop messages may sit above capacity.
     assert len(box) <= cap or box.statistics().depth_by_priority["risk_exit"] > 0
+
+
+# -- conflation: a newer message of a conflating kind takes the queued one's place ---------------------
+
+
+def trade(n: object, p: Priority = Priority.ENTRY) -> Message:
+    return Message(p, "trade", n)
+
+
+def test_a_newer_trade_takes_the_queued_ones_place_and_the_old_one_is_counted() -> None:
+    superseded: list[Message] = []
+    drops: list[tuple[Priority, str, int]] = []
+    box = Mailbox(8, conflate={"trade"}, on_conflate=superseded.append,
+                  on_drop=lambda p, r, n: drops.append((p, r, n)))
+    assert box.put(trade(1)) is PutResult.ACCEPTED
+    box.put(Message(Priority.ENTRY, "other", "x"))
+    assert box.put(trade(2)) is PutResult.CONFLATED
+    assert box.put(trade(3)) is PutResult.CONFLATED
+    assert len(box) == 2
+    assert [m.payload for m in drain(box)] == [3, "x"]  # newest wins, in the oldest one's turn
+    assert [m.payload for m in superseded] == [1, 2]
+    assert drops == [(Priority.ENTRY, "conflated", 1)] * 2
+    s = box.statistics()
+    assert s.drops == {"entry.conflated": 2} and s.put_total == 4 and s.delivered_total == 2
+
+
+def test_conflation_needs_no_room_and_keeps_other_kinds_and_priorities_apart() -> None:
+    box = Mailbox(2, conflate={"trade"})
+    box.put(trade(1))
+    box.put(trade("exit", Priority.RISK_EXIT))
+    assert box.put(trade(2)) is PutResult.CONFLATED  # full, yet not refused: it replaces
+    assert box.put(Message(Priority.ENTRY, "order", 9)) is PutResult.REJECTED  # not a conflating kind
+    assert [m.payload for m in drain(box)] == ["exit", 2]
+    assert box.put(trade(3)) is PutResult.ACCEPTED  # nothing queued to replace any more
+
+
+def test_an_evicted_or_closed_trade_leaves_no_place_behind() -> None:
+    box = Mailbox(1, conflate={"trade"})
+    box.put(trade(1, Priority.MARKET_DATA))
+    assert box.put(Message(Priority.RISK_EXIT, "order", "exit")) is PutResult.EVICTED_LOWER
+    assert box.put(trade(2, Priority.MARKET_DATA)) is PutResult.REJECTED  # full of a higher priority
+    assert [m.payload for m in drain(box)] == ["exit"]
+    box.put(trade(3))
+    box.put(trade(4))
+    assert [m.payload for m in box.close()] == [4]
+    assert box.statistics().drops == {"market_data.evicted": 1, "market_data.rejected": 1,
+                                      "entry.conflated": 1, "entry.closed": 1}
+
+
+conflating_ops = st.lists(
+    st.one_of(st.tuples(st.sampled_from(["trade", "m"]), st.sampled_from(list(Priority))), st.just(None)),
+    max_size=200,
+)
+
+
+@given(conflating_ops)
+def test_conflation_matches_a_model_queue(seq: list[tuple[str, Priority] | None]) -> None:
+    """With room to spare, the mailbox behaves like per-priority lists in which a put of a conflating
+    kind overwrites the queued message of its kind and priority in place; nothing else is lost."""
+    box = Mailbox(1000, conflate={"trade"})
+    model: dict[Priority, list[Message]] = {p: [] for p in Priority}
+    conflated = 0
+    for n, op in enumerate(seq):
+        if op is None:
+            got = box.get_nowait()
+            expected = next((model[p].pop(0) for p in Priority if model[p]), None)
+            assert got is expected
+            continue
+        kind, p = op
+        m = Message(p, kind, n)
+        queued = [i for i, q in enumerate(model[p]) if q.kind == "trade"] if kind == "trade" else []
+        if queued:
+            model[p][queued[0]] = m
+            conflated += 1
+            assert box.put(m) is PutResult.CONFLATED
+        else:
+            model[p].append(m)
+            assert box.put(m) is PutResult.ACCEPTED
+        assert sum(1 for q in model[p] if q.kind == "trade") <= 1
+        assert len(box) == sum(len(q) for q in model.values())
+    s = box.statistics()
+    assert sum(v for k, v in s.drops.items() if k.endswith(".conflated")) == conflated
+    assert s.put_total == s.delivered_total + len(box) + s.dropped_total

@@ -286,3 +286,33 @@ def test_figures_that_travel_show_cpu_per_trade_with_its_ci_and_the_stress_brack
     share = 800.0 / cal["node_accept_per_s"] * 100
     assert "Highest stress rate held" in travel and "800 trades/s" in travel and "broke at 1,600/s" in travel
     assert f"= {share:.2g}% of this node&#39;s ceiling" in travel
+
+
+def test_the_market_data_capacity_search_is_shown_with_its_steps_and_ceiling(tmp_path: Path) -> None:
+    from harness.results import MarketCapacity, MarketStep
+
+    def step(rate: float, *, bound: bool = False, broken: str | None = None) -> MarketStep:
+        return MarketStep(rate=rate, start=2.0, end=10.0, warmup_s=2.0, offered=rate, achieved=rate * 0.999,
+                          sent=int(rate * 10), handled=int(rate * 2), conflated=int(rate * 8),
+                          dropped=int(bool(broken)),
+                          generator_lag_p99_ms=4.0 if bound else 0.7, generator_lag_max_ms=12.0,
+                          generator_bound=bound, broken=broken, undecided=False, intervals=8, delivery_p99_ms=11.0,
+                          tag=f"websocket_stress/{int(rate)}", bot_cpu_percent=rate / 1000, generator_cpu_percent=60.0)
+
+    cap = MarketCapacity((12_500.0, 25_000.0, 50_000.0), 0.1, 25_000.0, None, None, 50_000.0, False,
+                         "generator_bound", steps=(step(12_500.0), step(25_000.0), step(50_000.0, bound=True)))
+    doc = results()
+    scn = next(s for s in doc["scenarios"] if s["id"] == "sustained")
+    doc["scenarios"].append({**scn, "id": "websocket_stress", "summary": {"capacity": cap.to_json()}})
+    index = write_run_report(doc, tmp_path / "r")
+    page = parse(index)
+    html = index.read_text(encoding="utf-8")
+    assert "capacity-websocket_stress" in page.ids
+    section = html.split('id="capacity-websocket_stress"')[1].split("</table>")[0]
+    assert "≥ 49,950 msg/s handled with none dropped (held 25,000 offered on schedule), generator-bound" in section
+    assert "CPU reference" in section and "node ceiling" in section
+    assert section.count('class="capacity-step') == 3 and "generator-bound</span>" in section
+    assert "80%" in section  # the share of the step's ticks conflated
+    travel = html.split('id="travel-table"')[1].split("</table>")[0]
+    assert "Market data handled, none dropped" in travel and "≥ 49,950 msg/s" in travel
+    assert "generator-bound at 50,000/s" in travel and "bot CPU 50% of one core at 50,000/s offered" in travel

@@ -15,6 +15,8 @@ from harness.results import (
     Annotation,
     Artifacts,
     Interval,
+    MarketCapacity,
+    MarketStep,
     ResourceSample,
     ResultsError,
     Run,
@@ -166,3 +168,55 @@ def test_a_run_against_a_users_node_records_its_mining_as_unknown_and_stays_vali
     # once rejected it, so every run against a user's node ended in a ResultsError.
     doc["conditions"]["node"]["mining"] = ExternalNode("http://127.0.0.1:8545").mining
     validate_results(doc, "user node")
+
+
+# --------------------------------------------------------------------- the market-data stress's capacity
+rates = st.floats(min_value=1, max_value=1e6, allow_nan=False, allow_infinity=False)
+opt = st.none() | finite
+market_steps = st.builds(
+    MarketStep, rate=rates, start=finite, end=finite, warmup_s=finite, offered=finite, achieved=finite,
+    sent=st.integers(0, 2**40), handled=st.integers(0, 2**40), conflated=st.integers(0, 2**40),
+    dropped=st.integers(0, 2**40), generator_lag_p99_ms=finite, generator_lag_max_ms=finite,
+    generator_bound=st.booleans(), broken=st.sampled_from([None, "dropped", "handled_rate"]),
+    undecided=st.booleans(), intervals=st.integers(0, 3600), delivery_p99_ms=opt, tag=st.text(max_size=12),
+    phase_after=st.sampled_from(["ramp", "bisect", "done"]), settle_s=opt, handled_wait_s=opt,
+    bot_cpu_percent=opt, generator_cpu_percent=opt,
+)
+capacities = st.builds(
+    MarketCapacity, ladder=st.lists(rates, min_size=1, max_size=5).map(tuple),
+    resolution=st.floats(0.01, 1.0), last_good=st.none() | rates, breaking_point=st.none() | rates,
+    broken_by=st.sampled_from([None, "dropped", "handled_rate"]), generator_bound_at=st.none() | rates,
+    resolved=st.booleans(), stop_reason=st.sampled_from([None, "resolved", "ladder_held", "max_steps",
+                                                         "generator_bound"]),
+    undecided_rates=st.lists(rates, max_size=2).map(tuple), steps=st.lists(market_steps, max_size=4).map(tuple),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(capacities)
+def test_a_capacity_search_is_read_back_as_written_and_the_run_holding_it_is_valid(cap: MarketCapacity) -> None:
+    scn = synthetic_results(0)["scenarios"][0]
+    run = Run(run_id="r4", status="complete", started_at="2026-12-03T07:00:00+00:00", finished_at=None,
+              profile="custom", conditions=CONDITIONS,
+              scenarios=(Scenario.from_json({**scn, "id": "websocket_stress",
+                                             "summary": {"capacity": cap.to_json()}}),))
+    doc = json.loads(json.dumps(run.to_json()))  # through real JSON text, as on disk
+    validate_results(doc)
+    back = parse_results(doc)
+    assert back == run
+    assert back.scenarios[0].capacity == cap
+    assert MarketCapacity.from_json(cap.to_json()) == cap
+    assert cap.describe()  # every state of a search reads as one line
+
+
+def test_a_capacity_with_a_misspelt_field_is_refused() -> None:
+    from harness.results import ResultsError
+
+    step = {**MarketStep(rate=1.0, start=0, end=1, warmup_s=0, offered=1, achieved=1, sent=1, handled=1, conflated=0,
+                         dropped=0, generator_lag_p99_ms=0.1, generator_lag_max_ms=0.2, generator_bound=False,
+                         broken=None, undecided=False, intervals=1).to_json(), "handeld": 3}
+    cap = {**MarketCapacity((1.0,), 0.1, 1.0, None, None, None, False, "ladder_held").to_json(), "steps": [step]}
+    doc = synthetic_results(0)
+    doc["scenarios"][0]["summary"]["capacity"] = cap
+    with pytest.raises(ResultsError, match="handeld"):
+        validate_results(doc)

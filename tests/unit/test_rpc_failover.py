@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from eth_hash.auto import keccak
 
-from bot.rpc import BatchPolicy, EndpointPool, HealthPolicy, HttpTransport, RetryPolicy, Timeouts
-from bot.rpc.errors import NodeError, RateLimited, TransportError
+from bot.rpc import BatchPolicy, EndpointPool, HealthPolicy, HttpTransport, Lane, LimitPolicy, RetryPolicy, Timeouts
+from bot.rpc.errors import NodeError, RateLimited, RpcTimeout, Throttled, TransportError
 from bot.rpc.health import BreakerState
 from tests.unit.rpc_fakes import Behaviour, FakeNode, drop, node_error, slow, status
 
@@ -100,7 +100,7 @@ async def test_rate_limited_endpoint_is_parked_and_others_serve(nodes: list[Fake
     time = FakeTime()
     async with make_pool(nodes, time) as pool:
         a, b = nodes
-        a.script.append(status(429, b"", {"Retry-After": "30"}))
+        a.script.append(status(429, b"", {"Retry-After": "3"}))
         b.delay = 0.0
         # Make "a" the first choice: give "b" a worse record.
         pool._endpoints[1].health.record_success(0.5)
@@ -109,7 +109,7 @@ async def test_rate_limited_endpoint_is_parked_and_others_serve(nodes: list[Fake
         assert a.requests == 1 and b.requests == 5
         assert time.sleeps == []
         parked = pool.statistics().endpoints[0]
-        assert parked.name == "a" and parked.blocked_for_s == pytest.approx(30.0)
+        assert parked.name == "a" and parked.blocked_for_s == pytest.approx(3.0)
 
 
 async def test_too_long_retry_after_ends_with_rate_limited(nodes: list[FakeNode]) -> None:
@@ -308,3 +308,137 @@ async def test_non_resendable_methods_are_not_sent_twice_after_an_ambiguous_fail
 def test_pool_needs_an_endpoint() -> None:
     with pytest.raises(ValueError, match="at least one"):
         EndpointPool([])
+
+
+# -- rate limits without a stall ------------------------------------------------------------------
+
+
+async def test_one_retry_after_parks_an_endpoint_at_most_max_retry_after(nodes: list[FakeNode]) -> None:
+    time = FakeTime()
+    async with make_pool(nodes, time, max_retry_after=5.0) as pool:
+        a = nodes[0]
+        pool._endpoints[1].health.record_success(0.5)  # "a" first
+        a.script.append(status(429, b"", {"Retry-After": "86400"}))
+        assert await pool.call("eth_blockNumber") == "0x10"  # served by "b" meanwhile
+        parked = pool.statistics().endpoints[0]
+        assert parked.name == "a" and parked.blocked_for_s == pytest.approx(5.0)
+        time.now += 5.0  # a day's Retry-After retired "a" for five seconds, not a day
+        assert pool.endpoint_names()[0] == "a"
+        assert await pool.call("eth_blockNumber") == "0x10"
+        assert a.requests == 2 and time.sleeps == []
+
+
+async def test_a_429_on_the_only_endpoint_slows_it_instead_of_parking_all_traffic(nodes: list[FakeNode]) -> None:
+    time = FakeTime()
+    async with make_pool(nodes[:1], time) as pool:
+        node = nodes[0]
+        node.script.append(status(429, b"", {"Retry-After": "3"}))
+        with pytest.raises(RateLimited):  # a read fails fast: no retry on the endpoint that asked for less
+            await pool.reads().batch([("eth_blockNumber", [])])
+        stats = pool.statistics().endpoints[0]
+        assert stats.blocked_for_s == pytest.approx(3.0)  # parked (ranked behind any peer) ...
+        assert stats.limit is not None and (stats.limit.limit, stats.limit.decreases) == (32, 1)  # ... and slowed
+        # Every other call goes on at once while the park lasts, sends and reads alike.
+        assert await pool.call("eth_blockNumber") == "0x10"
+        assert await pool.reads().call("eth_blockNumber") == "0x10"
+        assert await pool.send_raw_transaction(b"\x02a-send") == _tx_hash(b"\x02a-send")
+        assert time.sleeps == [] and pool.statistics().waits == 0
+        assert stats.limit.hold_s == pytest.approx(3.0)  # the window does not grow back before Retry-After
+
+
+async def test_a_confirmation_call_still_honours_its_own_retry_after(nodes: list[FakeNode]) -> None:
+    time = FakeTime()
+    async with make_pool(nodes[:1], time) as pool:
+        nodes[0].script.append(status(429, b"", {"Retry-After": "2"}))
+        assert await pool.call("eth_blockNumber") == "0x10"
+        assert time.sleeps == [2.0]  # in the caller's own task: a receipt poller, never a pair's actor
+
+
+async def test_reads_never_sleep(nodes: list[FakeNode]) -> None:
+    time = FakeTime()
+    async with make_pool(nodes[:1], time, failure_threshold=2, cooldown=60.0) as pool:
+        node = nodes[0]
+        node.script.append(status(503))  # a failure a prompt second try may fix: retried at once
+        assert await pool.reads().call("eth_blockNumber") == "0x10"
+        assert node.requests == 2
+        node.script.extend([status(503), status(503)])  # the breaker opens: a read does not wait for it
+        with pytest.raises(TransportError):
+            await pool.reads().call("eth_blockNumber")
+        with pytest.raises(TransportError, match="a fail-fast call does not wait"):
+            await pool.reads().call("eth_blockNumber")
+        assert time.sleeps == [] and node.requests == 4
+        with pytest.raises(TransportError, match="beyond the retry budget"):
+            await pool.call("eth_blockNumber")  # the default lane would wait; 60 s is past its budget here
+
+
+async def test_a_read_that_timed_out_is_not_tried_again(nodes: list[FakeNode]) -> None:
+    async with make_pool(nodes[:1]) as pool:
+        nodes[0].script.append(slow(5.0))
+        with pytest.raises(RpcTimeout):
+            await pool.reads().call("eth_blockNumber", timeout=0.05)
+        assert nodes[0].requests == 1
+
+
+def gate(release: asyncio.Event) -> Behaviour:
+    """Hold the request until ``release`` is set, then answer ``eth_blockNumber``."""
+
+    async def behave(_request: web.Request, body: bytes) -> web.StreamResponse:
+        await release.wait()
+        import orjson
+
+        return web.json_response({"jsonrpc": "2.0", "id": orjson.loads(body)["id"], "result": "0x10"})
+
+    return behave
+
+
+async def test_sends_then_confirmations_then_reads_when_the_limit_binds(nodes: list[FakeNode]) -> None:
+    node = nodes[0]
+    pool = EndpointPool([HttpTransport(node.url, FAST, name="a")], limit_policy=LimitPolicy(max_window=1))
+    async with pool:
+        release = asyncio.Event()
+        node.script.append(gate(release))
+        first = asyncio.create_task(pool.call("eth_blockNumber"))
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while node.requests == 0:  # the one slot is taken, on the wire
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.001)
+        raw = b"\x02urgent"
+        read = asyncio.create_task(pool.reads().call("echo", ["read"]))
+        lookup = asyncio.create_task(pool.call_on("a", "eth_getTransactionByHash", [_tx_hash(raw)]))
+        send = asyncio.create_task(pool.send_raw_transaction_on("a", raw))
+        while pool.statistics().endpoints[0].limit.waiting != (1, 1, 1):  # type: ignore[union-attr]
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.001)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, read, lookup, send), 5.0)
+        assert node.methods == ["eth_sendRawTransaction", "eth_getTransactionByHash", "echo"]
+
+
+async def test_a_read_waits_for_a_slot_at_most_its_timeout(nodes: list[FakeNode]) -> None:
+    node = nodes[0]
+    pool = EndpointPool([HttpTransport(node.url, FAST, name="a")], limit_policy=LimitPolicy(max_window=1))
+    async with pool:
+        release = asyncio.Event()
+        node.script.append(gate(release))
+        held = asyncio.create_task(pool.call("eth_blockNumber"))
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while node.requests == 0:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.001)
+        with pytest.raises(Throttled):
+            await pool.reads().call("eth_blockNumber", timeout=0.05)
+        release.set()
+        assert await asyncio.wait_for(held, 5.0) == "0x10"
+        stats = pool.statistics()
+        assert node.requests == 1 and stats.endpoints[0].rate_limited == 0  # ours, not the node's
+
+
+async def test_a_fail_fast_view_of_the_confirm_lane_never_sleeps_on_a_retry_after(nodes: list[FakeNode]) -> None:
+    time = FakeTime()
+    async with make_pool(nodes[:1], time) as pool:
+        confirm = pool.view(Lane.CONFIRM, fail_fast=True)  # the receipt tracker's and fee oracle's client
+        nodes[0].script.append(status(429, b"", {"Retry-After": "1"}))
+        with pytest.raises(RateLimited):
+            await confirm.call("eth_getBlockReceipts", ["0x1"])
+        assert await confirm.call("eth_blockNumber") == "0x10"  # its own next pass goes out at once
+        assert time.sleeps == [] and "confirm lane (fail fast)" in repr(confirm)

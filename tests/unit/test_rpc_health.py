@@ -145,3 +145,13 @@ def test_success_rate_stays_a_rate_and_score_positive(events: list[float | None]
     assert 0.0 <= snap.success_rate <= 1.0
     assert snap.score > 0
     assert snap.successes + snap.failures == len(events)
+
+
+def test_a_park_is_capped_at_max_retry_after() -> None:
+    clock = Clock()
+    ep = EndpointHealth("a", HealthPolicy(max_retry_after=5.0), clock)
+    assert ep.record_rate_limited(86400.0) == 5.0
+    assert ep.blocked_for() == pytest.approx(5.0)
+    assert ep.blocked_for(parks=False) == 0.0  # a park is not the breaker: the pool does not wait it out
+    clock.now += 5.0
+    assert ep.available()

@@ -1,5 +1,6 @@
 """WsSubscriber against an in-memory chain behind a local WebSocket: live delivery, reconnect,
-resubscribe, backfill without duplicates, the bounded queue's drop policy, and giving up.
+resubscribe, backfill without duplicates, the bounded queue's drop policy, degrading without
+giving up, and a supervised connection loop.
 Also the pure bookkeeping in ws_sync."""
 
 from __future__ import annotations
@@ -240,17 +241,58 @@ async def test_backfill_can_go_through_an_http_client(chain: FakeWsNode) -> None
         await sub.aclose()
 
 
-async def test_gives_up_after_max_reconnects_and_says_so(chain: FakeWsNode) -> None:
-    sub = WsSubscriber(chain.url, WsOptions(max_reconnects=2, reconnect_base_delay=0.01, reconnect_max_delay=0.02))
+async def test_never_gives_up_once_connected_degrades_and_recovers(chain: FakeWsNode) -> None:
+    opts = WsOptions(max_reconnects=2, degraded_after=2, reconnect_base_delay=0.01, reconnect_max_delay=0.02)
+    sub = WsSubscriber(chain.url, opts)
     sub.subscribe_new_heads()
+    links: list[bool] = []
+    sub.on_link(links.append)
     await sub.start()
-    await chain.stop()
     try:
-        with pytest.raises(TransportError, match="gave up after 2"):
-            async with asyncio.timeout(5):
-                while True:
-                    await sub.get()
+        assert links == [True]
+        await chain.stop()
+        # Far more failed attempts than max_reconnects: after the first connection that bound no longer applies.
+        await wait_until(lambda: sub.statistics().reconnects > 4 * opts.max_reconnects)
+        st_ = sub.statistics()
+        assert st_.degraded and st_.degradations == 1 and links == [True, False]  # told once, not per attempt
+        await chain.start()
+        await wait_until(lambda: links == [True, False, True])
+        assert not sub.statistics().degraded and sub.statistics().degradations == 1
+        await chain.mine()
+        assert numbers(await take(sub, 1)) == [1]  # still delivering
     finally:
+        await sub.aclose()
+
+
+async def test_start_gives_up_when_the_first_connection_never_comes() -> None:
+    from harness.run.options import free_port
+
+    sub = WsSubscriber(f"ws://127.0.0.1:{free_port()}",
+                       WsOptions(max_reconnects=2, reconnect_base_delay=0.01, reconnect_max_delay=0.02))
+    sub.subscribe_new_heads()
+    with pytest.raises(TransportError, match="no connection after 2 attempts"):
+        await asyncio.wait_for(sub.start(), 30.0)
+    assert "connected=False" in repr(sub)
+
+
+async def test_a_supervised_connection_loop_is_restarted_after_a_kill(chain: FakeWsNode) -> None:
+    from bot.engine.supervision import RestartPolicy
+    from bot.engine.supervisor import Supervisor
+
+    sup = Supervisor(RestartPolicy(backoff_s=0.01, backoff_max_s=0.01), recovering_s=0.0)
+    sub = WsSubscriber(chain.url, OPTS)
+    sub.subscribe_new_heads()
+    await sub.start(spawn=lambda run: sup.spawn("ws", run))
+    try:
+        await chain.mine()
+        assert numbers(await take(sub, 1)) == [1]
+        assert sup.kill("ws")
+        await wait_until(lambda: sub.statistics().connects == 2)
+        await chain.mine()
+        assert numbers(await take(sub, 1)) == [2]
+        assert sup.statistics().tasks[0].restarts == 1
+    finally:
+        await sup.aclose()
         await sub.aclose()
 
 

@@ -111,6 +111,43 @@ def test_websocket_drop_fails_the_row_with_a_note() -> None:
         assert v["verdict"] == "fail" and "3 messages sent were not handled" in v["note"]
 
 
+def _capacity_scenario(bound: bool) -> dict[str, Any]:
+    from harness.results.capacity import MarketCapacity, MarketStep
+
+    step = MarketStep(rate=50_000.0, start=2.0, end=10.0, warmup_s=2.0, offered=49_900.0, achieved=49_800.0,
+                      sent=500_000, handled=90_000, conflated=410_000, dropped=0, generator_lag_p99_ms=3.0,
+                      generator_lag_max_ms=9.0, generator_bound=bound, broken=None, undecided=False, intervals=8,
+                      bot_cpu_percent=71.0)
+    cap = MarketCapacity((12_500.0, 25_000.0, 50_000.0), 0.1, 25_000.0, None, None, 50_000.0 if bound else None,
+                         False, "generator_bound" if bound else "ladder_held", steps=(step,))
+    return {"id": "websocket_stress", "started_at": 0.0, "duration_s": 30.0, "schedule": {"kind": "steps"},
+            "annotations": [], "intervals": [], "resources": [], "health": {"probes": 0, "ok": 0},
+            "summary": {"capacity": cap.to_json()}}
+
+
+def test_conflated_ticks_are_handled_and_the_capacity_search_is_told_beside_the_row() -> None:
+    doc = synth_results(Synth(seed=5, scenarios=("websocket",)))
+    for iv in doc["scenarios"][0]["intervals"]:  # the actors looked at a quarter; the rest were superseded
+        c = iv["counters"]
+        c["ws_conflated"] = c["ws_handled"] - c["ws_handled"] // 4
+        c["ws_handled"] //= 4
+    doc["scenarios"].append(_capacity_scenario(bound=True))
+    ws = _pick(judge_run(doc, _spec(), n_boot=N_BOOT), "websocket_messages_per_sec")
+    assert ws and {v["verdict"] for v in ws} == {"pass"} and ws[0]["scenario"] == "websocket"
+    assert "conflated" in ws[0]["note"] and "0 dropped" in ws[0]["note"]
+    floor = "≥ 49,800 msg/s handled with none dropped (held 25,000 offered on schedule), generator-bound"
+    assert floor in ws[0]["note"]
+    assert "bot CPU 71% of a core at 50,000/s offered" in ws[0]["note"]
+
+
+def test_the_capacity_search_alone_leaves_the_row_unjudged_but_tells_its_ceiling() -> None:
+    doc = synth_results(Synth(seed=5, scenarios=("sustained",), sustained_s=20))
+    doc["scenarios"].append(_capacity_scenario(bound=False))
+    ws = _pick(judge_run(doc, _spec(), n_boot=N_BOOT), "websocket_messages_per_sec")
+    assert ws and all(v["verdict"] == "inconclusive" for v in ws)
+    assert "scenario websocket missing" in ws[0]["note"] and "the whole ladder held" in ws[0]["note"]
+
+
 def test_api_failures_fail_the_error_ratio_and_the_rate() -> None:
     verdicts = _judge(Synth(seed=6, scenarios=("api",), api_failure_prob=0.01))
     assert _pick(verdicts, "api_calls_per_sec", "error_rate")[0]["verdict"] == "fail"

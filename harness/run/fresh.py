@@ -1,0 +1,55 @@
+"""A fresh start before a scenario or a stress step: the chain reverted if it grew, then quiet.
+
+Shared by the runner (before each scenario) and the stress executor (before each step), so both
+apply one rule (``harness.run.chainstate.decide``) and record it the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.run import progress as progress_ui
+from harness.run.chainstate import ResetDecision
+from harness.run.ledgercheck import reconcile_session
+from harness.run.stack import Stack
+
+NOT_OURS = ResetDecision(False, "a user's node is never reverted")
+
+
+async def reset_if_grown(st: Stack, ui: progress_ui.Ui, settle_timeout_s: float) -> ResetDecision:
+    """Revert our anvil to its snapshot, with a fresh bot, when its chain grew past the limit."""
+    from harness.run.settle import settle
+
+    if st.chain is None:
+        return NOT_OURS
+    decision, since = await st.chain.decide()
+    if decision.reset:
+        # The old bot drains and stops before the chain moves back under it; the new one reads
+        # its nonces from the reverted chain when it starts.
+        await settle(st, timeout_s=settle_timeout_s)
+        await reconcile_session(st, ui)  # the revert erases this session's transactions: check them first
+        block = await st.restart_bot(st.chain.revert)
+        ui.log(f"chain: reverted {since} blocks, to block {block} (the post-deployment snapshot); "
+               f"bot: fresh process, pid {st.bot.pid}")
+    return decision
+
+
+async def prepare(st: Stack, ui: progress_ui.Ui, *, settle_timeout_s: float, fresh_bot: bool, first: bool
+                  ) -> tuple[dict[str, Any], ResetDecision]:
+    """A clean start for the next scenario: the chain reverted (with a fresh bot) when it grew, or
+    a fresh bot if asked, then a bounded wait for quiet. Returns the summary fields and the decision."""
+    from harness.run.settle import settle
+
+    decision = await reset_if_grown(st, ui, settle_timeout_s)
+    if fresh_bot and not first and not decision.reset:
+        await reconcile_session(st, ui)  # a fresh bot starts with an empty ledger
+        await st.restart_bot()
+        ui.log(f"bot: fresh process, pid {st.bot.pid}")
+    settled = await settle(st, timeout_s=settle_timeout_s)
+    if settled.timed_out:
+        ui.log(f"not quiet after {settled.settle_s:.0f} s ({'; '.join(settled.busy)}); starting anyway")
+    elif settled.settle_s > 2:
+        ui.log(f"settled in {settled.settle_s:.1f} s")
+    out = settled.summary()
+    out["fresh_bot"] = fresh_bot or decision.reset
+    return out, decision
