@@ -29,6 +29,7 @@ from harness.stats.histograms import BucketSeries, FloatArray, summarize_counts
 from harness.stats.intervals import Estimate, latency_cis, mean_ci, median_ci, rate_ci, stat_key, wilson
 from harness.stats.leak import detect_leak
 from harness.stats.noise import (
+    RUN_TO_RUN_NOISE,
     STRESS_RUN_TO_RUN_LOG_SD,
     between_runs,
     change_threshold,
@@ -168,8 +169,32 @@ def _latency(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
     duration = _duration(scen, ivs, sid)
     out = []
     for t in row.thresholds:
-        out.append(_emit(row, t, sid, cis[keys[id(t)][0]].scaled(1e-3), duration=duration, note=extra))
+        est = cis[keys[id(t)][0]].scaled(1e-3)
+        out.append(_emit(row, t, sid, est, duration=duration, note=extra,
+                         verdict=_latency_verdict(est, t, duration)))
     return out
+
+
+def _latency_verdict(est: Estimate, thr: SloThreshold, duration: float | None) -> Verdict:
+    """The within-run verdict, unless the threshold lies within the run-to-run spread of the figure.
+
+    Two runs of one build move a latency figure by more than its within-run CI (the A/A proof: a
+    balance_check p95 read 10.6 ms [10.1, 11.1] in one smoke run and 7.3 ms [6.7, 7.8] in the next,
+    steady within each run). A verdict that the next run would reverse is not one to act on, so
+    a figure within the relative run-to-run spread (``RUN_TO_RUN_NOISE``) of its threshold is
+    inconclusive with that reason; the reported CI stays the within-run one."""
+    v = decide(est, thr.op, thr.value, duration_s=duration)
+    if v.verdict == "inconclusive" or not (est.value > 0 and math.isfinite(est.value)):
+        return v
+    f = 1.0 + RUN_TO_RUN_NOISE
+    wide = Estimate(est.value, min(est.lo, est.value / f), max(est.hi, est.value * f), est.confidence,
+                    est.method, est.n, est.note)
+    if decide(wide, thr.op, thr.value, duration_s=None).verdict == v.verdict:
+        return v
+    return Verdict("inconclusive", v.margin, None,
+                   f"within the run-to-run spread (±{RUN_TO_RUN_NOISE:.0%}) of the threshold: the within-run CI "
+                   f"says {v.verdict}, but runs of one build move this figure by more, so one run cannot decide "
+                   "it; repeat the run (python -m harness.proof.aa) and judge the spread")
 
 
 # --------------------------------------------------------------------------------------- throughput

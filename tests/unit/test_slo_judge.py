@@ -65,12 +65,24 @@ def test_healthy_run_passes_latency_and_resources() -> None:
 
 
 def test_slow_operation_fails_its_latency_rows() -> None:
+    # Every trade_execution statistic lies well beyond its threshold's run-to-run spread (25%).
     lat = {"tx_submission": (8.0, 0.5), "price_fetch": (1.5, 0.4), "balance_check": (0.8, 0.4),
-           "trade_execution": (300.0, 0.3)}
+           "trade_execution": (500.0, 0.3)}
     verdicts = _judge(Synth(seed=2, sustained_s=30, latency=lat, scenarios=("sustained",)))
     assert {v["verdict"] for v in _pick(verdicts, "trade_execution")} == {"fail"}
     assert all(v["margin"] < 0 for v in _pick(verdicts, "trade_execution"))
     assert {v["verdict"] for v in _pick(verdicts, "tx_submission")} == {"pass"}
+
+
+def test_a_latency_within_the_run_to_run_spread_of_its_threshold_is_inconclusive() -> None:
+    # trade_execution's mean target is 100 ms: 112 ms fails within the run (narrow CI), but the next
+    # run of the same build may read 90 ms (the A/A proof's 25%), so one run cannot decide it.
+    near = _judge(Synth(seed=4, sustained_s=30, latency={"trade_execution": (112.0, 0.2)}, scenarios=("sustained",)))
+    mean = _pick(near, "trade_execution", "mean")[0]
+    assert mean["ci"][0] > 100.0, mean  # the within-run CI alone would say fail
+    assert mean["verdict"] == "inconclusive" and "run-to-run spread" in mean["note"], mean
+    far = _judge(Synth(seed=4, sustained_s=30, latency={"trade_execution": (140.0, 0.2)}, scenarios=("sustained",)))
+    assert _pick(far, "trade_execution", "mean")[0]["verdict"] == "fail"
 
 
 def test_stress_breaking_point_sets_transactions_per_sec() -> None:
