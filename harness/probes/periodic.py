@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 
 class Periodic:
@@ -19,6 +22,7 @@ class Periodic:
         self.interval = interval
         self.name = name
         self.max_runs = max_runs
+        self.errors = 0  # steps that raised: counted and logged, never the end of the probe
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -30,9 +34,17 @@ class Periodic:
 
     async def _run(self) -> None:
         for _ in range(self.max_runs):
-            result = self._step()
-            if inspect.isawaitable(result):
-                await result
+            try:
+                result = self._step()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                # One bad step (an answer of an unexpected shape, an error type the step did not
+                # foresee) must not end the probe for the rest of the run: a dead stats puller
+                # once left whole scenarios with no bot intervals and no word of why.
+                self.errors += 1
+                if self.errors <= 3 or self.errors % 100 == 0:
+                    log.warning("%s: step failed (%d so far)", self.name, self.errors, exc_info=True)
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:

@@ -65,6 +65,21 @@ async def test_periodic_is_bounded_by_its_run_count() -> None:
     await p.stop()
 
 
+async def test_a_step_that_raises_is_counted_and_the_probe_goes_on() -> None:
+    calls: list[int] = []
+
+    async def step() -> None:
+        calls.append(1)
+        if len(calls) in (1, 3):
+            raise KeyError("seq")  # an answer of a shape the step did not foresee
+
+    p = Periodic(step, 0.001, name="t", max_runs=6)
+    p.start()
+    await until(lambda: not p.running)
+    assert len(calls) == 6 and p.errors == 2
+    await p.stop()
+
+
 @pytest.fixture
 async def flaky_health() -> AsyncIterator[tuple[str, list[int]]]:
     statuses = [200, 200, 503, 200]
