@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from bot.feed import FeedClient
 from bot.rpc import shapes
 from bot.telemetry.recorder import Telemetry
 from tests.unit.test_rpc_shapes import garbage, head_fields, json_values, shaped
+from tests.waiting import until
 
 H = "0x" + "ab" * 32
 VALID_HEADER = {"number": "0x2a", "hash": H, "timestamp": "0x6553f100", "baseFeePerGas": "0x7"}
@@ -123,15 +124,6 @@ async def test_feed_counts_trade_ticks_without_a_usable_scheduled_as_invalid() -
         assert t.counter_totals()["ticks_invalid"] == 6
     finally:
         await feed.stop()
-
-
-async def until(cond: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(within):
-            while not cond():
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"{what} not reached within {within:g} s") from None
 
 
 async def test_feed_task_keeps_running_after_a_trade_tick_without_scheduled() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from bot.engine.supervision import RestartPolicy
 from bot.engine.supervisor import Supervisor
 from harness.run.options import free_port
 from tests.unit.rpc_fakes import FakeWsNode
+from tests.waiting import until
 
 # A restart a second after the crash: long enough for any machine to see the 503.
 SLOW_RESTART = RestartPolicy(max_restarts=5, window_s=60.0, backoff_s=1.0, backoff_max_s=1.0)
@@ -94,15 +95,6 @@ def config_for(tmp_path: Path, http: str, ws: str | None, api_port: int) -> BotC
     return loads(f'deployment = "deployment.json"\n[endpoints]\nhttp = ["{http}"]\n{ws_line}'
                  f'[api]\nport = {api_port}\ntoken_env = "TEST_BOT_API_TOKEN"\n[timeouts]\nshutdown = 2.0\n',
                  base_dir=tmp_path)
-
-
-async def until(cond: Callable[[], bool], within: float = 30.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(within):
-            while not cond():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"{what} not reached within {within:g} s") from None
 
 
 async def health_until(s: aiohttp.ClientSession, url: str, status: int, within: float = 30.0) -> dict[str, Any]:

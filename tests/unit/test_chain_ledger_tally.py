@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
 from hypothesis import given
@@ -16,6 +15,7 @@ from harness.run.ledgerdump import ChainFacts, LedgerDump, TxFact
 from harness.run.reconcile import reconcile
 from tests.unit.chain_fakes import FakeNode
 from tests.unit.test_chain_sender import ME, PAY, _stack
+from tests.waiting import until
 
 
 @given(st.lists(st.integers(0, 200), max_size=300))
@@ -93,10 +93,7 @@ async def test_a_senders_ledger_with_a_drop_a_filler_and_a_late_landing_reconcil
         assert late.state is TxState.FAILED and late.nonce_fate is NonceFate.HELD
         s.start_mining()
         assert await s.sender.drain(5.0)
-        for _ in range(500):  # until the late one is mined: bounded, never a fixed sleep
-            if late.hash in s.node.mined:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: late.hash in s.node.mined, what="the late transaction mined")
         start = s.nonces.start_nonces()
         dump = LedgerDump.from_json(ledger_document(s.sender.ledger, start))
         out = reconcile(dump, _facts(s.node, dump), session=1)

@@ -4,7 +4,7 @@ end of its loop (fuzzed), and a degraded WebSocket makes it poll until the subsc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from bot.rpc.errors import InvalidResponse, NodeError, RpcError
 from tests.unit.chain_fakes import FakeNode
 from tests.unit.rpc_fakes import FakeWsNode
 from tests.unit.test_rpc_shapes import garbage, hexes, log_fields, quantities, shaped
+from tests.waiting import until
 
 # ScriptedNode implements the RpcClient protocol, whose methods take ``timeout``.
 # ruff: noqa: ASYNC109
@@ -25,15 +26,6 @@ H1 = "0x" + "11" * 32  # watched; the node only ever sends garbage about it
 H2 = "0x" + "22" * 32  # watched; mined in block 2 with a well-formed receipt
 VALID = {"transactionHash": H2, "blockNumber": "0x2", "status": "0x1", "gasUsed": "0x5208",
          "effectiveGasPrice": "0x3b9aca00", "logs": []}
-
-
-async def until(cond: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(within):
-            while not cond():
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"{what} not reached within {within:g} s") from None
 
 
 class ScriptedNode:

@@ -30,6 +30,7 @@ from bot.rpc.errors import NodeError, RpcError, RpcTimeout, TransportError
 from bot.rpc.failover import EndpointPool
 from bot.rpc.protocol import RpcClient
 from tests.unit.chain_fakes import FakeNode
+from tests.waiting import until as _until
 
 ACCOUNTS = from_mnemonic(count=2)
 ME, OTHER = ACCOUNTS[0].address, ACCOUNTS[1].address
@@ -122,12 +123,6 @@ def _pool(*endpoints: Endpoint) -> EndpointPool:
         HealthPolicy(alpha=1.0, failure_threshold=100),
         clock=lambda: next(ticks) / 1000,
     )
-
-
-async def _until(cond: Callable[[], bool], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not cond():
-            await asyncio.sleep(0.005)
 
 
 async def test_a_lost_send_is_looked_up_where_it_went_not_at_the_best_endpoint(make: Callable[..., Any]) -> None:

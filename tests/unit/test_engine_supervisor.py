@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -13,18 +12,10 @@ from hypothesis import strategies as st
 from bot.engine.supervision import RestartPolicy
 from bot.engine.supervisor import Supervisor, TaskRecord, TaskState
 from bot.telemetry.recorder import Telemetry
+from tests.waiting import until
 
 POLICY = RestartPolicy(max_restarts=3, window_s=10.0, backoff_s=0.5, backoff_max_s=2.0)
 FAST = RestartPolicy(max_restarts=3, window_s=60.0, backoff_s=0.01, backoff_max_s=0.02)
-
-
-async def until(cond: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(within):
-            while not cond():
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"{what} not reached within {within:g} s") from None
 
 
 def test_record_backs_off_then_recovers_then_gives_up() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from functools import partial
 
 import orjson
 import pytest
@@ -18,6 +18,9 @@ from bot.engine.mailbox import MailboxClosed, Message, Priority, PutResult
 from bot.feed import FeedClient
 from bot.market.conflation import CONFLATED, DELIVERY_OP, Conflator, MarketSlot
 from bot.telemetry.recorder import Telemetry
+from tests.waiting import until as _wait
+
+_until = partial(_wait, every=0.001)  # these conditions can be brief: look often
 
 PAIRS = ("A/USD", "B/USD", "C/USD")
 
@@ -47,13 +50,6 @@ class Mailboxes:
             assert isinstance(m.payload, MarketSlot)
             m.payload.look()
         return len(msgs)
-
-
-async def _until(cond: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.001)
 
 
 def _tagged(t: Telemetry) -> dict[str, Counter[str]]:

@@ -7,7 +7,8 @@ backoff, the actor would hang and the deadline would fail the test (no timing th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import cast
 
 import orjson
@@ -24,6 +25,9 @@ from bot.telemetry.observer import TelemetryObserver
 from bot.telemetry.recorder import Telemetry
 from bot.trader import PairInfo, Trader
 from tests.unit.rpc_fakes import Behaviour, FakeNode, status
+from tests.waiting import until as _wait
+
+until = partial(_wait, every=0.001)  # these conditions can be brief: look often
 
 TOKEN0, TOKEN1 = "0x" + "22" * 20, "0x" + "33" * 20
 PAIR = PairInfo(Pair("T000/USD", "0x" + "11" * 20, TOKEN0, TOKEN1, TOKEN0, TOKEN1), "0x" + "44" * 20)
@@ -43,12 +47,6 @@ def pool_answers() -> Behaviour:
                                   for c, r in zip(calls, results, strict=True)])
 
     return behave
-
-
-async def until(cond: Callable[[], bool], limit_s: float = 10.0) -> None:
-    async with asyncio.timeout(limit_s):
-        while not cond():
-            await asyncio.sleep(0.001)
 
 
 @pytest.fixture
