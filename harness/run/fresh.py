@@ -1,7 +1,8 @@
-"""A fresh start before a scenario or a stress step: the chain reverted if it grew, then quiet.
+"""A fresh start before a scenario: the chain reverted if it grew, then quiet.
 
-Shared by the runner (before each scenario) and the stress executor (before each step), so both
-apply one rule (``harness.run.chainstate.decide``) and record it the same way.
+The runner calls ``prepare`` before each scenario. Stress steps do not revert between steps: the
+bot's probes (stats puller, sampler, prober) belong to one bot process, and a scenario's figures
+are collected from them, so a fresh bot mid-scenario would lose the earlier steps.
 """
 
 from __future__ import annotations
