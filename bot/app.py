@@ -205,7 +205,9 @@ class Bot:
         c = self.config
         chain_id = shapes.small_quantity(await self.rpc.call("eth_chainId", [], timeout=c.timeouts.total),
                                          "eth_chainId")
-        self.telemetry.start()
+        # Supervised like the other background tasks: a rotation that died once closed no interval
+        # for the rest of the bot's life while /health stayed green (see the recorder's _Tagged.close).
+        self.supervisor.spawn("telemetry", self.telemetry.run)
         self.telemetry.gauge_provider("tasks_down", lambda: float(len(self.supervisor.health()[1])))
         if self.ws is not None:
             await self.ws.start(spawn=lambda run: self.supervisor.spawn("ws", run))
@@ -304,8 +306,7 @@ class Bot:
             await self.ws.aclose()
         await self.signer.aclose()
         await self.rpc.aclose()
-        self.telemetry.rotate()
-        await self.telemetry.stop()
+        await self.telemetry.stop()  # its task was the supervisor's: this closes the open interval
 
     async def submit_order(self, order: OrderRequest) -> dict[str, Any]:
         """``POST /orders``: queue a manual order on its pair's actor (risk-exit priority: it goes

@@ -56,6 +56,7 @@ _OUTCOME = {
     TxState.REJECTED: "trades_rejected",
     TxState.FAILED: "trades_failed",
 }
+_ON_CHAIN = frozenset({TxState.MINED_OK, TxState.REVERTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +252,10 @@ class Trader:
             data = encode_swap(order.amount_in, order.zero_for_one, order.min_amount_out, pair.account)
             rec = await self._sender.submit(pair.account, TxRequest(to=pair.pool, data=data, gas=SWAP_GAS,
                                                                     label=pair_id))
-            if rec.terminal:  # refused before the node took it: rejected or failed
+            # Refused before the node took it: rejected or failed. A record already mined (a send
+            # whose answer was lost, found by the lookup) was accepted: it is counted as such and
+            # confirmed below, or trades_ok would exceed tx_accepted.
+            if rec.terminal and rec.state not in _ON_CHAIN:
                 self._t.count(_OUTCOME.get(rec.state, "trades_failed"))
                 self._t.error(rec.error_kind or str(rec.state))
                 return

@@ -167,8 +167,12 @@ class _Tagged:
         self.idle = 0  # closed intervals in a row with nothing recorded
 
     def close(self, encoded: dict[str, str]) -> Iterator[None]:
-        """Encode and clear each non-empty histogram into ``encoded``, yielding after each one."""
-        for op, h in self.hists.items():
+        """Encode and clear each non-empty histogram into ``encoded``, yielding after each one.
+
+        Over a copy: a trade completing in a yield may record an operation this tag has not seen
+        yet (that sample goes to the next interval). Iterating the live dict raised, and the
+        rotation task died with it."""
+        for op, h in list(self.hists.items()):
             if h.get_total_count():
                 encoded[op] = h.encode().decode("ascii")
                 clear(h)

@@ -91,3 +91,35 @@ async def test_a_rotation_cancelled_midway_still_closes_its_interval() -> None:
     [closed] = t.intervals_since()
     assert set(closed.histograms) == {"tx_submission", "price_fetch", "balance_check", "trade_execution"}
     assert t.rotate().histograms == {}
+
+
+def test_a_tags_first_sample_of_an_operation_during_its_rotation_is_kept() -> None:
+    """The rotation yields between a tag's histograms; a trade completing in that gap records an
+    operation the tag had not seen yet. That once raised "dictionary changed size during
+    iteration", killed the rotation task, and no interval closed for the rest of the bot's life
+    (a whole run's burst and sustained judged with no samples)."""
+    t = Telemetry()
+    token = TAG.set("burst")
+    try:
+        t.record("price_fetch", 1000)
+        t.record("balance_check", 1000)
+        steps = t._rotation()
+        # Until the rotation has encoded one of the tag's histograms, and so is inside its slice.
+        tagged = t._tagged["burst"]
+        for _ in range(100):
+            next(steps)
+            if any(h.get_total_count() == 0 for h in tagged.hists.values()):
+                break
+        t.record("trade_execution", 7000)  # the tag's first trade_execution, mid-rotation
+        closed = None
+        while closed is None:
+            try:
+                next(steps)
+            except StopIteration as done:
+                closed = done.value
+    finally:
+        TAG.reset(token)
+    assert set(closed.tags["burst"].histograms) >= {"price_fetch", "balance_check"}
+    later = t.rotate()
+    kept = {**closed.tags["burst"].histograms, **later.tags["burst"].histograms}
+    assert HdrHistogram.decode(kept["trade_execution"]).get_total_count() == 1
