@@ -29,7 +29,14 @@ async def reset_if_grown(st: Stack, ui: progress_ui.Ui, settle_timeout_s: float)
         # its nonces from the reverted chain when it starts.
         await settle(st, timeout_s=settle_timeout_s)
         await reconcile_session(st, ui)  # the revert erases this session's transactions: check them first
+        failed_before, base = st.chain.failed, st.chain.snapshot_block
         block = await st.restart_bot(st.chain.revert)
+        if st.chain.failed > failed_before:
+            ui.log(f"chain: anvil acknowledged the revert but stayed at block {block} (snapshot at "
+                   f"{base}); this scenario runs on the longer chain. bot: fresh process, "
+                   f"pid {st.bot.pid}")
+            return ResetDecision(True, f"revert of {since} blocks did not take: anvil stayed at block {block}, "
+                                       "fresh bot")
         ui.log(f"chain: reverted {since} blocks, to block {block} (the post-deployment snapshot); "
                f"bot: fresh process, pid {st.bot.pid}")
     return decision

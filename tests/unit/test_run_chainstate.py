@@ -1,13 +1,21 @@
-"""The chain-reset rule and the node's per-scenario summary (pure)."""
+"""The chain-reset rule and the node's per-scenario summary (pure), and a revert checked by its height."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.run.chainstate import MAX_BLOCKS_SINCE_SNAPSHOT, ResetDecision, decide, node_summary
+from harness.run.chainstate import (
+    MAX_BLOCKS_SINCE_SNAPSHOT,
+    ChainSnapshot,
+    ResetDecision,
+    decide,
+    node_summary,
+)
 
 
 def test_only_our_own_chain_grown_past_the_limit_is_reverted() -> None:
@@ -42,3 +50,50 @@ def test_node_summary_reports_growth_and_the_decision() -> None:
                    "cpu_percent_mean": 20.0, "samples": 3}
     bare = node_summary([], None, None, ResetDecision(False, "a user's node is never reverted"))
     assert "rss_mb_max" not in bare and "blocks_since_snapshot" not in bare and bare["reset"] is False
+
+
+class _Node:
+    """A JSON-RPC node whose ``evm_revert`` answers true but takes effect only from attempt ``takes_on``."""
+
+    def __init__(self, takes_on: int | None) -> None:
+        self.height, self.snap_height, self.reverts, self.takes_on = 500, 0, 0, takes_on
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        method = body["method"]
+        result: object
+        if method == "evm_snapshot":
+            self.snap_height = self.height
+            result = "0x1"
+        elif method == "evm_revert":
+            self.reverts += 1
+            if self.takes_on is not None and self.reverts >= self.takes_on:
+                self.height = self.snap_height
+            result = True
+        else:
+            result = hex(self.height)
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": result})
+
+
+@pytest.mark.parametrize(("takes_on", "failed", "reverts"), [(1, 0, 1), (2, 0, 2), (None, 1, 2)])
+async def test_a_revert_that_did_not_take_is_retried_then_counted(takes_on: int | None, failed: int,
+                                                                   reverts: int) -> None:
+    node = _Node(takes_on)
+    app = web.Application()
+    app.router.add_post("/", node.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        snap = ChainSnapshot(f"http://127.0.0.1:{port}")
+        node.height = 100
+        await snap.take()
+        node.height = 900  # the chain grew by 800 blocks
+        block = await snap.revert()
+        assert (snap.failed, node.reverts) == (failed, reverts)
+        assert block == (900 if failed else 100)
+        assert snap.snapshot_block == block  # the next revert comes back to where this one left the chain
+    finally:
+        await runner.cleanup()
