@@ -31,7 +31,7 @@ class Judged(Protocol):
 
 Outcome = TypeVar("Outcome", bound=Judged)
 Phase = Literal["ramp", "bisect", "done"]
-StopReason = Literal["resolved", "ladder_held", "max_steps", "generator_bound"]
+StopReason = Literal["resolved", "ladder_held", "max_steps", "generator_bound", "floor_broke"]
 
 
 class StressSearch(Generic[Outcome]):
@@ -51,6 +51,10 @@ class StressSearch(Generic[Outcome]):
       one holds, and then bisects. A guessed lower bound (0 or ladder[0]/4) that was never run
       could end the search on a bracket whose lower end is not known good; a quarter is one
       step down into territory the ladder's author did not expect, and then ~4 bisections to 10%.
+      The descent stops at ``floor`` (default an eighth of the ladder's first rate): a step must
+      hold enough samples to be judged, so it lasts ~1/rate; a quick run on a saturated machine
+      once bisected 100, 25, 6, 2, 1/s, 6 then 12 minutes a step. A broken floor ends the search
+      (``floor_broke``): the system breaks at any rate worth measuring.
     - An **undecided** step is run once more at the same rate, ``next_seconds_factor`` (2.0)
       times as long, for the samples it lacked. If it is undecided again it counts as *not
       broken* for bracketing (if the step budget leaves no room for the re-run, it counts for
@@ -68,10 +72,14 @@ class StressSearch(Generic[Outcome]):
     ``resolved`` False and the bracket as narrowed so far.
     """
 
-    def __init__(self, ladder: Sequence[float], *, resolution: float = 0.10, max_steps: int = 14) -> None:
+    def __init__(self, ladder: Sequence[float], *, resolution: float = 0.10, max_steps: int = 14,
+                 floor: float | None = None) -> None:
         rates = tuple(float(r) for r in ladder)
         if not rates:
             raise ValueError("StressSearch: the ladder is empty; give at least one rate")
+        self._floor = max(MIN_RATE, float(round(rates[0] / 8))) if floor is None else float(floor)
+        if not (math.isfinite(self._floor) and MIN_RATE <= self._floor <= rates[0]):
+            raise ValueError(f"StressSearch: floor={floor} must lie in [{MIN_RATE:g}, the ladder's first rate]")
         if any(not math.isfinite(r) or r < MIN_RATE for r in rates):
             raise ValueError(f"StressSearch: ladder {list(rates)} has a rate under {MIN_RATE:g}/s or not finite")
         if any(b <= a for a, b in itertools.pairwise(rates)):
@@ -153,7 +161,9 @@ class StressSearch(Generic[Outcome]):
                 self._pending = self._ladder[self._next_index]
             return
         inside = self._inside()
-        if inside is None:
+        if inside is None and self._lo is None:
+            self._finish("floor_broke")
+        elif inside is None:
             self._finish("resolved")
         elif self.steps_run >= self._max_steps:
             self._finish("max_steps")
@@ -169,7 +179,7 @@ class StressSearch(Generic[Outcome]):
         assert self._hi is not None
         hi, lo = self._hi.rate, self._lo
         if lo is None:
-            below = max(MIN_RATE, float(round(hi / 4)))
+            below = max(self._floor, float(round(hi / 4)))
             return below if below < hi else None
         if hi <= lo * (1.0 + self._resolution):
             return None
@@ -214,8 +224,9 @@ class StressSearch(Generic[Outcome]):
 
     @property
     def resolved(self) -> bool:
-        """A breaking point is known and the bracket is within the resolution (or holds no whole rate)."""
-        return self._hi is not None and self._inside() is None
+        """A breaking point is known and the bracket is within the resolution (or holds no whole rate);
+        not when the floor broke (the breaking point lies somewhere below it)."""
+        return self._hi is not None and self._lo is not None and self._inside() is None
 
     @property
     def steps_run(self) -> int:

@@ -69,6 +69,7 @@ class ChainSnapshot:
         self.limit = limit
         self.one_bot = one_bot
         self.snapshot_id: str | None = None
+        self.spare_id: str | None = None  # a second snapshot of the same chain, for a revert that did not take
         self.snapshot_block: int | None = None
         self.resets = 0
         self.failed = 0  # reverts anvil acknowledged that left the chain where it was
@@ -77,7 +78,10 @@ class ChainSnapshot:
         return (f"<ChainSnapshot id={self.snapshot_id} at block {self.snapshot_block} resets={self.resets}>")
 
     async def take(self) -> None:
+        """Two snapshots of one chain: reverting to the second leaves the first (anvil drops only the
+        snapshot reverted to and later ones), so a revert that did not take can be tried once more."""
         async with NodeRpc(self.url, timeout=10.0) as rpc:
+            self.spare_id = str(await rpc.call("evm_snapshot"))
             self.snapshot_id = str(await rpc.call("evm_snapshot"))
             self.snapshot_block = int(await rpc.call("eth_blockNumber"), 16)
 
@@ -96,21 +100,23 @@ class ChainSnapshot:
     async def revert(self) -> int:
         """Back to the snapshot (then a new one is taken); returns the block number after the revert.
 
-        The height is checked: twice in fifteen reverts during full runs, anvil answered ``true``
-        while its chain stayed where it was (not reproduced in 40 reverts of a bare anvil under
-        load). A second ``evm_revert`` is tried; if the chain still did not go back the revert is
-        counted in ``failed``, the scenario's reset reason says so, and its summary's ``block_start``
-        shows the height it really started at."""
+        The height is checked: on a loaded machine anvil sometimes answers ``true`` while its chain
+        stays where it was (4 of 19 reverts in quick runs; a block being mined as the revert lands is
+        the likely race; never in 40 reverts of a bare anvil). Then the spare snapshot is reverted
+        to. If the chain still did not go back the revert is counted in ``failed``, the scenario's
+        reset reason says so, and its summary's ``block_start`` shows the height it really started at."""
         if self.snapshot_id is None:
             raise HarnessError("chain reset: no snapshot was taken (call take() after the deployment)")
         async with NodeRpc(self.url, timeout=30.0) as rpc:
             block = -1
-            for _attempt in range(2):
-                ok = await rpc.call("evm_revert", [self.snapshot_id])
-                block = int(await rpc.call("eth_blockNumber"), 16)
-                if ok is not True and _attempt == 0:
-                    raise HarnessError(f"chain reset: anvil refused evm_revert({self.snapshot_id}); "
+            for attempt, sid in enumerate((self.snapshot_id, self.spare_id)):
+                if sid is None:
+                    break
+                ok = await rpc.call("evm_revert", [sid])
+                if ok is not True and attempt == 0:
+                    raise HarnessError(f"chain reset: anvil refused evm_revert({sid}); "
                                        "run with --keep-chain to let scenarios share one chain")
+                block = int(await rpc.call("eth_blockNumber"), 16)
                 if went_back(block, self.snapshot_block):
                     break
         self.resets += 1

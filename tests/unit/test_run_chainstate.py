@@ -56,7 +56,8 @@ class _Node:
     """A JSON-RPC node whose ``evm_revert`` answers true but takes effect only from attempt ``takes_on``."""
 
     def __init__(self, takes_on: int | None) -> None:
-        self.height, self.snap_height, self.reverts, self.takes_on = 500, 0, 0, takes_on
+        self.height, self.snap_height, self.reverts, self.takes_on, self.snapshots = 500, 0, 0, takes_on, 0
+        self.reverted_to: list[str] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -64,9 +65,11 @@ class _Node:
         result: object
         if method == "evm_snapshot":
             self.snap_height = self.height
-            result = "0x1"
+            self.snapshots += 1
+            result = hex(self.snapshots)
         elif method == "evm_revert":
             self.reverts += 1
+            self.reverted_to.append(body["params"][0])
             if self.takes_on is not None and self.reverts >= self.takes_on:
                 self.height = self.snap_height
             result = True
@@ -93,6 +96,7 @@ async def test_a_revert_that_did_not_take_is_retried_then_counted(takes_on: int 
         node.height = 900  # the chain grew by 800 blocks
         block = await snap.revert()
         assert (snap.failed, node.reverts) == (failed, reverts)
+        assert node.reverted_to == ["0x2", "0x1"][:reverts]  # the newer snapshot first, then the spare
         assert block == (900 if failed else 100)
         assert snap.snapshot_block == block  # the next revert comes back to where this one left the chain
     finally:

@@ -312,7 +312,7 @@ def test_when_the_first_rate_breaks_the_search_steps_down_by_quarters() -> None:
     search = StressSearch([100, 200, 400])
     steps = _drive(search, lambda rate, _rerun: _outcome(rate, rate >= 20))
     rates = [r for r, _, _ in steps]
-    assert rates[:3] == [100, 25, 6]  # 25 broke as well; 6 holds, then bisect (6, 25]
+    assert rates[:3] == [100, 25, 12]  # 25 broke as well; 12 (the floor, 100/8) holds, then bisect (12, 25]
     assert search.phase == "done" and search.resolved
     lo, hi = search.last_good, search.breaking_point
     assert lo is not None and hi == 20 and lo < 20  # 19 held, 20 broke: exact on whole rates
@@ -322,7 +322,22 @@ def test_a_bot_that_breaks_at_one_per_second_ends_the_search() -> None:
     search = StressSearch([4])
     steps = _drive(search, lambda rate, _rerun: _outcome(rate, True))
     assert [r for r, _, _ in steps] == [4, 1]
-    assert search.breaking_point == 1 and search.last_good is None and search.resolved
+    assert search.breaking_point == 1 and search.last_good is None
+    assert search.stop_reason == "floor_broke" and not search.resolved  # somewhere below 1/s: not measured
+
+
+def test_the_descent_stops_at_the_floor() -> None:
+    """A quick run on a saturated machine once bisected 100, 25, 6, 2, 1/s, each low step minutes long
+    (a step lasts until it holds enough samples). Below an eighth of the ladder's start it stops."""
+    search = StressSearch([100, 200])
+    steps = _drive(search, lambda rate, _rerun: _outcome(rate, True))
+    assert [r for r, _, _ in steps] == [100, 25, 12]
+    assert search.stop_reason == "floor_broke" and search.last_good is None and search.breaking_point == 12
+    assert not search.resolved
+    explicit = StressSearch([100, 200], floor=30)
+    assert [r for r, _, _ in _drive(explicit, lambda rate, _rerun: _outcome(rate, True))] == [100, 30]
+    with pytest.raises(ValueError, match="floor"):
+        StressSearch([100], floor=200)
 
 
 def test_a_ladder_that_holds_has_no_breaking_point() -> None:
