@@ -23,6 +23,9 @@ compared in constant time; 403 for everyone when no token is configured):
 - ``POST /ledger/drain?within=S``: waits up to S seconds (0 < S <= ``MAX_DRAIN_S``) until every
   intent is terminal; ``{"drained": bool, "in_flight": n, "waited_s": s}``. It stops nothing: an
   intent opened meanwhile is waited for too.
+- ``POST /tasks/{name}/kill``: cancels the running incarnation of a supervised background task
+  (``Supervisor.kill``: counted as a crash, restarted with backoff; chaos testing). 404 for a name
+  the supervisor does not know, 409 while the task is not running (waiting for its restart).
 
 Everything the API does is through ``ApiHooks`` callables, so it is tested without a bot.
 ``start_api(bot)`` builds those hooks from a running bot by duck typing (see ``ControlledBot``).
@@ -125,6 +128,7 @@ class ApiHooks:
     submit_order: Callable[[OrderRequest], Awaitable[Mapping[str, Any]]] | None = None
     ledger: Callable[[bool], Mapping[str, Any]] | None = None  # records included?
     drain: Callable[[float], Awaitable[Mapping[str, Any]]] | None = None  # seconds at most
+    kill_task: Callable[[str], bool] | None = None  # False: not running now; LookupError: unknown task
 
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None, *,
@@ -268,6 +272,23 @@ async def _drain(request: web.Request) -> web.Response:
     return _json(dict(await drain(within)))
 
 
+async def _kill_task(request: web.Request) -> web.Response:
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    kill = request.app[HOOKS_KEY].kill_task
+    if kill is None:
+        return _error(501, "task control is not available in this bot")
+    name = request.match_info["name"]
+    try:
+        killed = kill(name)
+    except LookupError as exc:
+        return _error(404, f"unknown task {name!r}; {exc.args[0] if exc.args else 'GET /status lists the tasks'}")
+    if not killed:
+        return _error(409, f"task {name!r} is not running now (waiting for its restart, or given up on)")
+    return _json({"task": name, "killed": True})
+
+
 def create_app(hooks: ApiHooks, *, token: str | None) -> web.Application:
     """The control API. ``token`` None or empty disables the mutating endpoints (403)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -283,6 +304,7 @@ def create_app(hooks: ApiHooks, *, token: str | None) -> web.Application:
     app.router.add_post("/orders", _orders)
     app.router.add_get("/ledger", _ledger)
     app.router.add_post("/ledger/drain", _drain)
+    app.router.add_post("/tasks/{name}/kill", _kill_task)
     return app
 
 
@@ -343,7 +365,8 @@ class ControlledBot(Protocol):
     ``submit_order(OrderRequest) -> Awaitable[Mapping]`` (enables ``POST /orders``),
     ``ledger_dump(records: bool) -> Mapping`` and ``drain_ledger(seconds) -> Awaitable[Mapping]``
     (enable ``GET /ledger`` and ``POST /ledger/drain``) and
-    ``supervisor.health() -> (ok, reasons)`` (its background tasks, part of ``/health``)."""
+    ``supervisor.health() -> (ok, reasons)`` (its background tasks, part of ``/health``;
+    with ``supervisor.kill`` and ``statistics``, ``POST /tasks/{name}/kill``)."""
 
     config: BotConfig
     telemetry: Telemetry
@@ -410,6 +433,15 @@ def hooks_for(bot: ControlledBot) -> ApiHooks:
             getattr(bot.engine, which)(pair)  # UnknownPair is a LookupError -> 404
         return act
 
+    supervisor: Any = getattr(bot, "supervisor", None)
+    kill_task = None
+    if callable(getattr(supervisor, "kill", None)) and callable(getattr(supervisor, "statistics", None)):
+        def kill_task(name: str) -> bool:
+            known = sorted(t.name for t in supervisor.statistics().tasks)
+            if name not in known:
+                raise LookupError(f"supervised tasks: {', '.join(known) or 'none'}")
+            return bool(supervisor.kill(name))
+
     custom_status = getattr(bot, "status", None)
     submit = getattr(bot, "submit_order", None)
     ledger = getattr(bot, "ledger_dump", None)
@@ -424,6 +456,7 @@ def hooks_for(bot: ControlledBot) -> ApiHooks:
         submit_order=submit if callable(submit) else None,
         ledger=ledger if callable(ledger) else None,
         drain=drain if callable(drain) else None,
+        kill_task=kill_task,
     )
 
 

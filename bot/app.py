@@ -212,6 +212,7 @@ class Bot:
         if self.ws is not None:
             await self.ws.start(spawn=lambda run: self.supervisor.spawn("ws", run))
             self.supervisor.spawn("heads", self._pump_heads)
+            self._ws_gauges(self.ws)
         # Heads are pushed (on_head) while the subscription is live; polled otherwise.
         self.supervisor.spawn("receipts", self.receipts.run)
         await self.signer.warm_up()
@@ -222,9 +223,20 @@ class Bot:
                                on_latency=self.telemetry.record)
         params = StrategyParams(c.strategy.trade_size, c.strategy.deadband_bps, c.strategy.max_slippage_bps)
         # Reads through the pool's READ lane: they fail fast, so no actor sleeps on a backoff.
+        leak = None
+        if c.debug.leak_bytes_per_trade > 0:
+            from bot.debug import PlantedLeak
+
+            leak = PlantedLeak(c.debug.leak_bytes_per_trade)
+            log.warning("debug.leak_bytes_per_trade = %d: keeping that many bytes per confirmed trade "
+                        "(a planted leak, for testing a leak detector)", c.debug.leak_bytes_per_trade)
         self.trader = Trader(self.rpc.reads(), self.sender, self.telemetry, self.pairs, params,
                              read_timeout=c.timeouts.price_fetch, balance_timeout=c.timeouts.balance_check,
-                             max_in_flight=c.engine.max_in_flight, slot_timeout=c.timeouts.handler)
+                             max_in_flight=c.engine.max_in_flight, slot_timeout=c.timeouts.handler, leak=leak,
+                             burn_us=c.debug.burn_us_per_trade, price_delay_s=c.debug.delay_price_fetch_ms / 1000)
+        if c.debug.burn_us_per_trade or c.debug.delay_price_fetch_ms:
+            log.warning("debug: burn_us_per_trade = %d, delay_price_fetch_ms = %g: a planted slowdown (for proving "
+                        "harness gate)", c.debug.burn_us_per_trade, c.debug.delay_price_fetch_ms)
         # A pair keeps only its newest queued trade signal: one it could not take in time is stale.
         conflate = frozenset({"trade"}) if c.engine.conflate_trades else frozenset()
         self.engine = Engine(self.trader.handle, EngineSettings(mailbox_size=c.engine.mailbox_size,
@@ -260,6 +272,19 @@ class Bot:
                                                          if e.limit is not None), default=0)))
         t.gauge_provider("net_bytes_sent", lambda: float(self._net_bytes("bytes_sent")))
         t.gauge_provider("net_bytes_received", lambda: float(self._net_bytes("bytes_received")))
+        leak = trader.leak
+        if leak is not None:  # what the planted leak holds, so a test can tell it from the detector's figure
+            t.gauge_provider("debug_leaked_bytes", lambda: float(leak.statistics().held_bytes))
+
+    def _ws_gauges(self, ws: WsSubscriber) -> None:
+        """Cumulative, so a reader that was not polling when the socket dropped still sees that it came back
+        (the chaos scenarios read them): ``ws_connects`` counts connections that subscribed and caught up,
+        ``ws_backfilled`` what the catching up delivered, ``receipts_fallbacks`` switches to polling."""
+        t = self.telemetry
+        t.gauge_provider("ws_connects", lambda: float(ws.statistics().connects))
+        t.gauge_provider("ws_reconnects", lambda: float(ws.statistics().reconnects))
+        t.gauge_provider("ws_backfilled", lambda: float(ws.statistics().backfilled))
+        t.gauge_provider("receipts_fallbacks", lambda: float(self.receipts.statistics().fallbacks))
 
     def _net_bytes(self, which: str) -> int:
         """Bytes on the bot's own sockets: RPC over HTTP, chain subscriptions, and the feed."""

@@ -66,6 +66,11 @@ A complete file (every key optional except ``deployment`` and ``endpoints.http``
     interval_s = 1.0
     keep = 600
 
+    [debug]                          # deliberate misbehaviour, for proving the harness; off by default
+    leak_bytes_per_trade = 0         # keep N bytes alive per confirmed trade (a planted leak, bot.debug)
+    burn_us_per_trade = 0            # spend N µs of CPU per trade (a planted slowdown, for harness gate's proofs)
+    delay_price_fetch_ms = 0.0       # wait N ms inside every price_fetch round trip (a planted latency)
+
 Secrets never live in this file or in the dataclasses: only the *names* of environment variables
 or key files. ``to_dict()`` is therefore safe to write into a results file. An endpoint URL with a
 provider key in it goes the same way: ``endpoints.http_env`` / ``ws_env`` name the variables that
@@ -253,6 +258,18 @@ class TelemetryConfig:
     keep: int = 600
 
 
+# debug.leak_bytes_per_trade: up to 16 MiB per trade; more would exhaust a machine within seconds of
+# trading, which proves nothing a smaller planted leak does not.
+MAX_LEAK_BYTES_PER_TRADE = 16 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class DebugConfig:
+    leak_bytes_per_trade: int = 0  # > 0: a planted leak of this many bytes per confirmed trade (bot.debug)
+    burn_us_per_trade: int = 0  # > 0: CPU spent per trade on purpose (bot.debug.burn_cpu), for gate proofs
+    delay_price_fetch_ms: float = 0.0  # > 0: added inside each price_fetch round trip, for gate proofs
+
+
 @dataclass(frozen=True, slots=True)
 class BotConfig:
     deployment: Path
@@ -265,6 +282,7 @@ class BotConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
     loop: LoopKind = "uvloop"
     json: JsonKind = "orjson"
 
@@ -283,7 +301,8 @@ class BotConfig:
         lines: list[str] = []
         for key in ("deployment", "pairs", "loop", "json"):
             lines.append(f"{key} = {_toml_value(d[key])}")
-        for section in ("endpoints", "accounts", "strategy", "engine", "timeouts", "api", "feed", "telemetry"):
+        for section in ("endpoints", "accounts", "strategy", "engine", "timeouts", "api", "feed", "telemetry",
+                        "debug"):
             lines.append(f"\n[{section}]")
             for k, v in d[section].items():
                 if v is not None:
@@ -584,6 +603,40 @@ def _telemetry(t: _Table) -> TelemetryConfig:
     return cfg
 
 
+# debug.burn_us_per_trade / delay_price_fetch_ms: a planted slowdown is a few percent of a trade's
+# ~1 ms of CPU or of a ~1 ms read; a second per trade is already far past anything a proof needs.
+MAX_BURN_US_PER_TRADE = 1_000_000
+MAX_DELAY_PRICE_FETCH_MS = 1000.0
+
+
+def _debug_plants(t: _Table) -> dict[str, Any]:
+    burn = t.raw("burn_us_per_trade")
+    if burn is not None and (isinstance(burn, bool) or not isinstance(burn, int)
+                             or not 0 <= burn <= MAX_BURN_US_PER_TRADE):
+        raise ConfigError(f"{t.name('burn_us_per_trade')}: expected an integer number of microseconds "
+                          f"0-{MAX_BURN_US_PER_TRADE} (0: off; e.g. 150 spends 150 µs of CPU per trade, a planted "
+                          f"slowdown for proving harness gate), got {_show(burn)}")
+    delay = t.raw("delay_price_fetch_ms")
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float)
+                              or not 0 <= delay <= MAX_DELAY_PRICE_FETCH_MS):
+        raise ConfigError(f"{t.name('delay_price_fetch_ms')}: expected milliseconds 0-{MAX_DELAY_PRICE_FETCH_MS:g} "
+                          f"(0: off; e.g. 1 adds 1 ms to every price_fetch round trip), got {_show(delay)}")
+    return {"burn_us_per_trade": burn or 0, "delay_price_fetch_ms": float(delay or 0.0)}
+
+
+def _debug(t: _Table) -> DebugConfig:
+    plants = _debug_plants(t)
+    v = t.raw("leak_bytes_per_trade")
+    t.finish()
+    if v is None:
+        return DebugConfig(**plants)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_LEAK_BYTES_PER_TRADE:
+        raise ConfigError(f"{t.name('leak_bytes_per_trade')}: expected an integer number of bytes "
+                          f"0-{MAX_LEAK_BYTES_PER_TRADE} (0: off; e.g. 65536 keeps 64 KiB per confirmed trade, "
+                          f"a planted leak for testing a leak detector), got {_show(v)}")
+    return DebugConfig(leak_bytes_per_trade=v, **plants)
+
+
 def parse(data: Mapping[str, Any], *, base_dir: Path | str = ".") -> BotConfig:
     """Validate an already-parsed TOML document. Relative paths resolve against ``base_dir``."""
     base = Path(base_dir)
@@ -602,6 +655,7 @@ def parse(data: Mapping[str, Any], *, base_dir: Path | str = ".") -> BotConfig:
         api=_api(top.table("api")),
         feed=_feed(top.table("feed")),
         telemetry=_telemetry(top.table("telemetry")),
+        debug=_debug(top.table("debug")),
         loop=cast(LoopKind, top.choice("loop", "uvloop", ("uvloop", "asyncio"))),
         json=cast(JsonKind, top.choice("json", "orjson", ("orjson", "json"))),
     )

@@ -36,6 +36,7 @@ from bot.chain.abi import encode_swap
 from bot.chain.ledger import TxState
 from bot.chain.sender import TxSender
 from bot.chain.tx import TxRequest
+from bot.debug import PlantedLeak, burn_cpu
 from bot.engine.limits import RANK_IN_FLIGHT, CapacityLimiter, LimiterTimeout
 from bot.engine.mailbox import Message
 from bot.market.balances import BalanceQuery, BalanceReader
@@ -146,7 +147,8 @@ def manual_order(pool: PoolView, m: ManualOrder) -> Order | None:
 class Trader:
     def __init__(self, rpc: RpcClient, sender: TxSender, telemetry: Telemetry, pairs: Mapping[str, PairInfo],
                  params: StrategyParams, *, read_timeout: float = 2.0, balance_timeout: float = 2.0,
-                 max_in_flight: int = 1024, slot_timeout: float = 10.0) -> None:
+                 max_in_flight: int = 1024, slot_timeout: float = 10.0, leak: PlantedLeak | None = None,
+                 burn_us: int = 0, price_delay_s: float = 0.0) -> None:
         self.prices = PriceReader(rpc, on_latency=telemetry.record, timeout=read_timeout)
         self.balances = BalanceReader(rpc, on_latency=telemetry.record, timeout=balance_timeout)
         self._rpc = rpc
@@ -166,6 +168,9 @@ class Trader:
         self.slots = CapacityLimiter(max_in_flight, name="trades_in_flight", rank=RANK_IN_FLIGHT)
         self.slot_timeout = slot_timeout
         self._confirming: set[asyncio.Task[None]] = set()
+        self.leak = leak  # debug.leak_bytes_per_trade: bytes kept per confirmed trade (None: off)
+        self.burn_us = burn_us  # debug.burn_us_per_trade: CPU spent per trade on purpose (0: off)
+        self.price_delay_s = price_delay_s  # debug.delay_price_fetch_ms, in seconds (0: off)
 
     def statistics(self) -> Any:
         return self.slots.statistics()
@@ -187,6 +192,8 @@ class Trader:
         q0, q1 = self._queries[pair.id]
         calls = [PriceReader.reserves_call(pair.pool), q0.call("latest"), q1.call("latest")]
         t0 = time.perf_counter_ns()
+        if self.price_delay_s:  # a planted latency inside the timed round trip (debug.delay_price_fetch_ms)
+            await asyncio.sleep(self.price_delay_s)
         results = await self._rpc.batch(calls, timeout=self._read_timeout)
         micros = max((time.perf_counter_ns() - t0) // 1000, 1)
         p = self.prices.accept(pair.market, results[0], micros)
@@ -236,6 +243,8 @@ class Trader:
             return
         self.in_flight.enter()
         handed_off = False
+        if self.burn_us:  # a planted CPU cost on the trade path (debug.burn_us_per_trade)
+            burn_cpu(self.burn_us)
         try:
             ref = float(tick.get("price") or self.reference.get(pair_id) or 0.0)
             read = await self.read_pair(pair, scheduled)
@@ -283,6 +292,8 @@ class Trader:
             final = await self._sender.wait(rec)
             self._t.count(_OUTCOME.get(final.state, "trades_failed"))
             if final.state is TxState.MINED_OK:
+                if self.leak is not None:
+                    self.leak.keep()
                 if scheduled is not None:
                     self._t.record_since_scheduled("trade_execution", scheduled)
                     self._t.record_since_ns("trade_execution.service", started_ns)

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, help="override the sustained scenario's length in minutes")
     p.add_argument("--only", help="comma-separated scenarios to run (burst,sustained,stress,websocket,api; "
                    "websocket_stress, the market-data capacity search, is in --profile full or run by name)")
+    p.add_argument("--chaos", metavar="NAMES",
+                   help="run chaos scenarios instead: outage,ratelimit,wsdrop,slownode,ambiguous or all (short "
+                   "forms, about two minutes for all; full forms with --profile full). Each gets its own bot "
+                   "with two endpoints, each behind its own fault proxy; only the scenarios --only names run "
+                   "beside them, before them")
     p.add_argument("--locust-workers", type=int, default=0, metavar="N",
                    help="run the api scenario's Locust as a master with N local worker processes "
                    "(default 0: one process)")
@@ -108,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--hours", type=float, help="soak length in hours")
     g.add_argument("--minutes", type=float, help="soak length in minutes (for a quick check)")
-    p.add_argument("--rate", type=float, default=100.0, help="trades per second offered (default 100)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="trades per second offered (default: a rate the bot sustains, from the run's calibration; "
+                   "recorded as conditions.soak_rate)")
     p.add_argument("--no-memray", action="store_true", help="track RSS only (no memray overhead)")
     _add_run_options(p)
 
@@ -136,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _verb(sub, "report", "re-render a run's report, the history page, or compare two runs",
               "harness report --compare reports/RUN_A reports/RUN_B")
-    p.add_argument("run", nargs="?", type=Path, help="a run folder (or its results.json) to re-render")
+    p.add_argument("run", nargs="?", type=Path, help="a run folder (or its results.json) to re-render; a run "
+                   "whose harness was killed mid-scenario is first re-judged from its checkpoint.jsonl")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("BASE", "HEAD"), help="two run folders")
     p.add_argument("--noise", type=float, default=None, metavar="FRACTION",
                    help="smallest relative change --compare may call, a spread you measured (default: the "
@@ -162,6 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="anvil interval mining period in s (default and 0: automine, a block per transaction)")
     p.add_argument("--out", type=Path, default=Path("reports/node"),
                    help="where deployment.json and anvil's log go (default ./reports/node)")
+
+    p = _verb(sub, "monitor", "start Prometheus with the shipped alert rules against a running bot; print its UI's URL",
+              "harness monitor --bot http://127.0.0.1:8600   # open the printed URL; Ctrl-C stops Prometheus")
+    p.add_argument("--bot", required=True, metavar="URL",
+                   help="the running bot's control API, http://127.0.0.1:<its [api] port> (loopback unless "
+                   "--allow-remote)")
+    p.add_argument("--port", type=int, default=None, help="Prometheus's port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--scrape-interval", type=float, default=5.0, metavar="S",
+                   help="seconds between scrapes and between rule evaluations (default 5)")
+    p.add_argument("--extra-rules", type=Path, default=None, metavar="DIR",
+                   help="also load every *.yml rule file in DIR (the shipped bot/telemetry/alerts.yml always loads)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --bot (a bot on another machine that you run)")
 
     for name, help_, example in (
         ("bench", "micro benchmarks (pytest-benchmark) and asv history", "harness bench"),
@@ -189,6 +210,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from harness.run.loadcmd import cmd_load
 
         handlers = {"load": cmd_load}
+    elif verb == "monitor":
+        from harness.monitor.command import cmd_monitor
+
+        handlers = {"monitor": cmd_monitor}
     elif verb == "report":
         from harness.run.reportcmd import cmd_report
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from harness.gate.gate import EPILOG, HELP, add_gate_arguments, gate_main
+from harness.gate.gate import EPILOG, HELP, gate_main
+from harness.gate.gateargs import add_gate_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,8 @@ from statistics import fmean, median
 
 from scipy import stats as sps
 
+from harness.gate.mde import DEFAULT_POWER, mde
+
 
 class GateInputError(ValueError):
     """Timings the rule cannot judge (too few processes or slots); the message says what to change."""
@@ -84,6 +86,9 @@ class Decision:
     callgrind: CallgrindComparison | None = None
     acknowledged: Acknowledgement | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The smallest wall-clock slowdown this run would have caught (harness.gate.mde); the instruction
+    # count's is its threshold, since the count repeats exactly.
+    wall_mde: float | None = None
 
     @property
     def failing(self) -> bool:
@@ -244,10 +249,12 @@ def decide(
     alpha: float = 0.01,
     min_effect: float = 0.0,
     skipped: Mapping[str, str] | None = None,
+    power: float = DEFAULT_POWER,
 ) -> list[Decision]:
     """One decision per case, with Holm's correction over the wall-clock comparisons made."""
     skipped = skipped or {}
     wall_names = [c for c in cases if c in wall]
+    strictest = alpha / max(1, len(wall_names))
     rejected, adjusted, levels = holm([wall[c].p_value for c in wall_names], alpha)
     wall_verdict = {
         name: (rej, adj, lvl) for name, rej, adj, lvl in zip(wall_names, rejected, adjusted, levels, strict=True)
@@ -302,6 +309,9 @@ def decide(
                 callgrind=cg,
                 acknowledged=ack if tiers else None,
                 notes=tuple(notes),
+                wall_mde=None if wc is None else mde(
+                    wc.se, wc.df, strictest, power, (math.log(wc.aa_ratio), math.log1p(min_effect))
+                ),
             )
         )
     return decisions

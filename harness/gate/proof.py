@@ -7,6 +7,7 @@ fractions finds the smallest slowdown each tier detects in every run.
 
     python -m harness.gate.proof                   # 20 A/A + 20 planted (+10%) + sweep; ~30 min
     python -m harness.gate.proof --runs 2 --sweep-runs 1 --fractions 0.05   # smoke test
+    python -m harness.gate.proof --e2e             # the end-to-end tier's proof (harness.gate.proof_e2e)
 
 Writes ``proof.json`` and ``proof.md`` under ``reports/gate-proof/`` (``--out``).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -119,6 +121,11 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if "--e2e" in args_in:  # the end-to-end tier's proof (harness.gate.proof_e2e)
+        from harness.gate.proof_e2e import main as e2e_main
+
+        return e2e_main(args_in)
     parser = argparse.ArgumentParser(prog="python -m harness.gate.proof", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--runs", type=int, default=20, help="A/A runs and planted runs each (default 20)")
@@ -128,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--case", action="append", default=None, help="cases compared (default: 3 small ones)")
     parser.add_argument("--planted", default=PLANTED, help=f"the case slowed down (default {PLANTED})")
     parser.add_argument("--out", type=Path, default=Path("reports/gate-proof"))
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     cases = tuple(args.case or DEFAULT_CASES)
     args.out.mkdir(parents=True, exist_ok=True)
     plan = [("aa", 0.0, i) for i in range(args.runs)] + [("planted", args.fraction, i) for i in range(args.runs)]

@@ -75,7 +75,7 @@ def worktrees(repo: Path, revisions: dict[str, Revision]) -> Iterator[tuple[Path
     paths (which end up in argv and the environment) have equal length across revisions.
     """
     tmp = Path(tempfile.mkdtemp(prefix="tradebench-gate-"))
-    width = max(len(n) for n in revisions)
+    width = max((len(n) for n in revisions), default=0)
     paths: dict[str, Path] = {}
     try:
         for name, rev in revisions.items():

@@ -9,28 +9,33 @@ Wall-clock tier: all workers stay alive; each round asks every worker, in an int
 (base and head alternate, the starting side alternates per round), for one short slot. Load that
 comes and goes on this shared machine therefore lands on both revisions alike.
 
-Instruction-count tier: ``valgrind --tool=callgrind`` on ``worker once`` with ``PYTHONHASHSEED=0``,
-identical command lines and equal-length paths for both revisions. Start-up and set-up are removed by
-differencing two iteration counts; a first run per revision is discarded as warm-up.
+Instruction-count tier: ``valgrind --tool=callgrind`` on ``worker cgbatch`` with ``PYTHONHASHSEED=0``,
+identical command lines and equal-length paths for both revisions, one process per revision for every
+case (``worker.py`` explains the dump markers). Start-up, set-up and the interpreter's warm-up are
+outside the counted stretches; two counted stretches are differenced, so only the calls remain.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import random
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.gate.budget import MAX_ROUNDS, rounds_that_fit
 
 RUNNER_PACKAGE = "_tbgate"
 _RUNNER_FILES = ("worker.py", "cases.py", "plant.py")
@@ -157,6 +162,9 @@ class WallSettings:
     # almost always preempted somewhere, while one of five 2 ms runs usually is not.
     sub_runs: int = 5
     seed: int = 0
+    # --budget: stop fitting rounds to ``rounds`` and fit them to the time left before this
+    # (monotonic) instead, timing each case's first round (harness.gate.budget).
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,7 @@ class WallResult:
     skipped: dict[str, str]
     loops: dict[str, int]
     origins: dict[str, dict[str, str | None]]  # side -> package -> file the workers imported
+    rounds: dict[str, int] = field(default_factory=dict)  # rounds run per case (fitted under --budget)
 
 
 def _check_origins(side: Side, origins: dict[str, str | None]) -> None:
@@ -177,6 +186,22 @@ def _check_origins(side: Side, origins: dict[str, str | None]) -> None:
             )
 
 
+def _measure_round(pool: dict[str, list[WorkerProcess]], sides: Sequence[Side], case: str, loops: int,
+                   settings: WallSettings, rnd: int, rng: random.Random,
+                   per_side: dict[str, list[list[float]]]) -> None:
+    """One slot per worker: pairs in a shuffled order, base and head back to back, the first side
+    alternating by round."""
+    order = list(range(settings.processes))
+    rng.shuffle(order)
+    side_order = list(sides) if rnd % 2 == 0 else list(reversed(sides))
+    for index in order:
+        for side in side_order:
+            reply = pool[side.name][index].request(
+                {"op": "measure", "case": case, "loops": loops, "repeats": settings.sub_runs}
+            )
+            per_side[side.name][index].append(min(float(v) for v in reply["ns_per_op"]))
+
+
 def run_wall_tier(
     sides: Sequence[Side], cases: Sequence[str], settings: WallSettings, runner_dir: Path, python: str
 ) -> WallResult:
@@ -184,9 +209,16 @@ def run_wall_tier(
     timings: dict[str, dict[str, list[list[float]]]] = {}
     skipped: dict[str, str] = {}
     loops_by_case: dict[str, int] = {}
+    rounds_by_case: dict[str, int] = {}
     origins: dict[str, dict[str, str | None]] = {}
+    setup_s: list[float] = []
     with worker_pool(sides, settings.processes, runner_dir, python) as pool:
-        for case in cases:
+        for n_case, case in enumerate(cases):
+            t_setup = time.monotonic()
+            if settings.deadline is not None and t_setup >= settings.deadline:
+                # Out of time: a case not measured is said so; it is never judged on too few rounds.
+                skipped[case] = "not measured: --budget ran out before this benchmark (see the budget line)"
+                continue
             missing = []
             for side in sides:
                 for worker in pool[side.name]:
@@ -205,22 +237,24 @@ def run_wall_tier(
             target_s = settings.slot_s / settings.sub_runs
             loops = int(first.request({"op": "calibrate", "case": case, "target_s": target_s})["loops"])
             loops_by_case[case] = loops
+            setup_s.append(time.monotonic() - t_setup)
             per_side: dict[str, list[list[float]]] = {
                 side.name: [[] for _ in range(settings.processes)] for side in sides
             }
-            for rnd in range(settings.rounds):
-                order = list(range(settings.processes))
-                rng.shuffle(order)
-                side_order = list(sides) if rnd % 2 == 0 else list(reversed(sides))
-                for index in order:
-                    for side in side_order:
-                        worker = pool[side.name][index]
-                        reply = worker.request(
-                            {"op": "measure", "case": case, "loops": loops, "repeats": settings.sub_runs}
-                        )
-                        per_side[side.name][index].append(min(float(v) for v in reply["ns_per_op"]))
+            rounds = settings.rounds
+            t_round = time.monotonic()
+            _measure_round(pool, sides, case, loops, settings, 0, rng, per_side)
+            if settings.deadline is not None:
+                cost = time.monotonic() - t_round
+                left = len(cases) - n_case
+                # What the cases still to come will spend on their set-up is not for rounds.
+                remaining = settings.deadline - time.monotonic() + cost - fmean(setup_s) * (left - 1)
+                rounds = rounds_that_fit(remaining, left, cost, max_rounds=max(settings.rounds, MAX_ROUNDS))
+            for rnd in range(1, rounds):
+                _measure_round(pool, sides, case, loops, settings, rnd, rng, per_side)
+            rounds_by_case[case] = rounds
             timings[case] = per_side
-    return WallResult(timings=timings, skipped=skipped, loops=loops_by_case, origins=origins)
+    return WallResult(timings=timings, skipped=skipped, loops=loops_by_case, origins=origins, rounds=rounds_by_case)
 
 
 # --- instruction-count tier ---------------------------------------------------------------------
@@ -242,37 +276,14 @@ def callgrind_available() -> bool:
 
 @dataclass(frozen=True)
 class CallgrindSettings:
-    warm_iterations: int = 200
-    iterations: int = 10_000
+    iterations: int = 10_000  # the most calls counted per case
+    # Native work per counted stretch. The count repeats exactly (0 difference between repeated
+    # processes for all 15 cases here), so a few milliseconds of calls are enough, and a case that
+    # takes milliseconds per call costs seconds, not minutes, under valgrind (~50x slower).
+    target_ns: float = 5e6
+    min_iterations: int = 20
     min_effect: float = 0.005
-    jobs: int = 2
-
-
-def _callgrind_once(
-    side: Side, case: str, iterations: int, *, runner_dir: Path, python: str, work: Path, tag: str
-) -> int:
-    # Equal-length names for both revisions: paths end up in argv and the environment, and the
-    # count is only comparable between identical command lines.
-    out_dir = work / f"cg-{side.name[:4]:_<4}-{tag}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=callgrind.out",
-        python, "-m", f"{RUNNER_PACKAGE}.worker", "once", "--case", case, "--iterations", str(iterations),
-    ]  # fmt: skip
-    proc = subprocess.run(
-        cmd,
-        cwd=out_dir,
-        env=worker_env(runner_dir, side, hash_seed="0"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise HarnessError(
-            f"callgrind run of {case} on {side.name} failed: {proc.stdout[-500:]}{proc.stderr[-1500:]}"
-        )
-    return parse_callgrind_total((out_dir / "callgrind.out").read_text())
+    timeout_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -284,27 +295,112 @@ class CallgrindCounts:
     head: float
 
 
-def run_callgrind_tier(
-    base: Side, head: Side, case: str, *, settings: CallgrindSettings, runner_dir: Path, python: str, work: Path
-) -> CallgrindCounts:
-    n1 = settings.warm_iterations
-    n2 = n1 + settings.iterations
-    plan = [
-        (base, n1, "w"), (head, n1, "w"),  # warm-up runs: discarded
-        (base, n1, "a"), (base, n2, "b"), (base, n2, "c"), (head, n1, "a"), (head, n2, "b"),
-    ]  # fmt: skip
-    # Instruction counts do not depend on machine load, so the runs may share the cores.
-    with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
-        futures = [
-            pool.submit(
-                _callgrind_once, side, case, n, runner_dir=runner_dir, python=python, work=work / case, tag=tag
-            )
-            for side, n, tag in plan
-        ]
-        counts = [f.result() for f in futures]
-    _, _, b1, b2, b2r, h1, h2 = counts
-    span = settings.iterations
-    return CallgrindCounts(base=(b2 - b1) / span, base_repeat=(b2r - b1) / span, head=(h2 - h1) / span)
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def callgrind_plan(cases: Sequence[str], ns_per_op: dict[str, float], settings: CallgrindSettings
+                   ) -> list[tuple[str, int, int]]:
+    """(case, calls counted N, warm-up calls W) for the batch: ``target_ns`` of native work, within bounds.
+
+    N and W are multiples of 100 (of 10 for a case slower than ``target_ns / 100`` a call), so a
+    planted slowdown of one extra call in 100, 50, 20 or 10 stays exact (``harness.gate.plant``)."""
+    plan = []
+    for case in cases:
+        ns = ns_per_op.get(case)
+        n = settings.iterations if not ns else math.ceil(settings.target_ns / ns)
+        n = max(settings.min_iterations, min(settings.iterations, n))
+        step = 100 if n >= 100 else 10
+        n = _round_up(n, step)
+        plan.append((case, n, max(step, _round_up(n // 2, step))))
+    return plan
+
+
+def expected_labels(plan: Sequence[tuple[str, int, int]]) -> list[str]:
+    """The stretches ``worker cgbatch`` marks, in order (it prints the same list when it completes)."""
+    labels = []
+    for name, n, warm in plan:
+        labels += [f"setup {name}", f"warm {name}", f"n1 {name} {warm}", f"n2 {name} {warm + n}"]
+    return labels
+
+
+def per_call_counts(totals: dict[int, int], labels: Sequence[str]) -> dict[str, float]:
+    """Instructions per call of each case whose two counted stretches were both dumped (pure).
+
+    ``totals[k]`` is the total of dump ``k`` (1-based): the stretch that ended at the k-th marker,
+    ``labels[k - 1]``."""
+    n1: dict[str, tuple[int, int]] = {}
+    out: dict[str, float] = {}
+    for k, label in enumerate(labels, start=1):
+        kind, name, *rest = label.split(" ")
+        if k not in totals or kind not in ("n1", "n2"):
+            continue
+        if kind == "n1":
+            n1[name] = (int(rest[0]), totals[k])
+        elif name in n1:
+            calls1, count1 = n1[name]
+            out[name] = (totals[k] - count1) / (int(rest[0]) - calls1)
+    return out
+
+
+_DUMP = re.compile(r"\.(\d+)$")
+
+
+def read_dumps(out_dir: Path, stem: str = "callgrind.out") -> dict[int, int]:
+    """Dump number -> total instructions, for every ``stem.N`` callgrind wrote."""
+    totals = {}
+    for path in out_dir.glob(f"{stem}.*"):
+        m = _DUMP.search(path.name)
+        if m is not None:
+            with contextlib.suppress(HarnessError, OSError):
+                totals[int(m.group(1))] = parse_callgrind_total(path.read_text())
+    return totals
+
+
+def run_callgrind_batch(
+    base: Side, head: Side, plan: Sequence[tuple[str, int, int]], *, settings: CallgrindSettings, runner_dir: Path,
+    python: str, work: Path, deadline: float | None = None,
+) -> tuple[dict[str, CallgrindCounts], list[str]]:
+    """Count every case of ``plan`` in three callgrind processes at once: base, base again, head.
+
+    Instruction counts do not depend on the machine's load, so the three share the cores. At
+    ``deadline`` (``--budget``) the processes still running are killed; the cases they finished
+    (their dumps are written as they go) are kept, and the notes say which were not."""
+    spec = ",".join(f"{name}={n}:{warm}" for name, n, warm in plan)
+    runs = {"base": base, "rept": base, "head": head}  # equal-length names: paths are in what is counted
+    procs: dict[str, subprocess.Popen[str]] = {}
+    for tag, side in runs.items():
+        out_dir = work / f"cg-{tag}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cmd = ["valgrind", "--tool=callgrind", "--dump-before=getsid", "--callgrind-out-file=callgrind.out",
+               python, "-m", f"{RUNNER_PACKAGE}.worker", "cgbatch", "--plan", spec]
+        procs[tag] = subprocess.Popen(cmd, cwd=out_dir, env=worker_env(runner_dir, side, hash_seed="0"),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = min(deadline if deadline is not None else math.inf, time.monotonic() + settings.timeout_s)
+    notes: list[str] = []
+    try:
+        for tag, proc in procs.items():
+            try:
+                _, err = proc.communicate(timeout=max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                continue
+            if proc.returncode != 0:
+                raise HarnessError(f"callgrind batch ({tag}) failed with code {proc.returncode}: {err[-1500:]}")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    labels = expected_labels(plan)
+    per = {tag: per_call_counts(read_dumps(work / f"cg-{tag}"), labels) for tag in runs}
+    counts = {name: CallgrindCounts(per["base"][name], per["rept"][name], per["head"][name])
+              for name, _, _ in plan if all(name in per[tag] for tag in runs)}
+    missing = [name for name, _, _ in plan if name not in counts]
+    if missing:
+        notes.append(f"instruction counts of {len(missing)} cases not finished in time: {', '.join(missing)}")
+    return counts, notes
 
 
 def default_python() -> str:

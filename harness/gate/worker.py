@@ -10,8 +10,16 @@ Two modes:
 - ``serve`` (default): JSON lines on stdin/stdout. The orchestrator keeps every worker alive and
   asks them in turn for short measurement slots, which is what makes the comparison interleaved
   (A B A B ...) without paying interpreter start-up and imports per slot.
-- ``once --case NAME --iterations N``: set up and run the case N times, then exit. This is the
-  instruction-count tier's command line: it runs under callgrind, where only the count matters.
+- ``once --case NAME --iterations N``: set up and run the case N times, then exit.
+- ``cgbatch --plan NAME=N,NAME=N,...``: the instruction-count tier's command line, run under
+  ``valgrind --tool=callgrind --dump-before=getsid``. Every case is set up and run in this one
+  process; before and after each counted stretch the worker calls ``os.getsid(0)``, a libc function
+  CPython itself never calls, so callgrind writes one dump per stretch. Per case: set-up (discarded,
+  imports included), a warm-up of W calls (discarded: the adaptive interpreter specialises), W calls,
+  then W + N calls; the difference of the last two is exactly N calls, with the marker's own cost
+  cancelled. The labels of the stretches are printed as JSON at the end, so the dumps can be matched.
+  One process per revision instead of one per case: start-up and imports under valgrind (about a
+  minute) are paid once, not once per case.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -131,8 +140,50 @@ def once(name: str, iterations: int) -> int:
     return 0
 
 
+def _calls(op: Op, n: int) -> None:
+    for _ in range(n):
+        op()
+
+
+def cgbatch(plan: list[tuple[str, int, int]]) -> int:
+    labels: list[str] = []
+
+    def mark(label: str) -> None:  # the stretch that ends here was ``label``
+        labels.append(label)
+        os.getsid(0)
+
+    worker = Worker()
+    skipped: dict[str, str] = {}
+    for name, n, warm in plan:
+        reply = worker.setup(name)
+        mark(f"setup {name}")
+        if not reply["ok"]:
+            skipped[name] = str(reply["unavailable"])
+            continue
+        op = worker._ops[name]
+        _calls(op, warm)
+        mark(f"warm {name}")
+        _calls(op, warm)
+        mark(f"n1 {name} {warm}")
+        _calls(op, warm + n)
+        mark(f"n2 {name} {warm + n}")
+    print(json.dumps({"labels": labels, "skipped": skipped}), flush=True)
+    return 0
+
+
+def parse_plan(text: str) -> list[tuple[str, int, int]]:
+    """``NAME=N:W,...``: count N calls of NAME after W warm-up calls."""
+    out = []
+    for item in text.split(","):
+        name, _, counts = item.rpartition("=")
+        n, _, warm = counts.partition(":")
+        out.append((name, int(n), int(warm)))
+    return out
+
+
 def list_cases() -> int:
-    print(json.dumps([{"name": c.name, "callgrind": c.callgrind, "description": c.description} for c in CASES]))
+    print(json.dumps([{"name": c.name, "callgrind": c.callgrind, "description": c.description,
+                       "callgrind_note": getattr(c, "callgrind_note", "")} for c in CASES]))
     return 0
 
 
@@ -144,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     p_once = sub.add_parser("once")
     p_once.add_argument("--case", required=True)
     p_once.add_argument("--iterations", type=int, required=True)
+    p_batch = sub.add_parser("cgbatch")
+    p_batch.add_argument("--plan", required=True, help="NAME=CALLS:WARM,NAME=CALLS:WARM,...")
     args = parser.parse_args(argv)
+    if args.mode == "cgbatch":
+        return cgbatch(parse_plan(args.plan))
     if args.mode == "list":
         return list_cases()
     if args.mode == "once":

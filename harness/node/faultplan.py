@@ -14,6 +14,8 @@ reply is dropped: connection closed), ``slow`` (the body trickles out over a dur
 ``truncate`` (cut mid-body), ``oversize`` (padded with JSON whitespace to a size), ``shape``
 (valid JSON of the wrong shape). ``outage`` windows and ``outage_every`` make the endpoint
 refuse everything (and drop its WebSockets) for a while; times count from the proxy's start.
+``only`` narrows the faults (not the latency) to requests calling the named methods, e.g. a send's
+reply lost after forwarding while the reads pass.
 
 The text form (``FaultPlan.parse`` / ``str``) is what results record as the network profile, e.g.
 ``latency=5ms,jitter=2ms,error=0.01,5xx=0.01,429=0.01,drop=0.01,garbage=0.01,loss=0.01,
@@ -26,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,16 +52,17 @@ _KEYS = {
     "429": "rate_limit_rate", "retry_after": "retry_after_s", "drop": "drop_rate", "garbage": "garbage_rate",
     "loss": "loss_rate", "slow": "slow_rate", "truncate": "truncate_rate", "oversize": "oversize_rate",
     "shape": "shape_rate", "wsgarbage": "ws_garbage_rate", "outage": "outages", "outage_every": "outage_every",
-    "ws_drop_after": "ws_drop_after", "seed": "seed",
+    "ws_drop_after": "ws_drop_after", "only": "only", "seed": "seed",
 }  # fmt: skip
 _HINTS = {
     "latency": "latency=5ms", "jitter": "jitter=2ms", "retry_after": "retry_after=1s",
     "slow": "slow=0.01:200ms (rate:duration of the body)", "oversize": "oversize=0.001:20MB (rate:size)",
     "outage": "outage=5s-8s;20s-22s (windows from the proxy's start)",
     "outage_every": "outage_every=60s:2s (down 2 s in every 60 s)", "ws_drop_after": "ws_drop_after=100",
-    "seed": "seed=7",
+    "only": "only=eth_sendRawTransaction (method names, ';' between several)", "seed": "seed=7",
 }  # fmt: skip
 MAX_OVERSIZE = 1 << 30
+_METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 MAX_WINDOWS = 1000
 
 
@@ -86,6 +90,9 @@ class FaultPlan:
     outages: tuple[tuple[float, float], ...] = ()  # (start_s, end_s) from the proxy's start
     outage_every: tuple[float, float] | None = None  # (period_s, length_s): down [k*period, k*period+length), k >= 1
     ws_drop_after: int | None = None  # close each WebSocket after this many messages (both ways)
+    # Faults hit only requests that call one of these methods (latency still applies to every request):
+    # a send's reply lost after forwarding, without every read failing with it.
+    only: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +123,13 @@ class FaultPlan:
                    "e.g. outage_every=60s:2s")
         if self.ws_drop_after is not None:
             _check(self.ws_drop_after >= 1, f"ws_drop_after must be >= 1 (or unset), got {self.ws_drop_after}")
+        for method in self.only:
+            _check(bool(_METHOD.fullmatch(method)), f"only: {method!r} is not a JSON-RPC method name; "
+                   "e.g. only=eth_sendRawTransaction")
+
+    def applies_to(self, body: bytes) -> bool:
+        """Whether a drawn fault hits a request with this body (``only``: it names one of the methods)."""
+        return not self.only or any(b'"' + m.encode() + b'"' in body for m in self.only)
 
     def rate(self, kind: FaultKind) -> float:
         if kind == "pass":
@@ -180,7 +194,8 @@ class FaultPlan:
             if not sep or key not in _KEYS:
                 raise ConfigError(f"fault plan: bad item {item!r}; known keys: {', '.join(_KEYS)} (as key=value)")
             try:
-                values.update(_parse_value(key, raw.strip().lower()))
+                # Method names are case-sensitive; every other value is not.
+                values.update(_parse_value(key, raw.strip() if key == "only" else raw.strip().lower()))
             except ValueError:
                 hint = _HINTS.get(key, f"{key}=0.01 (a probability) or {key}=1%")
                 raise ConfigError(f"fault plan: {key}={raw.strip()!r} is not a valid value; e.g. {hint}") from None
@@ -203,6 +218,8 @@ class FaultPlan:
                 parts.append(f"outage={T.fmt_windows(value)}")
             elif key == "outage_every":
                 parts.append(f"outage_every={_num_s(value[0])}:{_num_s(value[1])}")
+            elif key == "only":
+                parts.append(f"only={';'.join(value)}")
             elif key in ("latency", "jitter"):
                 parts.append(f"{key}={T.fmt_num(value)}ms")
             elif key == "retry_after":
@@ -216,6 +233,8 @@ def _parse_value(key: str, raw: str) -> dict[str, object]:
     name = _KEYS[key]
     if key in ("ws_drop_after", "seed"):
         return {name: int(raw)}
+    if key == "only":
+        return {name: tuple(m.strip() for m in raw.split(";") if m.strip())}
     if key in ("latency", "jitter"):
         return {name: T.parse_duration(raw, T.MS)}
     if key == "retry_after":

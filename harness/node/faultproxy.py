@@ -20,7 +20,9 @@ messages, or at once on ``drop_websockets()``.
 At run time the plan changes by ``set_plan`` (a fresh RNG), by a ``FaultSchedule`` of ``(t, plan)``
 changes, and through the control API (``harness.node.faultcontrol``, its own port: ``control_url``).
 Every injection goes to ``log`` (``harness.node.faultlog``: bounded, counted, optionally a
-``faults.jsonl``); ``statistics()`` has the counts. Binds 127.0.0.1 only. It never follows an
+``faults.jsonl``); ``statistics()`` has the counts. A ``watch`` callback (the chaos scenarios') sees
+every HTTP request: ``(arrived, answered, status)`` in ``time.monotonic()`` seconds, status 0 when
+the connection was closed unanswered. Binds 127.0.0.1 only. It never follows an
 upstream redirect (HTTP or WebSocket handshake): that is a 502 naming only the target's host.
 """
 
@@ -30,12 +32,13 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from bot.redact import host_of, redact_text, redact_url
 from harness.errors import HarnessError
@@ -48,6 +51,7 @@ from harness.node.faultshapes import wrong_shape
 from harness.node.faultws import WsRelay
 
 MAX_BODY = 64 * 1024 * 1024
+Watch = Callable[[float, float, int], None]  # (arrived, answered, HTTP status or 0), monotonic seconds
 
 __all__ = ["GARBAGE_BODY", "INJECTED_ERROR", "FaultProxy", "FaultProxyStatistics", "UpstreamRedirect"]
 
@@ -78,6 +82,22 @@ class FaultProxyStatistics:
     injected: Mapping[str, int] = field(default_factory=dict)  # every log entry by kind (plan changes too)
 
 
+def _watching(watch: Watch) -> Middleware:
+    @web.middleware
+    async def watched(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await handler(request)
+        arrived, status = time.monotonic(), 0
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:  # a reply closed unanswered (loss, drop, outage) leaves by CancelledError: status 0
+            watch(arrived, time.monotonic(), status)
+
+    return watched
+
+
 class UpstreamRedirect(aiohttp.ClientError):
     """The upstream answered 3xx; raised inside aiohttp before it would follow the redirect."""
 
@@ -98,7 +118,7 @@ class FaultProxy:
 
     def __init__(self, upstream: str, plan: FaultPlan | None = None, *, schedule: FaultSchedule | None = None,
                  max_connections: int = 256, log_size: int = 10_000, log_path: Path | None = None,
-                 control: bool = True) -> None:
+                 control: bool = True, watch: Watch | None = None) -> None:
         if not upstream.startswith(("http://", "https://")):
             raise HarnessError(f"fault proxy upstream {redact_url(upstream)!r} must be an http(s) URL")
         self.upstream = upstream.rstrip("/")
@@ -107,6 +127,7 @@ class FaultProxy:
         self._decider = FaultDecider(plan or FaultPlan())
         self._max_connections = max_connections
         self._control = control
+        self._watch = watch
         self._runners: list[web.AppRunner] = []
         self._session: aiohttp.ClientSession | None = None
         self._port: int | None = None
@@ -208,7 +229,8 @@ class FaultProxy:
         connector = aiohttp.TCPConnector(limit=self._max_connections)
         self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60),
                                               middlewares=(_refuse_redirects,))
-        app = web.Application(client_max_size=MAX_BODY)
+        # Only a watched proxy pays for the middleware.
+        app = web.Application(client_max_size=MAX_BODY, middlewares=(_watching(self._watch),) if self._watch else ())
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._port = await self._serve(app)
         if self._control:
@@ -278,10 +300,10 @@ class FaultProxy:
             self.log.add(t, "outage", describe(body))
             body_.close_without_reply(request)
         decider = self._decider  # a plan change mid-request does not re-decide this one
-        decision = decider.decide()
+        decision = decider.decide()  # drawn for every request, so ``only`` leaves the other draws as they were
         if decision.delay_s > 0:
             await asyncio.sleep(decision.delay_s)
-        kind = decision.kind
+        kind = decision.kind if decider.plan.applies_to(body) else "pass"
         if kind != "pass" and kind not in AFTER_FORWARD:
             return self._answer_instead(kind, request, body)
         reply = await self._forward(request, body)

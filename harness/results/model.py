@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.probes.calibration import Calibration
 from harness.results.capacity import MarketCapacity
+from harness.results.chaos import ChaosResults
 from harness.results.faults import FaultsInjected
 from harness.results.ledger import LedgerReconciliation
 
@@ -556,6 +557,12 @@ class Run:
         """The bot's ledger reconciled against the chain (None: not reconciled). Travels in ``extra`` as ``ledger``."""
         led = self.extra.get("ledger")
         return LedgerReconciliation.from_json(led) if isinstance(led, Mapping) else None
+
+    @property
+    def chaos(self) -> ChaosResults | None:
+        """Each chaos scenario's actions, measurements, ledger (None: none ran). Travels in ``extra`` as ``chaos``."""
+        c = self.extra.get("chaos")
+        return ChaosResults.from_json(c) if isinstance(c, Mapping) else None
 
     @property
     def calibration(self) -> Calibration | None:

@@ -3,7 +3,8 @@
 Every change replaces the writer's frozen ``Run`` and flushes it (write a temp file, then ``os.replace``),
 so a run that is killed at any moment leaves a readable ``results.json`` whose ``status`` says how far it
 got: ``partial`` while running, ``interrupted`` if stopped early, ``complete`` at the end. A SIGKILL leaves
-``partial``, which the report renders as such.
+``partial``; the scenario that was running is in ``checkpoint.jsonl`` (``journal``), from which
+``harness report`` re-judges the run (``harness.run.rejudge``).
 
 The document is serialised by ``Run.to_json``, the same model the reader builds, and validated against the
 JSON Schema once, at ``finish``: validating each 5-second flush would cost the run's event loop time that
@@ -25,7 +26,9 @@ from typing import Any
 import orjson
 
 from bot.redact import redact_text, redact_tree
+from harness.results.chaos import ChaosResults
 from harness.results.faults import FaultsInjected
+from harness.results.journal import JOURNAL_NAME, CheckpointJournal
 from harness.results.ledger import LedgerReconciliation
 from harness.results.model import Artifacts, Run, Scenario, Verdict
 from harness.results.validate import validate_results
@@ -47,6 +50,9 @@ class ResultsWriter:
         self.path = run_dir / "results.json"
         self._run = Run(run_id=run_id, status="partial", started_at=iso_now(), finished_at=None,
                         profile=profile, conditions=redact_tree(dict(conditions)))
+        # A running scenario's measurements go here, appended (harness.results.journal): results.json gets
+        # the scenario whole when it ends.
+        self.journal = CheckpointJournal(run_dir / JOURNAL_NAME, run_id)
         self.flush()
 
     def __repr__(self) -> str:
@@ -103,6 +109,10 @@ class ResultsWriter:
     def set_ledger(self, ledger: LedgerReconciliation) -> None:
         """The top-level ``ledger`` section: the bot's ledger reconciled against the chain."""
         self._update(extra={**self._run.extra, "ledger": ledger.to_json()})
+
+    def set_chaos(self, chaos: ChaosResults) -> None:
+        """The top-level ``chaos`` section: each chaos scenario's actions, measurements and ledger."""
+        self._update(extra={**self._run.extra, "chaos": chaos.to_json()})
 
     def add_error(self, scenario: str, error: str) -> None:
         """Why a part of the run produced nothing (``x_errors``: shown on the page, judged inconclusive)."""

@@ -16,7 +16,7 @@ from harness.run.botconfig import check_overrides, parse_overrides
 from harness.run.finalize import exit_code
 from harness.run.options import RunOptions
 from harness.run.runner import execute
-from harness.run.scenarios import Profile, Scenario, Step, profile
+from harness.run.scenarios import Profile, profile, with_chaos
 
 COLOURS = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
 
@@ -61,7 +61,8 @@ def print_verdicts(doc: dict[str, Any], run_dir: Path) -> int:
     for col in ("row", "stat", "scenario", "value", "95% CI", "threshold", "verdict"):
         table.add_column(col, no_wrap=True)
     table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=60)
-    for v in doc["verdicts"]:
+    shown, hidden = _chaos_only_rows(doc)
+    for v in shown:
         ci = v.get("ci") or [None, None]
         th = v.get("threshold") or {}
         verdict = v["verdict"]
@@ -73,11 +74,24 @@ def print_verdicts(doc: dict[str, Any], run_dir: Path) -> int:
         table.add_row(v["row"], v.get("stat", ""), v.get("scenario") or "-", value, f"[{_fmt(ci[0])}, {_fmt(ci[1])}]",
                       threshold, f"[{COLOURS.get(verdict, 'white')}]{verdict}[/]", note[:80])
     console.print(table)
+    if hidden:
+        console.print(f"{hidden} rows not measured by a chaos-only run (each is in results.json and the report)")
     counts = {k: sum(1 for v in doc["verdicts"] if v["verdict"] == k) for k in COLOURS}
     console.print(f"{counts['pass']} pass, {counts['fail']} fail, {counts['inconclusive']} inconclusive")
     console.print(f"results: {run_dir / 'results.json'}")
     console.print(f"report:  {run_dir / 'index.html'}")
     return exit_code(doc["verdicts"])
+
+
+def _chaos_only_rows(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """The verdicts to print, and how many were left out: a run of chaos scenarios alone leaves every SLO
+    row "not measured", and a table of them would bury the few rows it did judge."""
+    scenarios = doc.get("scenarios", [])
+    verdicts: list[dict[str, Any]] = doc["verdicts"]
+    if not scenarios or any(s.get("kind") != "chaos" for s in scenarios):
+        return verdicts, 0
+    shown = [v for v in verdicts if not str(v.get("note", "")).startswith("not measured in this run")]
+    return shown, len(verdicts) - len(shown)
 
 
 def _run(opts: RunOptions, prof: Profile) -> int:
@@ -90,7 +104,9 @@ def _run(opts: RunOptions, prof: Profile) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    prof = profile(args.profile, args.minutes).select(args.only)
+    base = profile(args.profile, args.minutes)
+    chaos = getattr(args, "chaos", None)
+    prof = with_chaos(base, args.only, chaos) if chaos is not None else base.select(args.only)
     if not 0 <= args.locust_workers <= 64:
         raise HarnessError("--locust-workers: give 0..64 local worker processes")
     return _run(_options(args, locust_workers=args.locust_workers, fresh_bot=args.fresh_bot,
@@ -99,16 +115,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
+    from harness.run.soakrate import DEFAULT_RATE, soak_scenario
+
     minutes = args.minutes if args.minutes is not None else (args.hours or 24.0) * 60.0
     if minutes <= 0:
         raise HarnessError("--hours/--minutes must be positive")
-    if args.rate <= 0:
+    if args.rate is not None and args.rate <= 0:
         raise HarnessError("--rate must be positive (trades per second)")
-    what = f"{args.rate:g} trades/s for {minutes / 60:g} h with memory tracking"
-    prof = Profile("soak", (Scenario("soak", "trades", (Step(args.rate, minutes * 60.0),), drain_s=8.0,
-                                     description=what),))
+    # Without --rate the runner sets the rate from the run's calibration (harness.run.soakrate).
+    prof = Profile("soak", (soak_scenario(args.rate or DEFAULT_RATE, minutes, not args.no_memray),))
     args.profile = "soak"
-    return _run(_options(args, memray=not args.no_memray), prof)
+    return _run(_options(args, memray=not args.no_memray, soak_rate=args.rate), prof)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

@@ -1,20 +1,23 @@
 """Driving the feed through a scenario's steps, and the bounded waits around it (async, shared by every kind).
 
-``drive`` runs a schedule through the feed with a progress bar and flushes the results every few
-seconds; the waits end when the bot's telemetry shows what the harness needs before it collects
-(the last second closed, trades drained, every tick sent counted), each bounded in time.
+``drive`` runs a schedule through the feed with a progress bar and appends a checkpoint every few
+seconds (``checkpoint.jsonl``: harness.run.checkpointing); the waits end when the bot's telemetry
+shows what the harness needs before it collects (the last second closed, trades drained, every tick
+sent counted), each bounded in time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 from harness.load.schedules import schedule_from_spec
 from harness.results.writer import ResultsWriter
 from harness.run import feedrun
-from harness.run.collect import BOT_HANDLED, TagFilter, merge_intervals, own_tagged, tag_filter
+from harness.run.checkpointing import BACKLOG_KEY, append_checkpoint, begin
+from harness.run.collect import BOT_HANDLED, TagFilter, own_tagged
 from harness.run.feedrun import FeedRun
 from harness.run.progress import Ui
 from harness.run.scenario_doc import live_line
@@ -68,17 +71,28 @@ async def wait_handled(st: Stack, t0_wall: float, own: TagFilter, sent: int, sec
 
 
 def checkpoint(st: Stack, writer: ResultsWriter, scn: Scenario, doc: dict[str, Any], t0_wall: float) -> None:
-    """Write the scenario as measured so far, so a killed run keeps it."""
-    doc["intervals"] = merge_intervals(t0_wall, st.puller.intervals, own=tag_filter(scn.id))
-    writer.upsert_scenario(doc)
+    """Append what the scenario measured since the last checkpoint to checkpoint.jsonl, so a killed run
+    keeps it (harness.run.checkpointing: the cost does not grow with the scenario's age)."""
+    append_checkpoint(st, writer.journal, scn, doc, t0_wall)
+
+
+def sample_backlog(st: Stack, doc: dict[str, Any], t0_wall: float, last_pull: float) -> float:
+    """Add the bot's in-flight and queued counts to ``doc``'s backlog series when a newer pull has them
+    (the saturation rule reads it, harness.stats.saturation); returns the pull time seen."""
+    pulled = st.puller.pulled_at
+    if pulled > last_pull:
+        g = st.puller.gauges
+        doc.setdefault(BACKLOG_KEY, []).append(
+            [round(time.time() - t0_wall, 2), float(g.get("in_flight", 0)), float(g.get("queue_depth", 0))])
+    return pulled
 
 
 async def drive(st: Stack, ui: Ui, writer: ResultsWriter, scn: Scenario, doc: dict[str, Any], steps: list[Step],
                 trade: bool, t0_wall: float, label: str, tag: str, *, checkpoints: bool = True) -> FeedRun:
     """Run ``steps`` through the feed with a progress bar; returns the feed's per-second counters.
 
-    ``checkpoints=False`` writes nothing while the feed runs: a checkpoint merges and writes the whole
-    document on the loop the feed shares, a stall of tens of ms that the feed's lag would show."""
+    ``checkpoints=False`` writes nothing while the feed runs: at tens of thousands of ticks per second even
+    an append's few ms on the loop the feed shares would show in the feed's lag."""
     spec = ({"kind": "burst", "count": int(steps[0].rate * steps[0].seconds), "within": steps[0].seconds}
             if scn.id == "burst" else
             {"kind": "constant", "rate": steps[0].rate, "duration": steps[0].seconds} if len(steps) == 1 else
@@ -89,11 +103,19 @@ async def drive(st: Stack, ui: Ui, writer: ResultsWriter, scn: Scenario, doc: di
     run = asyncio.create_task(feedrun.run(st.feed, schedule, trade=trade, tag=tag))
     start = time.monotonic()
     last_flush = start
-    while not run.done():
-        await asyncio.wait({run}, timeout=0.5)
-        ui.update(task, min(total, time.monotonic() - start), live_line(st))
-        if checkpoints and time.monotonic() - last_flush > FLUSH_EVERY_S:
-            checkpoint(st, writer, scn, doc, t0_wall)
-            last_flush = time.monotonic()
+    last_pull = st.puller.pulled_at
+    begin(writer.journal, scn, doc, t0_wall)  # the scenario's header, before anything can kill the run
+    try:
+        while not run.done():
+            await asyncio.wait({run}, timeout=0.5)
+            ui.update(task, min(total, time.monotonic() - start), live_line(st))
+            last_pull = sample_backlog(st, doc, t0_wall, last_pull)
+            if checkpoints and time.monotonic() - last_flush > FLUSH_EVERY_S:
+                checkpoint(st, writer, scn, doc, t0_wall)
+                last_flush = time.monotonic()
+    except asyncio.CancelledError:
+        with contextlib.suppress(OSError):  # the cancellation must go on even if the disk refuses
+            checkpoint(st, writer, scn, doc, t0_wall)  # Ctrl-C / SIGTERM: what came since the last one
+        raise
     ui.update(task, total, live_line(st))
     return run.result()

@@ -50,12 +50,33 @@ def finalize(writer: ResultsWriter, opts: RunOptions, status: str) -> None:
 
     record_faults(writer)  # what the fault proxy injected, if the run used it
     record_ledger(writer)  # the bot's ledger reconciled against the chain, per bot session
+    windows = recover_partial(writer) if status != "complete" else []
     baseline = find_baseline(opts.out, writer.run_dir, writer.run.profile, opts.baseline)
     if baseline is not None:
         writer.set_condition("baseline_run", baseline.get("run_id"))
-    writer.set_verdicts(judge_run(writer.doc, load_spec(opts.slo), baseline=baseline))
+    verdicts = judge_run(writer.doc, load_spec(opts.slo), baseline=baseline)
+    if windows:
+        from harness.run.rejudge import annotate
+
+        verdicts = annotate(verdicts, windows, "interrupted")
+    writer.set_verdicts(verdicts)
     writer.finish(status)
     render(writer.run_dir, opts.out)
+
+
+def recover_partial(writer: ResultsWriter) -> list[Any]:
+    """The scenario that was running when the run stopped, rebuilt from its checkpoints (harness.run.rejudge)."""
+    from harness.results.journal import JOURNAL_NAME
+    from harness.run.rejudge import rebuild, summary_note
+
+    scenarios, windows, skipped = rebuild(writer.doc, writer.run_dir, "interrupted")
+    for scn in scenarios:
+        writer.upsert_scenario(scn)
+    if windows:
+        writer.set_extension("x_rejudged", {"cause": "interrupted", "source": JOURNAL_NAME,
+                                            "windows": [w.to_json() for w in windows], "skipped_lines": skipped,
+                                            "note": summary_note(windows, "interrupted")})
+    return list(windows)
 
 
 def render(run_dir: Path, out: Path) -> Path:

@@ -37,6 +37,7 @@ class RunOptions:
     chain_reset_blocks: int = 200  # ... once its chain grew more than this since the snapshot
     calibrate: bool = True  # measure the node's ceiling and a CPU reference before the scenarios
     settle_timeout_s: float = 60.0  # longest wait for quiescence before a scenario
+    soak_rate: float | None = None  # soak: --rate as given (None: chosen from the calibration, harness.run.soakrate)
     extra_bot: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

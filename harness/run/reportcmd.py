@@ -28,7 +28,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"comparison: {page}")
         return 0
     if args.run is not None:
-        page = render_from_results(_run_dir(args.run))
+        run_dir = _run_dir(args.run)
+        from harness.run.rejudge import rejudge_killed
+
+        # A run whose harness was killed mid-scenario: rebuilt from checkpoint.jsonl and judged first.
+        outcome = rejudge_killed(run_dir)
+        if outcome.message:
+            print(f"{'re-judged' if outcome.status == 'rejudged' else 'note'}: {outcome.message}")
+        page = render_from_results(run_dir)
         print(f"report: {page}")
         write_history(args.out)
         return 0

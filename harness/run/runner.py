@@ -12,8 +12,10 @@ node's pool empty, the bot's CPU near idle. On our own anvil every scenario star
 blocks of the chain as deployed (``harness.run.chainstate``: a revert to the snapshot, and a
 fresh bot, because anvil slows as its chain grows);
 with ``fresh_bot`` every scenario also gets a new bot process. Results are flushed after every
-scenario (and every few seconds inside a long one), so Ctrl-C or a crash leaves a readable
-partial run; the verdicts and the report are produced from whatever was measured.
+scenario (and checkpointed every few seconds inside one, to checkpoint.jsonl), so Ctrl-C or a crash
+leaves a readable partial run that ``harness report`` can re-judge; the verdicts and the report are
+produced from whatever was measured. The chaos scenarios run after all others, each with its own bot
+behind two fault proxies (``harness.run.chaos``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,19 @@ async def _calibrate(st: Stack, writer: ResultsWriter, ui: progress_ui.Ui) -> No
            f"CPU reference {cal.cpu_ref_per_s:,.0f}/s ({cal.seconds:.1f} s)")
 
 
+def _soak_rate(profile: Profile, writer: ResultsWriter, opts: RunOptions, ui: progress_ui.Ui) -> Profile:
+    """The soak's rate: --rate, else one the bot sustains on this machine (harness.run.soakrate); recorded."""
+    from harness.run.soakrate import choose_rate, with_rate
+
+    if opts.soak_rate is not None:
+        rate, how = opts.soak_rate, "--rate"
+    else:
+        rate, how = choose_rate(writer.run.conditions.get("calibration"), memray=opts.memray)
+    writer.set_condition("soak_rate", {"rate": rate, "how": how})
+    ui.log(f"soak rate: {rate:g} trades/s ({how})")
+    return with_rate(profile, rate, opts.memray)
+
+
 def _node_samples(st: Stack, since_mono: float, until_mono: float) -> list[tuple[float, int, float]]:
     if st.node_sampler is None:
         return []
@@ -99,6 +114,8 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
     load_spec(opts.slo)  # a bad SLO file fails here, naming row and field, before anything starts
     if opts.fresh_bot and opts.memray:
         raise HarnessError("--fresh-bot and memray do not mix: a memray capture follows one bot process")
+    if opts.memray and any(s.chaos is not None for s in profile.scenarios):
+        raise HarnessError("chaos scenarios and memray do not mix: each chaos scenario starts its own bot process")
     run_id = new_run_id()
     run_dir = (opts.out / run_id).resolve()  # absolute: child processes run elsewhere
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -116,9 +133,12 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                 writer.add_artifact("logs", run_dir / "bot.log")
                 if opts.calibrate:
                     await _calibrate(st, writer, ui)
+                if profile.name == "soak":
+                    profile = _soak_rate(profile, writer, opts, ui)
                 if st.chain is not None:
                     await st.chain.take()  # after the calibration's transfers: every scenario starts here
-                for i, scn in enumerate(profile.scenarios):
+                chaos = [s for s in profile.scenarios if s.chaos is not None]
+                for i, scn in enumerate(s for s in profile.scenarios if s.chaos is None):
                     prepared, decision = await prepare(st, ui, settle_timeout_s=opts.settle_timeout_s,
                                                        fresh_bot=opts.fresh_bot, first=i == 0)
                     t0_mono, block0 = time.monotonic(), await block_number(st.node_url)
@@ -135,6 +155,10 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                                                     st.chain.snapshot_block if st.chain is not None else None)
                     result.setdefault("summary", {}).update(prepared)
                     writer.upsert_scenario(result)
+                if chaos:  # last: each runs its own bot behind two proxies (harness.run.chaos)
+                    from harness.run.chaos import run_chaos
+
+                    await run_chaos(chaos, st, ui, writer, opts.settle_timeout_s)
                 await reconcile_session(st, ui, final=True)  # while the last bot and its chain still stand
     except asyncio.CancelledError:
         status = "interrupted"

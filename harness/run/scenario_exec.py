@@ -18,6 +18,7 @@ from harness.results.capacity import MarketStep
 from harness.results.writer import ResultsWriter
 from harness.run import feedrun
 from harness.run.bisection import StressSearch
+from harness.run.checkpointing import BACKLOG_KEY
 from harness.run.collect import carry_over, merge_intervals, tag_filter, totals
 from harness.run.drift import drift
 from harness.run.drive import drive, wait_drained, wait_handled, wait_telemetry
@@ -30,6 +31,7 @@ from harness.run.stack import Stack
 from harness.run.stress import StepOutcome, judge_step
 from harness.run.stress_exec import MarketPlan, Ran, TradePlan, market_capacity, run_search, trade_steps
 from harness.slo.spec import latency_limits_ms, load_spec
+from harness.stats.saturation import in_flight_cap, judge_saturation
 
 __all__ = ["run_scenario", "step_window"]
 
@@ -71,6 +73,7 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
     else:
         fr = await drive(st, ui, writer, scn, doc, list(scn.steps), scn.kind == "trades", t0_wall, scn.id, scn.id)
         runs, feed_intervals = [fr], fr.intervals
+    backlog = doc.pop(BACKLOG_KEY, [])
     await wait_drained(st, scn.drain_s)
     await wait_telemetry(st, time.time())
     handled_wait = None
@@ -107,6 +110,11 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
         doc["summary"]["latency_ok"] = whole.latency_ok
         doc["summary"]["drift"] = drift(doc["intervals"], scn.duration_s)
         doc["summary"]["cpu_per_trade"] = cpu_per_trade(doc["intervals"], doc["resources"], 0.0, scn.duration_s)
+        if doc["schedule"].get("kind") == "constant":
+            # Whether the bot kept up: with a growing backlog, memory grows with it (memory_leak says so).
+            doc["summary"]["saturation"] = judge_saturation(
+                backlog, rate=scn.total / max(scn.duration_s, 1e-9), duration_s=scn.duration_s,
+                in_flight_cap=in_flight_cap(st.bot_settings)).to_json()
     if steps_out:
         for step in steps_out:
             # Over the step's judged window (its warm-up already cut): CPU per trade at each rate.

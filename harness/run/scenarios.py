@@ -4,6 +4,8 @@ The quick profile runs every scenario short enough for a PR (a few minutes in al
 profile runs them as specified (sustained for an hour). Stress stops at the first step that
 breaks a target, so its length depends on the bot. A profile may also offer scenarios it does not
 run by default (``on_request``): ``--only`` selects them (the quick profile's ``websocket_stress``).
+The chaos scenarios (``harness.run.chaosplan``) come last: all five in the full profile, and the ones
+``--chaos`` names in their short form (``with_chaos``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.errors import ConfigError
+from harness.run.chaosplan import CHAOS_NAMES, ChaosSpec, chaos_spec, parse_chaos
 
-Kind = Literal["trades", "market_data", "api"]
+Kind = Literal["trades", "market_data", "api", "chaos"]
 
 WS_RATE = 10_500.0
 WS_DESCRIPTION = "market-data ticks at 10.5k/s (target 10k/s), decoded and handled, none dropped"
@@ -35,6 +38,7 @@ class Scenario:
     drain_s: float = 10.0  # after the schedule: let in-flight trades reach their receipts
     description: str = ""
     stop_on_break: bool = False
+    chaos: ChaosSpec | None = None  # kind "chaos": what it does to the bot's two endpoints
 
     @property
     def duration_s(self) -> float:
@@ -70,6 +74,20 @@ class Profile:
                               f"choose from {', '.join(sorted(known))}")
         # A subset is not comparable with a whole profile: it is "custom" (and baselines follow suit).
         return Profile("custom", tuple(s for s in offered if s.id in wanted))
+
+
+def chaos_scenario(spec: ChaosSpec) -> Scenario:
+    return Scenario(spec.id, "chaos", (Step(spec.rate, spec.seconds),), drain_s=10.0, description=spec.describe(),
+                    chaos=spec)
+
+
+def with_chaos(base: Profile, only: str | None, names: str) -> Profile:
+    """``--chaos NAMES``: those chaos scenarios (full form in the full profile, else short), after the
+    scenarios ``--only`` names, if any; no other scenario runs."""
+    form: Literal["short", "full"] = "full" if base.name == "full" else "short"
+    picked = tuple(s for s in base.select(only).scenarios if s.kind != "chaos") if only else ()
+    chaos = tuple(chaos_scenario(chaos_spec(n, form)) for n in parse_chaos(names))
+    return Profile("custom", (*picked, *chaos))
 
 
 def _stress(rates: list[float], seconds: float) -> Scenario:
@@ -132,5 +150,7 @@ def profile(name: str, sustained_minutes: float | None = None) -> Profile:
         _stress([100, 200, 400, 800, 1600] if quick else
                 [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1400, 1700, 2000],
                 10.0 if quick else 60.0),
+        # Last: each runs its own bot on a fresh chain, and restores the run's bot after the last one.
+        *(() if quick else tuple(chaos_scenario(chaos_spec(n, "full")) for n in CHAOS_NAMES)),
     )
     return Profile(name, scenarios, on_request=(ws_stress,) if quick else ())

@@ -38,8 +38,14 @@ KNOWN_ROWS: dict[str, tuple[str, str]] = {
     "uptime": ("quality", "ratio"),
     "memory_leak": ("quality", "bytes/h"),
     "regression": ("quality", "ratio"),
-    # The harness's own check, not a row of slo-tables.md.
+    # The harness's own checks, not rows of slo-tables.md.
     "ledger_reconciliation": ("quality", "tx"),
+    # ... under the chaos scenarios (harness.slo.chaos_rows)
+    "failover_time": ("quality", "ms"),
+    "retry_after_honoured": ("quality", "requests"),
+    "ws_resubscribed": ("quality", "drops"),
+    "slow_endpoint_avoided": ("quality", "ms"),
+    "no_trade_lost_or_doubled": ("quality", "tx"),
 }
 LATENCY_UNITS: tuple[str, ...] = ("ms",)
 _ROW_KEYS = {"id", "table", "definition", "unit", "source", "thresholds", "params"}

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import load_results
+from harness.results.journal import load_journal
 from harness.slo.spec import load_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -91,21 +92,24 @@ def test_an_interrupted_run_leaves_readable_partial_results(tmp_path: Path) -> N
     proc = _harness("run", "--only", "sustained", "--minutes", "5", "--pairs", "5", out=tmp_path)
     deadline = time.monotonic() + 120
     run: Path | None = None
-    while time.monotonic() < deadline:  # wait until the sustained scenario has flushed some intervals
-        runs = [p for p in tmp_path.iterdir() if (p / "results.json").exists()]
-        if runs:
-            doc = json.loads((runs[0] / "results.json").read_text())
-            if doc["scenarios"] and len(doc["scenarios"][0]["intervals"]) >= 5:
-                run = runs[0]
-                break
+    while time.monotonic() < deadline:  # wait until the sustained scenario has checkpointed some intervals
+        runs = [p for p in tmp_path.iterdir() if (p / "checkpoint.jsonl").exists()]
+        read = load_journal(runs[0]) if runs else None
+        if read is not None and sum(len(r.get("intervals", [])) for r in read.records) >= 5:
+            run = runs[0]
+            break
         time.sleep(0.5)
-    assert run is not None, "the run never flushed a scenario"
+    assert run is not None, "the run never checkpointed a scenario"
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 4, output
     doc = json.loads((run / "results.json").read_text())
     assert doc["status"] == "interrupted"
     assert {v["row"] for v in doc["verdicts"]} == ROWS
+    # the scenario that was running, rebuilt from its checkpoints, and the window its verdicts cover
+    sustained = next(s for s in doc["scenarios"] if s["id"] == "sustained")
+    assert sustained["summary"]["partial"]["cause"] == "interrupted" and sustained["resources"]
+    assert doc["x_rejudged"]["windows"][0]["window"].startswith("partial: first")
     assert (run / "index.html").exists()
     # no process of the run outlives it
     left = subprocess.run(["pgrep", "-f", str(run)], capture_output=True, text=True, check=False).stdout.split()

@@ -250,3 +250,27 @@ def test_any_valid_config_round_trips(
 def test_max_retry_after_is_read_and_defaults_to_five_seconds() -> None:
     assert loads(MINIMAL).engine.max_retry_after == 5.0
     assert loads(MINIMAL + "\n[engine]\nmax_retry_after = 2.5\n").engine.max_retry_after == 2.5
+
+
+def test_debug_leak_bytes_per_trade_defaults_off_and_is_validated() -> None:
+    assert loads(MINIMAL).debug.leak_bytes_per_trade == 0
+    cfg = loads(MINIMAL + "[debug]\nleak_bytes_per_trade = 65536\n")
+    assert cfg.debug.leak_bytes_per_trade == 65536
+    assert loads(cfg.to_toml()).debug.leak_bytes_per_trade == 65536  # written to bot.toml and read back
+    for bad in ("-1", "1.5", "true", '"64k"', str(16 * 2**20 + 1)):
+        with pytest.raises(ConfigError, match=r"debug\.leak_bytes_per_trade: expected an integer number of bytes"):
+            loads(MINIMAL + f"[debug]\nleak_bytes_per_trade = {bad}\n")
+    with pytest.raises(ConfigError, match=r"debug\.leak_byte: unknown key; did you mean 'leak_bytes_per_trade'"):
+        loads(MINIMAL + "[debug]\nleak_byte = 1\n")
+
+
+def test_a_planted_leak_keeps_resident_bytes_per_trade() -> None:
+    from bot.debug import PlantedLeak
+
+    leak = PlantedLeak(4096)
+    for _ in range(3):
+        leak.keep()
+    s = leak.statistics()
+    assert (s.bytes_per_trade, s.trades, s.held_bytes) == (4096, 3, 12288)
+    with pytest.raises(ValueError, match="bytes_per_trade"):
+        PlantedLeak(0)

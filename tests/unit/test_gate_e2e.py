@@ -99,8 +99,9 @@ def test_callgrind_tier_is_quiet_on_aa_and_catches_a_planted_slowdown(
     assert pl.callgrind is not None
     assert pl.status == "regression" and "callgrind" in pl.tiers
     assert planted.exit_code == 1
-    # +5% more calls of the hot path: measured +3.5% of the loop's instructions on this case.
-    assert pl.callgrind.threshold < pl.callgrind.ratio - 1 < 0.051
+    # +5% more calls of the hot path, counted in a warm process: +5% of the case's instructions and
+    # the wrapper's extra call (measured +5.3% on this case).
+    assert pl.callgrind.threshold < pl.callgrind.ratio - 1 < 0.06
     report = json.loads((tmp_path / "pl" / "gate.json").read_text())
     assert report["exit_code"] == 1 and report["decisions"][0]["status"] == "regression"
     assert "toy.work" in (tmp_path / "pl" / "summary.md").read_text()

@@ -57,3 +57,40 @@ def test_worker_protocol_against_this_checkout(tmp_path: Path) -> None:
     finally:
         worker.close()
     assert "alive=False" in repr(worker)
+
+
+def test_callgrind_plan_counts_a_few_ms_of_calls_in_plant_exact_multiples() -> None:
+    settings = runner.CallgrindSettings()
+    plan = runner.callgrind_plan(["fast", "slow", "unknown", "glacial"],
+                                 {"fast": 100.0, "slow": 80_000.0, "glacial": 10e6}, settings)
+    by = {name: (n, warm) for name, n, warm in plan}
+    assert by["fast"] == (10_000, 5_000) and by["unknown"] == (10_000, 5_000)
+    assert by["slow"] == (70, 40)  # 5 ms / 80 µs = 63 calls, to a multiple of 10
+    assert by["glacial"] == (20, 10)
+    assert all(n % 10 == 0 and warm % 10 == 0 for _, n, warm in plan)
+
+
+def test_the_batch_worker_marks_the_stretches_the_runner_expects(tmp_path: Path) -> None:
+    """Run ``worker cgbatch`` natively (os.getsid is harmless outside valgrind): its labels are the plan's."""
+    import json
+    import subprocess
+
+    dest = runner.install_runner(GATE, tmp_path / "r")
+    plan = [("mailbox.put_get", 200, 100), ("hdrh.record", 100, 100)]
+    spec = ",".join(f"{n}={c}:{w}" for n, c, w in plan)
+    proc = subprocess.run([sys.executable, "-m", f"{runner.RUNNER_PACKAGE}.worker", "cgbatch", "--plan", spec],
+                          env=runner.worker_env(dest, runner.Side("base", GATE.parents[1])), capture_output=True,
+                          text=True, check=True)
+    out = json.loads(proc.stdout)
+    assert out["labels"] == runner.expected_labels(plan) and out["skipped"] == {}
+
+
+def test_per_call_counts_use_finished_cases_only(tmp_path: Path) -> None:
+    labels = runner.expected_labels([("a", 100, 100), ("b", 10, 10)])
+    # dumps 1-4 belong to "a" (setup, warm, n1 = 100 calls, n2 = 200 calls); "b" was cut off after its n1.
+    totals = {1: 9_999_999, 2: 55_000, 3: 50_500, 4: 100_500, 5: 7, 6: 8, 7: 900}
+    assert runner.per_call_counts(totals, labels) == {"a": 500.0}
+    for k, total in totals.items():
+        (tmp_path / f"callgrind.out.{k}").write_text(f"events: Ir\nsummary: {total}\n")
+    (tmp_path / "callgrind.out").write_text("events: Ir\nsummary: 1\n")  # the final dump: not a stretch
+    assert runner.read_dumps(tmp_path) == totals

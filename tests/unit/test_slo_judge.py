@@ -275,3 +275,24 @@ def test_a_slowdown_measured_on_a_different_machine_is_not_called_a_regression()
     caught = {v["stat"] for v in _pick(judge_run(same_box, _spec(), baseline=base, n_boot=N_BOOT), "regression")
               if v["verdict"] == "fail"}
     assert caught == {"tx_submission.mean_ratio", "trade_execution.mean_ratio"}  # the ones above the 1 ms floor
+
+
+def test_memory_leak_of_a_saturated_bot_is_inconclusive_with_the_reason() -> None:
+    doc = synth_results(Synth(seed=9, scenarios=("soak",), leak_mb_per_h=60.0))
+    soak = doc["scenarios"][0]
+    soak["summary"]["saturation"] = {"saturated": True, "reason": "in flight reached 1,024 of its cap of 1,024"}
+    v = _pick(judge_run(doc, _spec(), n_boot=N_BOOT), "memory_leak")[0]
+    assert v["verdict"] == "inconclusive" and v["value"] is not None  # the slope is still shown
+    assert "saturated (in flight reached 1,024" in v["note"] and "--rate" in v["note"]
+
+
+def test_a_short_soak_calls_a_large_leak_from_the_per_trade_floor() -> None:
+    doc = synth_results(Synth(seed=9, scenarios=("soak",), soak_s=60, rss_noise_mb=0.2, leak_mb_per_h=4700.0))
+    soak = doc["scenarios"][0]
+    soak["intervals"] = [{"start": float(k), "end": k + 1.0, "histograms": {}, "counters": {"ok": 10}}
+                         for k in range(60)]
+    v = _pick(judge_run(doc, _spec(), n_boot=N_BOOT), "memory_leak")[0]
+    assert v["verdict"] == "fail" and "short-window floor" in v["note"]
+    assert "smallest leak this window calls" in v["note"] and "bytes per trade at 10 trades/s" in v["note"]
+    soak["intervals"] = []  # no trades counted: no floor to scale, so a short window gives no verdict
+    assert _pick(judge_run(doc, _spec(), n_boot=N_BOOT), "memory_leak")[0]["verdict"] == "inconclusive"

@@ -34,6 +34,11 @@ TABLES = {
 # Rows the harness adds of its own (not in slo-tables.md), after the tables' rows.
 OWN_ROWS = {
     "ledger_reconciliation": {("lost_or_doubled", "maximum"): ("<=", 0)},
+    "failover_time": {("p99", "maximum"): ("<", 1000)},
+    "retry_after_honoured": {("early_requests", "maximum"): ("<=", 0)},
+    "ws_resubscribed": {("unrecovered_drops", "maximum"): ("<=", 0)},
+    "slow_endpoint_avoided": {("mean", "maximum"): ("<", 300)},
+    "no_trade_lost_or_doubled": {("lost_or_doubled", "maximum"): ("<=", 0)},
 }
 
 

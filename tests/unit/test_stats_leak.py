@@ -87,3 +87,32 @@ def test_too_few_samples_and_bad_input() -> None:
         detect_leak([0, 1], [1, 2], sensitivity_bph=0)
     with pytest.raises(ConfigError, match="one time per sample"):
         detect_leak([0, 1, 2], [1, 2], sensitivity_bph=1.0)
+
+
+def _short(slope_mb_per_h: float, seconds: int = 60, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A short real-soak-like RSS series: 2 samples/s, smooth, 0.2 MB of white noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0.0, seconds, 0.5)
+    return t, 80 * MB + slope_mb_per_h * MB * t / 3600 + rng.normal(0, 0.2 * MB, len(t))
+
+
+def test_a_short_window_calls_a_leak_only_above_its_floor_and_never_passes() -> None:
+    floor = 750 * MB
+    leak = detect_leak(*_short(4700), sensitivity_bph=MB, short_floor_bph=floor)  # a planted 128 KiB x 10/s
+    assert leak.verdict == "leak" and leak.lo_bph > floor
+    assert "short-window floor" in leak.note and leak.more_time_s is None
+    clean = detect_leak(*_short(100), sensitivity_bph=MB, short_floor_bph=floor)  # caches filling
+    assert clean.verdict == "inconclusive" and "no pass" in clean.note
+    flat = detect_leak(*_short(0), sensitivity_bph=MB, short_floor_bph=floor)
+    assert flat.verdict == "inconclusive"  # a short window never proves the absence of a leak
+    # what the window could have called: the floor plus its CI half-width, stated
+    assert clean.detectable_bph == pytest.approx(floor + clean.resolution_bph)
+    assert "would have called a leak from" in clean.note
+
+
+def test_without_a_floor_a_short_window_gives_no_verdict_and_nothing_detectable() -> None:
+    res = detect_leak(*_short(4700), sensitivity_bph=MB)
+    assert res.verdict == "inconclusive" and "no verdict" in res.note
+    assert res.detectable_bph == float("inf")
+    long = detect_leak(*_rss(1, 0.0, seconds=6 * 3600), sensitivity_bph=MB)
+    assert long.detectable_bph == pytest.approx(MB + long.resolution_bph)
