@@ -212,7 +212,9 @@ def _tps(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
     search = scen.get("summary", {}).get("search") if isinstance(scen.get("summary"), Mapping) else None
     if isinstance(search, Mapping) and search.get("breaking_point") is not None:
         lo, hi = search.get("bracket") or [search.get("last_good"), search.get("breaking_point")]
-        first_broken += (f"; breaking point {float(search['breaking_point']):g}/s (held {lo:g}/s, broke {hi:g}/s"
+        # No rate held (the search stopped at its floor): there is no lower end to quote.
+        held = f"held {float(lo):g}/s, " if lo is not None else "no rate held down to the search's floor, "
+        first_broken += (f"; breaking point {float(search['breaking_point']):g}/s ({held}broke {float(hi):g}/s"
                          f"{'' if search.get('resolved') else ', not resolved to 10%'}) by "
                          f"{search.get('broken_by') or '?'}")
     if not ok:

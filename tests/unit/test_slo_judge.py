@@ -101,6 +101,20 @@ def test_stress_breaking_point_sets_transactions_per_sec() -> None:
     assert [v["verdict"] for v in _pick(high, "transactions_per_sec")] == ["pass", "pass"]
 
 
+def test_a_search_that_stopped_at_its_floor_is_judged_not_crashed() -> None:
+    """A cross-region run broke at every rate down to the floor: no lower end to quote. The row said
+    "could not judge: unsupported format string passed to NoneType" before."""
+    doc = synth_results(Synth(seed=3, scenarios=("stress",), stress_capacity=5.0))
+    stress = next(s for s in doc["scenarios"] if s["id"] == "stress")
+    stress["summary"]["search"] = {"ladder": [100.0, 200.0], "resolution": 0.1, "last_good": None,
+                                   "breaking_point": 12.0, "broken_by": "tx_submission.mean",
+                                   "bracket": [None, 12.0], "resolved": False, "steps_run": 3,
+                                   "phase": "done", "stop_reason": "floor_broke", "undecided_rates": []}
+    rows = _pick(judge_run(doc, _spec(), n_boot=N_BOOT), "transactions_per_sec")
+    assert [v["verdict"] for v in rows] == ["fail", "fail"], rows
+    assert "no rate held down to the search's floor, broke 12/s" in rows[0]["note"]
+
+
 def test_concurrency_only_counts_steps_where_latency_held() -> None:
     verdicts = _judge(Synth(seed=4, scenarios=("stress", "burst"), stress_capacity=900.0,
                             in_flight_per_100tps=10.0))
