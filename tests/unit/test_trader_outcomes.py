@@ -3,7 +3,6 @@ the bot learned it (an acknowledgement, or a lookup after the answer was lost)."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -15,7 +14,9 @@ from bot.strategy import StrategyParams
 from bot.telemetry.recorder import Telemetry
 from bot.trader import Trader
 from tests.unit.rpc_fakes import FakeNode
-from tests.unit.test_trader_rate_limit import PAIR, pool_answers
+
+# fake_node: the rate-limit tests' scripted node fixture (named "node"), shared rather than written again.
+from tests.unit.test_trader_rate_limit import PAIR, fake_node, pool_answers  # noqa: F401
 
 
 class _Sender:
@@ -33,16 +34,6 @@ class _Sender:
 
     async def wait(self, rec: TxRecord) -> TxRecord:
         return rec
-
-
-@pytest.fixture
-async def node() -> AsyncIterator[FakeNode]:
-    fake = FakeNode("a")
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.mark.parametrize(("state", "accepted", "outcome"), [

@@ -49,8 +49,8 @@ def pool_answers() -> Behaviour:
     return behave
 
 
-@pytest.fixture
-async def node() -> AsyncIterator[FakeNode]:
+@pytest.fixture(name="node")
+async def fake_node() -> AsyncIterator[FakeNode]:
     fake = FakeNode("a")
     await fake.start()
     try:
