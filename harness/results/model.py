@@ -360,6 +360,12 @@ class Scenario:
         return _number(machine.get("steal_percent")) if isinstance(machine, Mapping) else None
 
     @property
+    def other_percent(self) -> float | None:
+        """CPU other processes on this machine took during the scenario (harness.probes.machine)."""
+        machine = self.summary.get("machine")
+        return _number(machine.get("other_percent")) if isinstance(machine, Mapping) else None
+
+    @property
     def generator_lag_p99_ms(self) -> float | None:
         return _number(self.summary.get("generator_lag_p99_ms"))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness.probes.machine import read_cpu_times
+from harness.probes.machine import clock_ticks_per_s, own_cpu_seconds, read_cpu_times
 from harness.results.capacity import MarketStep
 from harness.results.writer import ResultsWriter
 from harness.run import feedrun
@@ -49,7 +49,7 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
 
         return dict(await run_api_scenario(scn, st, ui, writer))
     t0_wall, t0_mono = time.time(), time.monotonic()
-    cpu0 = read_cpu_times()
+    cpu0, own0 = read_cpu_times(), own_cpu_seconds()
     doc = new_scenario_doc(scn, t0_wall, scn.duration_s)
     st.prober.reset()
     own = tag_filter(scn.id)
@@ -99,9 +99,10 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
         **({"handled_wait_s": round(handled_wait, 2)} if handled_wait is not None else {}),
         **feedrun.combine(runs),
     }
-    cpu1 = read_cpu_times()
+    cpu1, own1 = read_cpu_times(), own_cpu_seconds()
     if cpu0 is not None and cpu1 is not None:
-        doc["summary"]["machine"] = cpu1.since(cpu0)
+        own_ticks = None if own0 is None or own1 is None else (own1 - own0) * clock_ticks_per_s()
+        doc["summary"]["machine"] = cpu1.since(cpu0, own_ticks)
     if scn.kind == "trades" and not steps_out:
         # Whether the latency rows held during this scenario (point estimates): the judge counts a
         # scenario's in-flight peak toward concurrent_operations only where they did.

@@ -19,7 +19,7 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.probes.calibration import calibration_shift
-from harness.probes.machine import STEAL_LIMIT_PERCENT, scenario_steal, steal_shift
+from harness.probes.machine import busy_machine, steal_shift
 from harness.results.capacity import MarketCapacity
 from harness.slo import extract as X
 from harness.slo.chaos_rows import CHAOS_ROWS, judge_chaos
@@ -589,15 +589,12 @@ def judge_run(
 
 def _not_the_bots(v: dict[str, Any], results: Mapping[str, Any]) -> dict[str, Any]:
     """A fail that the machine may have caused is not the bot's verdict to carry: steal (the host
-    taking CPU) only makes the bot look worse, so a pass stands, but a latency or throughput fail
-    measured under more than STEAL_LIMIT_PERCENT is inconclusive."""
+    taking CPU) or other processes on the same cores only make the bot look worse, so a pass stands,
+    but a latency or throughput fail measured while either was above its limit is inconclusive."""
     if v["verdict"] != "fail" or v["table"] not in ("latency", "throughput") or not v.get("scenario"):
         return v
-    sids = str(v["scenario"]).split("+")
-    steals = [x for sid in sids if (x := scenario_steal(results, sid)) is not None]
-    if steals and max(steals) > STEAL_LIMIT_PERCENT:
-        why = (f"failed while the host took {max(steals):.0f}% of the CPU (steal > {STEAL_LIMIT_PERCENT:g}%): "
-               "not the bot's verdict on this machine; rerun when it is quiet")
-    else:
+    busy = busy_machine(results, str(v["scenario"]).split("+"))
+    if busy is None:
         return v
+    why = f"failed while {busy}: not the bot's verdict on this machine; rerun when it is quiet"
     return {**v, "verdict": "inconclusive", "note": f"{why}. {v['note']}"}
