@@ -68,12 +68,21 @@ class StressSearch(Generic[Outcome]):
       and no higher rate can be offered either. The highest rate known good is then a lower
       bound only (stop reason ``generator_bound``).
 
+    - A **disturbed** broken step (``record(outcome, disturbed=True)``: the machine was busy with
+      other processes, or the host stole CPU, while it ran) is run once more at the same rate,
+      at most ``max_disturbed`` times per search. A break the machine may have caused must not
+      move the bracket when a quiet re-run can decide it: a stress search alone once broke at
+      154/s while another engineer's tests took the cores, and held 200/s minutes later. A step
+      disturbed again on its re-run, or past the budget, counts as broken (the judge then calls
+      the row inconclusive, naming the busy machine). Such rates are listed under
+      ``disturbed_rates``.
+
     ``max_steps`` bounds every step run, re-runs included; hitting it ends the search with
     ``resolved`` False and the bracket as narrowed so far.
     """
 
     def __init__(self, ladder: Sequence[float], *, resolution: float = 0.10, max_steps: int = 14,
-                 floor: float | None = None) -> None:
+                 floor: float | None = None, max_disturbed: int = 2) -> None:
         rates = tuple(float(r) for r in ladder)
         if not rates:
             raise ValueError("StressSearch: the ladder is empty; give at least one rate")
@@ -98,6 +107,9 @@ class StressSearch(Generic[Outcome]):
         self._bound: Outcome | None = None  # the step at which the load generator fell behind
         self._outcomes: list[Outcome] = []
         self._undecided_rates: list[float] = []
+        self._disturbed_rates: list[float] = []
+        self._max_disturbed = max(0, max_disturbed)
+        self._disturbed_rerun = False
         self._rerun = False
         self._phase: Phase = "ramp"
         self._stop: StopReason | None = None
@@ -121,11 +133,17 @@ class StressSearch(Generic[Outcome]):
                              f"but {self._pending:g}/s was asked for")
         self._outcomes.append(outcome)
 
-    def record(self, outcome: Outcome) -> None:
-        """Take the judged step that ran at ``next_rate()``."""
+    def record(self, outcome: Outcome, *, disturbed: bool = False) -> None:
+        """Take the judged step that ran at ``next_rate()``; ``disturbed``: the machine was busy meanwhile."""
         self._take(outcome)
         rerun_done = self._rerun
         self._rerun = False
+        was_disturbed_rerun, self._disturbed_rerun = self._disturbed_rerun, False
+        if (outcome.broken and disturbed and not was_disturbed_rerun
+                and len(self._disturbed_rates) < self._max_disturbed and self.steps_run < self._max_steps):
+            self._disturbed_rates.append(outcome.rate)
+            self._disturbed_rerun = True  # the same rate again, same length; the bracket does not move
+            return
         if outcome.broken:
             if self._hi is None or outcome.rate < self._hi.rate:
                 self._hi = outcome
@@ -248,6 +266,11 @@ class StressSearch(Generic[Outcome]):
     def undecided_rates(self) -> tuple[float, ...]:
         return tuple(self._undecided_rates)
 
+    @property
+    def disturbed_rates(self) -> tuple[float, ...]:
+        """Rates whose break came on a busy machine and were run again."""
+        return tuple(self._disturbed_rates)
+
     def summary(self) -> dict[str, Any]:
         return {
             "ladder": list(self._ladder),
@@ -263,4 +286,5 @@ class StressSearch(Generic[Outcome]):
             # ladder from a cut-off search
             "stop_reason": self._stop,
             "undecided_rates": list(self._undecided_rates),
+            "disturbed_rates": list(self._disturbed_rates),
         }

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
+from harness.probes.machine import busy_machine, clock_ticks_per_s, own_cpu_seconds, read_cpu_times
 from harness.results.capacity import MarketCapacity, MarketStep
 from harness.results.writer import ResultsWriter
 from harness.run.bisection import Judged, StressSearch
@@ -52,6 +53,12 @@ class StepRun:
     feed: FeedRun
     feed_intervals: list[dict[str, Any]]  # this step's, in scenario seconds
     cpu_s: float  # the harness process's CPU over the step: the feed generator's, mostly
+    machine: Mapping[str, float]  # steal/busy/other shares of the machine's CPU over the step
+
+    @property
+    def busy(self) -> str | None:
+        """Why this step's figures may be the machine's doing (steal, other processes), or None."""
+        return busy_machine({"scenarios": [{"id": "step", "summary": {"machine": dict(self.machine)}}]}, ["step"])
 
     @property
     def schedule_end(self) -> float:
@@ -71,7 +78,7 @@ class StepPlan(Protocol[Outcome]):
 
     async def judge(self, step: StepRun) -> Outcome: ...
 
-    def record(self, search: StressSearch[Outcome], outcome: Outcome) -> None: ...
+    def record(self, search: StressSearch[Outcome], outcome: Outcome, disturbed: bool) -> None: ...
 
     def describe(self, outcome: Outcome) -> str: ...
 
@@ -99,17 +106,25 @@ async def run_search(st: Stack, ui: Ui, writer: ResultsWriter, scn: Scenario, do
         seconds = plan.seconds(rate, base_seconds, search.next_seconds_factor)
         step_start = time.time() - t0_wall
         doc["annotations"].append({"t": round(step_start, 2), "label": f"step {n}: {rate:g}/s"})
-        cpu0 = time.process_time()
+        cpu0, machine0, own0 = time.process_time(), read_cpu_times(), own_cpu_seconds()
         fr = await drive(st, ui, writer, scn, doc, [Step(rate, seconds)], plan.trade, t0_wall,
                          f"{scn.id} {rate:g}/s ({search.phase})", tag, checkpoints=plan.checkpoints)
         cpu_s = time.process_time() - cpu0
+        machine1, own1 = read_cpu_times(), own_cpu_seconds()
+        machine: dict[str, float] = {}
+        if machine0 is not None and machine1 is not None:
+            own_ticks = None if own0 is None or own1 is None else (own1 - own0) * clock_ticks_per_s()
+            machine = machine1.since(machine0, own_ticks)
         step_end = time.time() - t0_wall
         shifted = [{**fv, "start": fv["start"] + step_start, "end": fv["end"] + step_start} for fv in fr.intervals]
         feed_intervals += shifted
-        step = StepRun(n, rate, tag, seconds, step_start, step_end, fr, shifted, cpu_s)
+        step = StepRun(n, rate, tag, seconds, step_start, step_end, fr, shifted, cpu_s, machine)
         outcome = await plan.judge(step)
-        plan.record(search, outcome)
-        ui.log(f"{scn.id}: {rate:g}/s {plan.describe(outcome)}")
+        busy, reruns = step.busy, len(search.disturbed_rates)
+        plan.record(search, outcome, busy is not None)
+        again = len(search.disturbed_rates) > reruns
+        ui.log(f"{scn.id}: {rate:g}/s {plan.describe(outcome)}"
+               + ("" if busy is None else f"; {busy} meanwhile" + (": running it again" if again else "")))
         if not plan.checkpoints:
             checkpoint(st, writer, scn, doc, t0_wall)
         settle_s = None
@@ -149,8 +164,8 @@ class TradePlan:
         return judge_step(step.rate, lo, hi, [iv for iv in ivs if lo <= iv["start"] < hi], self.limits,
                           warmup_s=STRESS_WARMUP_S)
 
-    def record(self, search: StressSearch[StepOutcome], outcome: StepOutcome) -> None:
-        search.record(outcome)
+    def record(self, search: StressSearch[StepOutcome], outcome: StepOutcome, disturbed: bool) -> None:
+        search.record(outcome, disturbed=disturbed)
 
     def describe(self, outcome: StepOutcome) -> str:
         verdict = "undecided" if outcome.undecided else (f"broke {outcome.broken}" if outcome.broken else "held")
@@ -162,6 +177,8 @@ def trade_steps(ran: Sequence[Ran[StepOutcome]]) -> list[dict[str, Any]]:
     out = []
     for r in ran:
         d = {**r.outcome.as_dict(), "tag": r.step.tag, "phase_after": r.phase_after}
+        if r.step.machine:
+            d["machine"] = dict(r.step.machine)
         if r.settle_s is not None:
             d["settle_s"] = r.settle_s
         out.append(d)
@@ -203,11 +220,11 @@ class MarketPlan:
         return replace(outcome, tag=step.tag, handled_wait_s=round(waited, 2),
                        generator_cpu_percent=cpu_percent(step.cpu_s, step.end - step.start))
 
-    def record(self, search: StressSearch[MarketStep], outcome: MarketStep) -> None:
+    def record(self, search: StressSearch[MarketStep], outcome: MarketStep, disturbed: bool) -> None:
         if outcome.generator_bound:
             search.record_bound(outcome)
         else:
-            search.record(outcome)
+            search.record(outcome, disturbed=disturbed)
 
     def describe(self, outcome: MarketStep) -> str:
         what = outcome.outcome + (f" ({outcome.broken})" if outcome.broken else "")

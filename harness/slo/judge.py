@@ -217,6 +217,9 @@ def _tps(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
         first_broken += (f"; breaking point {float(search['breaking_point']):g}/s ({held}broke {float(hi):g}/s"
                          f"{'' if search.get('resolved') else ', not resolved to 10%'}) by "
                          f"{search.get('broken_by') or '?'}")
+    if isinstance(search, Mapping) and search.get("disturbed_rates"):
+        first_broken += ("; broke on a busy machine and ran again: "
+                         + ", ".join(f"{float(r):g}/s" for r in search["disturbed_rates"]))
     if not ok:
         est = _exact(0.0, ctx.confidence, f"no step kept error rate < {max_err:g} with latency met")
         return [_emit(row, t, sid, est, duration=None, note=first_broken.lstrip("; ")) for t in row.thresholds]

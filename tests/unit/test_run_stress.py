@@ -302,7 +302,8 @@ def test_bisection_is_geometric_and_rates_are_whole() -> None:
     assert search.summary() == {
         "ladder": [800.0, 1600.0], "resolution": 0.1, "last_good": 1131.0, "breaking_point": 1233.0,
         "broken_by": "transactions_per_sec", "bracket": [1131.0, 1233.0], "resolved": True,
-        "steps_run": len(rates), "phase": "done", "stop_reason": "resolved", "undecided_rates": []}
+        "steps_run": len(rates), "phase": "done", "stop_reason": "resolved", "undecided_rates": [],
+            "disturbed_rates": []}
     assert rates == [800, 1600, 1131, 1345, 1233]  # 1233 <= 1131 * 1.1: within 10%
     first = search.first_broken
     assert first is not None and first.rate == 1600  # the ramp's break; bisection found 1233
@@ -399,3 +400,39 @@ def test_the_runner_must_run_what_was_asked() -> None:
 def test_a_bad_search_is_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         StressSearch(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_break_on_a_busy_machine_is_run_again_and_a_quiet_hold_moves_the_bracket() -> None:
+    search = StressSearch([100.0, 200.0, 400.0])
+    search.record(_outcome(100.0, broken=False))
+    search.record(_outcome(200.0, broken=True), disturbed=True)
+    assert search.next_rate() == 200.0 and search.next_seconds_factor == 1.0  # again, same length
+    assert search.breaking_point is None and search.disturbed_rates == (200.0,)
+    search.record(_outcome(200.0, broken=False))  # quiet this time: it held
+    assert search.last_good == 200.0 and search.next_rate() == 400.0
+
+
+def test_a_break_disturbed_again_counts_and_the_budget_bounds_the_reruns() -> None:
+    search = StressSearch([100.0, 200.0, 400.0], max_disturbed=1)
+    search.record(_outcome(100.0, broken=False))
+    search.record(_outcome(200.0, broken=True), disturbed=True)
+    search.record(_outcome(200.0, broken=True), disturbed=True)  # busy on its re-run too: it counts
+    assert search.breaking_point == 200.0
+    rate = search.next_rate()
+    assert rate is not None and 100.0 < rate < 200.0
+    search.record(_outcome(rate, broken=True), disturbed=True)  # the budget is spent: it counts at once
+    assert search.breaking_point == rate and search.disturbed_rates == (200.0,)
+    assert search.summary()["disturbed_rates"] == [200.0]
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=40), st.integers(1, 20))
+@settings(max_examples=100, deadline=None)
+def test_disturbed_reruns_never_exceed_the_step_budget(busy: list[bool], max_steps: int) -> None:
+    search = StressSearch([100.0, 200.0, 400.0, 800.0], max_steps=max_steps)
+    for k in range(200):
+        rate = search.next_rate()
+        if rate is None:
+            break
+        search.record(_outcome(rate, broken=rate >= 300.0), disturbed=busy[k % len(busy)])
+    assert search.next_rate() is None and search.steps_run <= max_steps
+    assert len(search.disturbed_rates) <= 2
