@@ -9,6 +9,9 @@ Read-only endpoints (no token):
   ``/health``) are redacted (``bot.redact``): these views need no token.
 - ``GET /stats?since=SEQ``: the telemetry payload of docs/DESIGN.md (closed intervals with
   ``seq > SEQ``).
+- ``GET /debug/heap``: the heap watch's levels; ``GET /debug/heap/growth?top=N``: the allocation sites
+  whose live bytes grew most since the baseline (``POST /debug/heap/baseline``, token, sets it); 409 when
+  tracing is off (``debug.heap_trace_frames``) or no baseline was taken (``bot.heapwatch``).
 
 Mutating endpoints need ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one,
 compared in constant time; 403 for everyone when no token is configured):
@@ -129,6 +132,7 @@ class ApiHooks:
     ledger: Callable[[bool], Mapping[str, Any]] | None = None  # records included?
     drain: Callable[[float], Awaitable[Mapping[str, Any]]] | None = None  # seconds at most
     kill_task: Callable[[str], bool] | None = None  # False: not running now; LookupError: unknown task
+    heap: Any = None  # a bot.heapwatch.HeapWatch: GET /debug/heap, POST /debug/heap/baseline, GET .../growth
 
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None, *,
@@ -289,6 +293,30 @@ async def _kill_task(request: web.Request) -> web.Response:
     return _json({"task": name, "killed": True})
 
 
+async def _heap(request: web.Request) -> web.Response:
+    """``GET /debug/heap``: the heap's levels; ``POST /debug/heap/baseline`` (token): growth is measured from
+    now; ``GET /debug/heap/growth?top=N``: the sites that grew most since (bot.heapwatch). 409: tracing is
+    off or there is no baseline yet (the message says which)."""
+    from bot.heapwatch import DEFAULT_TOP, HeapWatchError
+
+    watch = request.app[HOOKS_KEY].heap
+    if watch is None:
+        return _error(501, "the heap watch is not available in this bot")
+    what = request.match_info.get("what", "")
+    try:
+        if request.method == "POST":
+            denied = _authorize(request)
+            return denied if denied is not None else _json(await watch.baseline())
+        if what == "growth":
+            raw = request.query.get("top", str(DEFAULT_TOP))
+            if not raw.isdigit() or not 0 < int(raw) <= 500:
+                return _error(400, f"top: expected an integer 1-500, got {raw[:20]!r}")
+            return _json((await watch.growth(int(raw))).to_json())
+    except HeapWatchError as exc:
+        return _error(409, str(exc))
+    return _json(watch.statistics())
+
+
 def create_app(hooks: ApiHooks, *, token: str | None) -> web.Application:
     """The control API. ``token`` None or empty disables the mutating endpoints (403)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -305,6 +333,9 @@ def create_app(hooks: ApiHooks, *, token: str | None) -> web.Application:
     app.router.add_get("/ledger", _ledger)
     app.router.add_post("/ledger/drain", _drain)
     app.router.add_post("/tasks/{name}/kill", _kill_task)
+    app.router.add_get("/debug/heap", _heap)
+    app.router.add_get("/debug/heap/{what:growth}", _heap)
+    app.router.add_post("/debug/heap/{what:baseline}", _heap)
     return app
 
 
@@ -457,6 +488,7 @@ def hooks_for(bot: ControlledBot) -> ApiHooks:
         ledger=ledger if callable(ledger) else None,
         drain=drain if callable(drain) else None,
         kill_task=kill_task,
+        heap=getattr(bot, "heapwatch", None),
     )
 
 

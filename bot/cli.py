@@ -1,4 +1,4 @@
-"""The ``bot`` command: ``bot run --config bot.toml [--seconds N]``.
+"""The ``bot`` command: ``bot run --config bot.toml [--seconds N] [--shards N]``.
 
 Exit codes: 0 clean stop, 2 bad config (the message names the field and the fix), 3 fatal runtime
 failure (the node unreachable or answering garbage at start, the API port taken, a background task
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", type=Path, required=True, help="bot.toml (see docs/bot.md for every field)")
     r.add_argument("--seconds", type=float, help="stop after this many seconds (default: run until SIGTERM/Ctrl-C); "
                    "the summary is printed whenever it stops cleanly")
+    r.add_argument("--shards", type=int, metavar="N",
+                   help="run N bot processes behind one control API, each trading its share of the pairs with "
+                        "accounts of its own (overrides engine.processes; 1-16)")
     r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="log lines to stderr at this level and above (default INFO)")
     c = sub.add_parser("check-config", help="validate a bot.toml and print the effective settings",
@@ -51,23 +54,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
+        if getattr(args, "shards", None) is not None:
+            from bot.shard.plan import with_processes
+
+            config = with_processes(config, args.shards)
     except ConfigError as exc:
         print(f"bot: config error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     if args.verb == "check-config":
         print(redact_text(config.to_toml()), end="")
         return 0
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    shard = "" if config.shard is None else f"shard {config.shard.index}/{config.shard.count} "
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s {shard}%(name)s: %(message)s")
     redact_logging()
-    from bot.app import run_bot
-
     runner = asyncio.run
     if config.loop == "uvloop":
         import uvloop
 
         runner = uvloop.run
+    if config.engine.processes > 1:
+        from bot.shard.parent import run_sharded
+
+        main_task = run_sharded(config, seconds=args.seconds, log_level=args.log_level)
+    else:
+        from bot.app import run_bot
+
+        main_task = run_bot(config, seconds=args.seconds)
     try:
-        return int(runner(run_bot(config, seconds=args.seconds)))
+        return int(runner(main_task))
     except KeyboardInterrupt:
         return 0
 

@@ -42,6 +42,9 @@ A complete file (every key optional except ``deployment`` and ``endpoints.http``
     conflate_trades = false          # true: a busy pair keeps only its newest queued trade signal (rest counted)
     signing = "inline"               # inline | thread | process
     workers = 2                      # signing threads/processes
+    gc_freeze = true                 # gc.freeze() after startup: startup's objects are never scanned again
+    # gc_threshold = [700, 10, 10]   # gc.set_threshold(g0, g1, g2); absent: Python's own
+    processes = 1                    # 1-16: N > 1 runs N bot processes, each with its own pairs and accounts
 
     [timeouts]                       # seconds
     connect = 2.0
@@ -70,6 +73,10 @@ A complete file (every key optional except ``deployment`` and ``endpoints.http``
     leak_bytes_per_trade = 0         # keep N bytes alive per confirmed trade (a planted leak, bot.debug)
     burn_us_per_trade = 0            # spend N µs of CPU per trade (a planted slowdown, for harness gate's proofs)
     delay_price_fetch_ms = 0.0       # wait N ms inside every price_fetch round trip (a planted latency)
+    heap_trace_frames = 0            # > 0: tracemalloc with N frames: heap_bytes and growth sites (bot.heapwatch)
+
+A sharded bot's parent (``engine.processes`` > 1, bot.shard) writes each child a config of its own with
+a ``[shard]`` table (``index``, ``count``): that child trades only its share of the pairs and accounts.
 
 Secrets never live in this file or in the dataclasses: only the *names* of environment variables
 or key files. ``to_dict()`` is therefore safe to write into a results file. An endpoint URL with a
@@ -87,7 +94,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
@@ -103,6 +110,7 @@ LoopKind = Literal["uvloop", "asyncio"]
 JsonKind = Literal["orjson", "json"]
 
 MAX_DEV_ACCOUNTS = 1000
+MAX_PROCESSES = 16  # engine.processes: beyond this the parent's merging costs more than a shard gains
 # engine.rpc_max_response_bytes: the default and floor are bot.rpc.config's (not imported: that would load
 # the whole network layer to read a TOML file); a cap above 1 GiB is no cap.
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 2**20
@@ -220,6 +228,9 @@ class EngineConfig:
     conflate_trades: bool = False  # off: the SLO scenarios count every signal as a transaction
     signing: SigningMode = "inline"
     workers: int = 2
+    gc_freeze: bool = True  # measured: docs/PERFORMANCE.md (GC pauses with and without)
+    gc_threshold: tuple[int, int, int] | None = None  # None: Python's own (700, 10, 10)
+    processes: int = 1  # > 1: a parent process runs that many shards behind one control API (bot.shard)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +279,16 @@ class DebugConfig:
     leak_bytes_per_trade: int = 0  # > 0: a planted leak of this many bytes per confirmed trade (bot.debug)
     burn_us_per_trade: int = 0  # > 0: CPU spent per trade on purpose (bot.debug.burn_cpu), for gate proofs
     delay_price_fetch_ms: float = 0.0  # > 0: added inside each price_fetch round trip, for gate proofs
+    heap_trace_frames: int = 0  # > 0: tracemalloc with this many frames (bot.heapwatch); costly, for soaks
+
+
+@dataclass(frozen=True, slots=True)
+class ShardConfig:
+    """Written by the sharded parent into each child's config (``[shard]``): this process is shard ``index`` of
+    ``count`` and trades only its share of the selected pairs, with its share of the accounts (bot.shard.plan)."""
+
+    index: int
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +304,7 @@ class BotConfig:
     feed: FeedConfig = field(default_factory=FeedConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
+    shard: ShardConfig | None = None
     loop: LoopKind = "uvloop"
     json: JsonKind = "orjson"
 
@@ -302,7 +324,9 @@ class BotConfig:
         for key in ("deployment", "pairs", "loop", "json"):
             lines.append(f"{key} = {_toml_value(d[key])}")
         for section in ("endpoints", "accounts", "strategy", "engine", "timeouts", "api", "feed", "telemetry",
-                        "debug"):
+                        "debug", "shard"):
+            if d[section] is None:
+                continue
             lines.append(f"\n[{section}]")
             for k, v in d[section].items():
                 if v is not None:
@@ -534,9 +558,56 @@ def _engine(t: _Table) -> EngineConfig:
         conflate_trades=t.boolean("conflate_trades", d.conflate_trades),
         signing=cast(SigningMode, t.choice("signing", d.signing, ("inline", "thread", "process"))),
         workers=t.integer("workers", d.workers, 1, 256),
+        gc_freeze=t.boolean("gc_freeze", d.gc_freeze),
+        gc_threshold=_gc_threshold(t),
+        processes=check_processes(t.raw("processes"), t.name("processes"), d.processes),
     )
     t.finish()
     return cfg
+
+
+def check_processes(value: Any, where: str, default: int = 1) -> int:
+    """``engine.processes`` (or ``bot run --shards``): 1-``MAX_PROCESSES``."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PROCESSES:
+        raise ConfigError(f"{where}: expected an integer 1-{MAX_PROCESSES} (bot processes: more than 1 splits the "
+                          f"pairs and the accounts across that many shards, each with at least one account of its "
+                          f"own), got {_show(value)}")
+    return value
+
+
+def _shard(t: _Table, processes: int) -> ShardConfig:
+    count = t.integer("count", 0, 2, MAX_PROCESSES)
+    index = t.integer("index", -1, 0, max(0, count - 1))
+    t.finish()
+    if not t.has("count") or not t.has("index"):
+        raise ConfigError(f"{t.path}: give both index and count (written by the sharded parent, bot.shard); "
+                          "to shard a bot set engine.processes instead")
+    if processes != 1:
+        raise ConfigError(f"engine.processes: a shard ([{t.path}]) is one process; got {processes}, write 1")
+    return ShardConfig(index=index, count=count)
+
+
+# gc.set_threshold: generation 0 counts allocations minus deallocations, 1 and 2 count collections of the
+# generation below. 0 would switch automatic collection off (reference cycles then pile up until exit).
+GC_THRESHOLD_LIMITS = ((1, 10_000_000), (1, 100_000), (1, 100_000))
+
+
+def _gc_threshold(t: _Table) -> tuple[int, int, int] | None:
+    v = t.raw("gc_threshold")
+    if v is None:
+        return None
+    want = ("a list of three integers [g0, g1, g2] with g0 1-10000000 and g1, g2 1-100000 "
+            "(Python's default is [700, 10, 10]; remove the key to keep it)")
+    if not isinstance(v, list) or len(v) != 3:
+        raise ConfigError(f"{t.name('gc_threshold')}: expected {want}, got {_show(v)}")
+    for i, (x, (lo, hi)) in enumerate(zip(v, GC_THRESHOLD_LIMITS, strict=True)):
+        if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
+            hint = " (0 would switch automatic collection off)" if x == 0 else ""
+            raise ConfigError(f"{t.name('gc_threshold')}[{i}]: expected an integer {lo}-{hi}, got {_show(x)}{hint}; "
+                              f"give {want}")
+    return (v[0], v[1], v[2])
 
 
 def _max_retry_after(t: _Table, default: float) -> float:
@@ -609,6 +680,10 @@ MAX_BURN_US_PER_TRADE = 1_000_000
 MAX_DELAY_PRICE_FETCH_MS = 1000.0
 
 
+# debug.heap_trace_frames: tracemalloc keeps this many frames per live block; its cost grows with them.
+MAX_HEAP_TRACE_FRAMES = 16
+
+
 def _debug_plants(t: _Table) -> dict[str, Any]:
     burn = t.raw("burn_us_per_trade")
     if burn is not None and (isinstance(burn, bool) or not isinstance(burn, int)
@@ -626,6 +701,7 @@ def _debug_plants(t: _Table) -> dict[str, Any]:
 
 def _debug(t: _Table) -> DebugConfig:
     plants = _debug_plants(t)
+    plants["heap_trace_frames"] = t.integer("heap_trace_frames", 0, 0, MAX_HEAP_TRACE_FRAMES)
     v = t.raw("leak_bytes_per_trade")
     t.finish()
     if v is None:
@@ -659,6 +735,8 @@ def parse(data: Mapping[str, Any], *, base_dir: Path | str = ".") -> BotConfig:
         loop=cast(LoopKind, top.choice("loop", "uvloop", ("uvloop", "asyncio"))),
         json=cast(JsonKind, top.choice("json", "orjson", ("orjson", "json"))),
     )
+    if top.has("shard"):
+        cfg = replace(cfg, shard=_shard(top.table("shard"), cfg.engine.processes))
     top.finish()
     return cfg
 

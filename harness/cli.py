@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bot.redact import excepthook, redact_text
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.node.faultnet import NETWORK_HELP
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
@@ -66,6 +66,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "an empty plan is clean) or a .toml file of [[schedule]] tables (at, plan); each plan is "
                    "added on top of --network")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of live progress bars")
+    p.add_argument("--bot-allocator", choices=["system", "jemalloc", "mimalloc"], default="system",
+                   help="the bot's malloc: glibc's (system, default), or the Debian jemalloc / mimalloc library "
+                   "preloaded into the bot's process only (LD_PRELOAD); recorded as conditions.bot.allocator")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the few-second machine calibration (node ceiling, CPU reference) before the scenarios")
     p.add_argument("--settle-timeout", type=float, default=60.0, metavar="S",
                    help="longest wait for quiescence before each scenario (default 60 s)")
+    p.add_argument("--profile-bot", action="store_true",
+                   help="attach py-spy (100 Hz, nonblocking) to the bot during every scenario: a flame graph per "
+                   "scenario under <run>/profiles/, linked from the run's page (it shares the cores with the bot)")
     _add_run_options(p)
 
     p = _verb(sub, "soak", "steady load for hours with memray and RSS tracking, judged for memory leaks",
@@ -119,26 +125,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-memray", action="store_true", help="track RSS only (no memray overhead)")
     _add_run_options(p)
 
-    p = _verb(sub, "load", "open-loop load against any JSON-RPC endpoint, with corrected percentiles",
-              "harness load --url http://127.0.0.1:8545 --method eth_blockNumber --rate 500 --duration 10")
-    p.add_argument("--url", required=True, help="JSON-RPC endpoint URL (loopback unless --allow-remote)")
+    p = _verb(sub, "load", "open-loop load against any JSON-RPC endpoint, with corrected percentiles; or Locust "
+              "(--locust), distributed, against the bot's control API or any HTTP URL",
+              "harness load --url http://127.0.0.1:8545 --method eth_blockNumber --rate 500 --duration 10\n"
+              "  harness load --locust --workers 2        # the bot's control API: the api_calls_per_sec verdict")
+    p.add_argument("--url", help="JSON-RPC endpoint URL (loopback unless --allow-remote); required without --locust. "
+                   "With --locust: an HTTP URL to GET (default: the bot's control API, started for the run)")
     p.add_argument("--method", default="eth_blockNumber", help="JSON-RPC method (default eth_blockNumber)")
     p.add_argument("--params", default="[]", help="JSON array of params (default [])")
-    p.add_argument("--rate", type=float, default=100.0, help="constant arrival rate per second (default 100)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="constant arrival rate per second (default 100; with --locust 700)")
     p.add_argument("--ramp-to", type=float, help="ramp linearly from --rate to this rate over the duration")
     p.add_argument("--steps", help="step stress, e.g. '100x5,200x5,400x5' (rate x seconds)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--duration", type=float, default=None, help="seconds (default 10; with --locust 20)")
     p.add_argument("--max-in-flight", type=int, default=256, help="beyond this, iterations are dropped and counted")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback URL (your own node or provider; you are responsible for the load)")
     p.add_argument("--json", type=Path, help="also write the result as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="a plain line every 10 s instead of the live dashboard")
+    lg = p.add_argument_group("Locust (--locust): closed-loop users, every request in HdrHistograms merged exactly")
+    lg.add_argument("--locust", action="store_true",
+                    help="load with Locust instead of the open-loop generator: without --url the bot's control API "
+                    "(anvil, contracts and the bot are started; the api scenario is judged), with --url that URL")
+    lg.add_argument("--workers", type=int, default=0, metavar="N",
+                    help="local Locust worker processes under one master (default 0: one process)")
+    lg.add_argument("--remote-workers", type=int, default=0, metavar="M",
+                    help="also wait for M workers from other machines (harness locust-worker --master HOST:PORT)")
+    lg.add_argument("--master-bind", metavar="HOST:PORT",
+                    help="the Locust master's address (default 127.0.0.1 and a free port, 5557 with "
+                    "--remote-workers); a non-loopback address needs --allow-remote")
+    lg.add_argument("--api-mix", action="store_true",
+                    help="with --url: the control API's mix (/health, /status, /metrics 6:3:1) on that host instead "
+                    "of GET of the URL")
+    lg.add_argument("--out", type=Path, default=Path("reports"),
+                    help="reports folder for --locust (default ./reports): a run folder, or locust-<time>/ with --url")
 
-    p = _verb(sub, "profile", "py-spy flame graph of the bot under sustained load",
-              "harness profile --seconds 30 --rate 200")
+    p = _verb(sub, "locust-worker", "a Locust worker for a master on another machine, recording into HdrHistograms",
+              "harness locust-worker --master 10.0.0.5:5557   # the master: harness load --locust --remote-workers")
+    p.add_argument("--master", required=True, metavar="HOST:PORT", help="the master's address (its --master-bind)")
+
+    p = _verb(sub, "profile", "py-spy flame graph of the bot under sustained load, with its conditions and a page",
+              "harness profile --seconds 30 --rate 200 --format flamegraph,speedscope --native")
     p.add_argument("--seconds", type=int, default=30, help="profile length (default 30)")
     p.add_argument("--rate", type=float, default=100.0, help="trades per second offered (default 100)")
-    p.add_argument("--format", choices=["flamegraph", "speedscope", "raw"], default="flamegraph",
-                   help="flamegraph (SVG), speedscope (JSON) or raw (folded stacks, summarised by function here)")
+    p.add_argument("--format", default="flamegraph,speedscope", metavar="FORMATS",
+                   help="comma-separated: flamegraph (SVG), speedscope (JSON), raw (folded stacks), or all "
+                   "(default flamegraph,speedscope). py-spy samples once (raw, always kept) and the others are "
+                   "rendered from it")
+    p.add_argument("--sample-rate", type=int, default=100, metavar="HZ",
+                   help="py-spy samples per second (default 100)")
+    p.add_argument("--native", action="store_true",
+                   help="also sample C frames (py-spy --native); py-spy then stops the bot at every sample")
+    p.add_argument("--idle", action="store_true", help="include idle threads' stacks (py-spy --idle)")
+    p.add_argument("--gil", action="store_true", help="only samples holding the GIL (py-spy --gil)")
+    p.add_argument("--subprocesses", action="store_true",
+                   help="also profile the bot's child processes (py-spy --subprocesses: signing processes, shards)")
+    p.add_argument("--spy-launch", action="store_true",
+                   help="py-spy starts the bot as its own child instead of attaching to it: needs no ptrace attach "
+                   "permission; the profile then includes the bot's start-up")
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure the machine (CPU reference, node ceiling) first and record it with the profile")
     _add_run_options(p)
 
     p = _verb(sub, "report", "re-render a run's report, the history page, or compare two runs",
@@ -194,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _generator_defaults(args: argparse.Namespace) -> None:
+    """``load`` without --locust: --url is required, and the Locust options do not apply."""
+    if not args.url:
+        raise ConfigError("harness load: --url is required (the JSON-RPC endpoint to load); or pass --locust to "
+                          "load the bot's control API with Locust")
+    given = [f for f, v in (("--workers", args.workers), ("--remote-workers", args.remote_workers),
+                            ("--master-bind", args.master_bind), ("--api-mix", args.api_mix)) if v]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: Locust options; add --locust")
+    args.rate = 100.0 if args.rate is None else args.rate
+    args.duration = 10.0 if args.duration is None else args.duration
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     verb: str = args.verb
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -206,10 +265,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         from harness.run.democmd import cmd_demo
 
         handlers = {"demo": cmd_demo}
+    elif verb == "load" and args.locust:
+        from harness.run.locustcmd import cmd_load_locust
+
+        handlers = {"load": cmd_load_locust}
     elif verb == "load":
         from harness.run.loadcmd import cmd_load
 
+        _generator_defaults(args)
         handlers = {"load": cmd_load}
+    elif verb == "locust-worker":
+        from harness.run.locustcmd import cmd_locust_worker
+
+        handlers = {"locust-worker": cmd_locust_worker}
     elif verb == "monitor":
         from harness.monitor.command import cmd_monitor
 

@@ -15,6 +15,11 @@ Nothing is recorded twice: a custom collector reads the recorder's cumulative st
   call), with ``bot_rpc_auto_batched_calls_total{endpoint}``: calls that left through the
   transport's auto-batching queue. Read from the transports' ``statistics()`` at scrape time.
 - ``bot_process_resident_memory_bytes`` and friends from prometheus_client's process collector.
+- Garbage collection (``bot.telemetry.gcwatch``): ``bot_gc_pause_seconds`` (histogram, every generation),
+  ``bot_gc_collections_total{generation}``, ``bot_gc_collection_seconds_total{generation}`` (time paused),
+  ``bot_gc_cpu_seconds_total{generation}`` (the collector's CPU time, which a busy neighbour does not inflate),
+  ``bot_gc_objects_collected_total{generation}``, ``bot_gc_objects_uncollectable_total{generation}``; every
+  generation is exposed from the start (at zero), so rates and the dashboard work before the first collection.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bot.telemetry.gcwatch import GC_PAUSE_OP, GENERATIONS
 from bot.telemetry.recorder import SLO_OPERATIONS, Telemetry, parse_counter_key
 
 if TYPE_CHECKING:
@@ -44,6 +50,17 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )
+# Seconds: a young collection takes tens of µs, a full one of a large heap tens of ms.
+GC_PAUSE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# gcwatch's counter name -> (metric name, help, scale to the metric's unit)
+_GC_COUNTERS = {
+    "gc_collections": ("bot_gc_collections_total", "Garbage collections, by generation", 1.0),
+    "gc_pause_us": ("bot_gc_collection_seconds_total", "Time paused in garbage collection, by generation", 1e-6),
+    "gc_cpu_us": ("bot_gc_cpu_seconds_total", "CPU time of the collecting thread in garbage collection, by generation",
+                  1e-6),
+    "gc_collected": ("bot_gc_objects_collected_total", "Objects freed by garbage collection, by generation", 1.0),
+    "gc_uncollectable": ("bot_gc_objects_uncollectable_total", "Uncollectable objects found, by generation", 1.0),
+}
 _COUNTER_GAUGES = {"net_bytes_sent": "net_bytes_sent", "net_bytes_received": "net_bytes_received"}
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -56,10 +73,14 @@ class TelemetryCollector(Collector):
     def __init__(self, telemetry: Telemetry) -> None:
         self._t = telemetry
         self._bucket_idx = [self._t.bucket_index(round(b * 1_000_000)) for b in LATENCY_BUCKETS_S]
+        self._gc_idx = [self._t.bucket_index(round(b * 1_000_000)) for b in GC_PAUSE_BUCKETS_S]
 
     def collect(self) -> Iterator[Metric]:
         yield self._latency()
-        yield from self._counters()
+        totals = self._t.counter_totals()
+        yield from self._counters(totals)
+        yield self._gc_pause()
+        yield from self._gc_counters(totals)
         yield from self._gauges()
 
     def _latency(self) -> HistogramMetricFamily:
@@ -77,11 +98,36 @@ class TelemetryCollector(Collector):
             fam.add_metric([op], buckets, sum_value=sum_us / 1e6)
         return fam
 
-    def _counters(self) -> Iterator[CounterMetricFamily]:
+    def _gc_pause(self) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily("bot_gc_pause_seconds", "Garbage-collection pauses, every generation")
+        if GC_PAUSE_OP in set(self._t.operations()):
+            counts, n, sum_us = self._t.cumulative_counts(GC_PAUSE_OP)
+            cum = np.cumsum(counts)
+            buckets = [(repr(b), float(cum[i])) for b, i in zip(GC_PAUSE_BUCKETS_S, self._gc_idx, strict=True)]
+            fam.add_metric([], [*buckets, ("+Inf", float(n))], sum_value=sum_us / 1e6)
+        else:
+            fam.add_metric([], [*((repr(b), 0.0) for b in GC_PAUSE_BUCKETS_S), ("+Inf", 0.0)], sum_value=0.0)
+        return fam
+
+    def _gc_counters(self, totals: dict[str, int]) -> Iterator[CounterMetricFamily]:
+        values: dict[tuple[str, str], float] = {}
+        for key, value in totals.items():
+            name, labels = parse_counter_key(key)
+            if name in _GC_COUNTERS:
+                values[(name, labels.get("generation", ""))] = float(value)
+        for name, (metric, help_text, scale) in _GC_COUNTERS.items():
+            fam = CounterMetricFamily(metric.removesuffix("_total"), help_text, labels=["generation"])
+            for g in GENERATIONS:
+                fam.add_metric([str(g)], values.get((name, str(g)), 0.0) * scale)
+            yield fam
+
+    def _counters(self, totals: dict[str, int]) -> Iterator[CounterMetricFamily]:
         families: dict[str, CounterMetricFamily] = {}
         label_names: dict[str, list[str]] = {}
-        for key, value in sorted(self._t.counter_totals().items()):
+        for key, value in sorted(totals.items()):
             name, labels = parse_counter_key(key)
+            if name in _GC_COUNTERS:
+                continue  # exposed by _gc_counters, in seconds and with every generation present
             names = sorted(labels)
             fam = families.get(name)
             if fam is None:

@@ -115,6 +115,7 @@ class ClosedInterval:
     histograms: Mapping[str, str]  # op -> HdrHistogram compressed base64
     counters: Mapping[str, int]
     tags: Mapping[str, TagSlice] = field(default_factory=dict)
+    levels: Mapping[str, float] = field(default_factory=dict)  # level_provider readings at ``end``
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -126,6 +127,8 @@ class ClosedInterval:
         }
         if self.tags:
             out["tags"] = {tag: sl.to_json() for tag, sl in self.tags.items()}
+        if self.levels:
+            out["levels"] = dict(self.levels)
         return out
 
 
@@ -210,12 +213,14 @@ class Telemetry:
         self._totals: dict[str, int] = {}
         self._gauges: dict[str, float] = {}
         self._providers: dict[str, Callable[[], float]] = {}
+        self._levels: dict[str, Callable[[], float]] = {}
         self._evicted = 0
         self._out_of_range = 0
         self._samples = 0
         self._tagged: dict[str, _Tagged] = {}
         self._tags_refused = 0
         self._task: asyncio.Task[None] | None = None
+        self._rotation_hooks: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return (
@@ -247,6 +252,14 @@ class Telemetry:
                 if h is None:
                     h = tagged.hists[op] = new_histogram()
                 h.record_value(micros)
+
+    def record_untagged(self, op: str, micros: int) -> None:
+        """``record`` kept out of every tag's slice: for work no tick caused (a GC pause)."""
+        token = TAG.set(None)
+        try:
+            self.record(op, micros)
+        finally:
+            TAG.reset(token)
 
     def record_since_ns(self, op: str, start_ns: int) -> int:
         """Record the time since ``start_ns`` (``time.perf_counter_ns()``); returns it in microseconds."""
@@ -294,6 +307,36 @@ class Telemetry:
         """Read ``provider()`` whenever gauges are snapshotted (e.g. a limiter's borrowed count)."""
         self._providers[name] = provider
 
+    def add_rotation_hook(self, hook: Callable[[], None]) -> None:
+        """``hook()`` runs at the start of every rotation, before the interval closes: a source that buffers
+        its samples elsewhere (``bot.telemetry.gcwatch``) records them then, into the closing interval."""
+        self._rotation_hooks.append(hook)
+
+    def remove_rotation_hook(self, hook: Callable[[], None]) -> None:
+        if hook in self._rotation_hooks:
+            self._rotation_hooks.remove(hook)
+
+    def _run_rotation_hooks(self) -> None:
+        for hook in tuple(self._rotation_hooks):
+            try:
+                hook()
+            except Exception:  # a broken hook must not stop intervals from closing
+                self.count_untagged("rotation_hook_failures")
+
+    def level_provider(self, name: str, provider: Callable[[], float]) -> None:
+        """Read ``provider()`` as each interval closes; the value travels in that interval's ``levels``
+        (a level such as the heap's size, kept per second where a gauge would keep only the latest)."""
+        self._levels[name] = provider
+
+    def _read_levels(self) -> dict[str, float]:
+        out = {}
+        for name, provider in self._levels.items():
+            try:
+                out[name] = float(provider())
+            except Exception:  # a broken level costs its reading, never the rotation
+                continue
+        return out
+
     def _add_op(self, op: str) -> _Op:
         if len(self._ops) >= MAX_OPERATIONS:
             raise ValueError(f"telemetry: too many operations ({MAX_OPERATIONS}); is {op!r} a per-item name?")
@@ -318,7 +361,9 @@ class Telemetry:
         recorded during the rotation's few milliseconds lands in the closing interval if its
         operation has not been encoded yet and in the next one if it has: never lost, never twice.
         """
+        self._run_rotation_hooks()
         end = self._wall()
+        levels = self._read_levels() if self._levels else {}
         counters = self._counters
         self._counters = {}
         tag_counters = {tag: t.counters for tag, t in self._tagged.items()}
@@ -342,7 +387,7 @@ class Telemetry:
                 tags[tag] = sl
             elif tagged.idle >= TAG_IDLE_INTERVALS and not tagged.counters:
                 del self._tagged[tag]  # its live histograms are ~140 KB each
-        closed = ClosedInterval(self._seq, self._start, end, encoded, counters, tags)
+        closed = ClosedInterval(self._seq, self._start, end, encoded, counters, tags, levels)
         if len(self._closed) == self._keep:
             self._evicted += 1
         self._closed.append(closed)

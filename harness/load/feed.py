@@ -133,6 +133,11 @@ class MarketFeed:
         self.disconnects = 0
         self.url = ""
 
+    @property
+    def series(self) -> IntervalSeries:
+        """The current (or last) run's per-second series, replaced when a run starts (read-only), for a live view."""
+        return self._series
+
     def __repr__(self) -> str:
         s = self.statistics()
         return (f"<MarketFeed {self.url or 'not started'} connected={s.connected} sent={s.ws_sent} "

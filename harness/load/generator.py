@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from harness.errors import ConfigError
-from harness.load.recorder import NS_PER_S, IntervalRecorder, LagPolicy, LoadResult
+from harness.load.recorder import NS_PER_S, IntervalRecorder, IntervalSeries, LagPolicy, LoadResult
 from harness.load.schedules import Schedule
 
 Op = Callable[[], Awaitable[None]]
@@ -156,6 +156,11 @@ class OpenLoopGenerator:
             f"<OpenLoopGenerator {self.name!r} {self._schedule.kind} running={s.running} "
             f"sent={s.sent}/{s.scheduled} in_flight={s.in_flight}/{s.max_in_flight} dropped={s.dropped}>"
         )
+
+    @property
+    def series(self) -> IntervalSeries:
+        """The run's per-second series as it is recorded (read-only), for a live view."""
+        return self._rec.series
 
     def statistics(self) -> GeneratorStatistics:
         r = self._rec

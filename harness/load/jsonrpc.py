@@ -17,7 +17,7 @@ could otherwise send the load elsewhere. Messages show the URL redacted (``bot.r
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -197,16 +197,19 @@ async def run_jsonrpc_load(
     lag_policy: LagPolicy | None = None,
     name: str | None = None,
     spin_s: float = 0.0,
+    on_start: Callable[[OpenLoopGenerator], None] | None = None,
 ) -> LoadResult:
     """Send ``method(params)`` to ``url`` on ``schedule``.
 
     Latencies are recorded under ``name`` (default: the method). results.json wants
     lower_snake_case operation names: pass e.g. ``name="eth_block_number"`` when the result goes
-    there.
+    there. ``on_start`` gets the generator before it runs (a live view reads its statistics and series).
     """
     check_target(url, allow_remote)
     async with JsonRpcDriver(url, method, params, connections=connections, timeout_s=timeout_s) as drv:
         gen = OpenLoopGenerator(drv.call, schedule, name=name or method, max_in_flight=max_in_flight,
                                 op_timeout_s=timeout_s, drain_timeout_s=drain_timeout_s,
                                 lag_policy=lag_policy, spin_s=spin_s)
+        if on_start is not None:
+            on_start(gen)
         return await gen.run()

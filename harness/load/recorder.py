@@ -20,7 +20,7 @@ The result has the ``results.json`` shape (``scenarios[].intervals`` and ``summa
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,6 +179,18 @@ class IntervalSeries:
         for v in values_ns:
             record(_us(v))
 
+    @property
+    def last_index(self) -> int:
+        """The newest interval anything was filed in (-1: none yet). Those before it are closed: only a
+        drop (a counter, filed where it was due) can still land there."""
+        return max(self._buckets, default=-1)
+
+    def peek(self, index: int) -> tuple[Mapping[str, HdrHistogram], Mapping[str, int]]:
+        """Interval ``index``'s histograms and counters as recorded so far: live objects for a reader on
+        the recording loop (the live dashboard), to copy what it keeps and never change."""
+        b = self._buckets.get(index)
+        return ({}, {}) if b is None else (b.histograms, b.counters)
+
     def merged(self, key: str) -> HdrHistogram:
         """Histogram ``key`` over every interval so far."""
         total = new_histogram()
@@ -224,6 +236,11 @@ class IntervalRecorder:
         self.errors_by_kind: Counter[str] = Counter()
         self.last_start_ns = 0
         self.last_end_ns = 0
+
+    @property
+    def series(self) -> IntervalSeries:
+        """The per-second series being recorded (read-only: ``IntervalSeries.peek``)."""
+        return self._series
 
     def started(self, intended_ns: int, actual_ns: int) -> None:
         lag_us = _us(actual_ns - intended_ns)

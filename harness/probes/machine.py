@@ -120,6 +120,14 @@ def scenario_steal(doc: Mapping[str, Any] | None, scenario: str) -> float | None
     return scenario_machine(doc, scenario, "steal_percent")
 
 
+def machine_share_taken(doc: Mapping[str, Any] | None, scenarios: list[str]) -> float:
+    """The largest share of the machine's CPU, in percent, that the host (steal) or other processes
+    took during these scenarios (pure; 0 when not recorded)."""
+    shares = [x for sid in scenarios for key in ("steal_percent", "other_percent")
+              if (x := scenario_machine(doc, sid, key)) is not None]
+    return max(shares, default=0.0)
+
+
 def busy_machine(doc: Mapping[str, Any] | None, scenarios: list[str]) -> str | None:
     """Why these scenarios' figures may be the machine's doing, not the bot's: the host's steal or
     other processes above their limits (pure). None when the machine was quiet or not recorded."""

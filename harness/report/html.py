@@ -22,10 +22,13 @@ import jinja2
 
 import harness
 from bot.redact import redact_text, redact_tree
+from bot.telemetry.gcwatch import GC_PAUSE_OP
 from harness.probes.calibration import CPU_REF_REPS, Calibration
 from harness.report import format as F
 from harness.report import plots
+from harness.report.gcview import gc_section
 from harness.report.junit import write_junit
+from harness.report.memview import memory_section
 from harness.report.travel import travel_rows
 from harness.report.views import ceiling_context, describe_schedule, op_view, resource_panels, throughput_view
 from harness.results import TABLE_ORDER, CarryOver, Run, Scenario, Verdict, sorted_verdicts
@@ -176,6 +179,8 @@ def _latency(run: Run, plot_dir: Path) -> dict[str, list[LatencyBlock]]:
     ops: dict[str, list[LatencyBlock]] = {}
     for scn in run.scenarios:
         for op in scn.operations():
+            if op == GC_PAUSE_OP:
+                continue  # its own section (gcprofile.html.j2): not a latency of the bot's work
             view = op_view(scn, op)
             name = f"latency-{slug(scn.id)}-{slug(op)}.png"
             plots.latency_figure(view, scn.annotations, plot_dir / name, spectrum_targets(run, scn.id, op))
@@ -245,6 +250,8 @@ def render_run(run: Run, run_dir: Path) -> Path:
         other=[(k, redact_text(str(v))) for k, v in cond.items()
                if k not in ("machine", "node", "bot", "calibration")],
         latency=_latency(run, plot_dir),
+        gcprofile=gc_section(run),
+        memory=memory_section(run, plot_dir, str(Path(harness.__file__).resolve().parents[1])),
         stats=LATENCY_STATS,
         scenarios=_scenario_blocks(run, plot_dir),
         artifacts=list(run.artifacts.all()),

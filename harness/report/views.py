@@ -60,7 +60,8 @@ def op_keys(scenario: Scenario, op: str) -> OpKeys:
     if scenario.has_key(tick):
         return OpKeys(tick, op, *FROM_TICK_LABELS, judged=op)
     if scenario.has_key(op + SERVICE_SUFFIX):
-        return OpKeys(op, op + SERVICE_SUFFIX, *INTENDED_LABELS, judged=op)
+        # A closed-loop tool (Locust) records only the time from the actual start: no corrected key.
+        return OpKeys(op if scenario.has_key(op) else None, op + SERVICE_SUFFIX, *INTENDED_LABELS, judged=op)
     if op in OWN_TIME_OPERATIONS:
         # No tick caused any (API orders only, say): the bare key is still the operation's own time.
         return OpKeys(None, op, *FROM_TICK_LABELS, judged=op)

@@ -16,7 +16,9 @@ process loses nothing the kernel already has; only a machine crash would. Record
 - ``checkpoint``: ``scenario``, ``t`` (s since its start), and what is new since the previous one:
   ``intervals`` (closed 1-s intervals, as merged for the scenario), ``resources`` (samples, ``t`` from the
   scenario start), ``health`` (``probes``/``ok`` since the last), ``backlog`` ([t, in_flight, queued]),
-  ``feed`` (``sent``/``dropped`` since the last), and ``cost_ms`` (what building the record took).
+  ``feed`` (``sent``/``dropped`` since the last), and ``cost_ms`` (what building the record took); and when
+  the bot reported them, ``heap`` ([t, heap_bytes or null, heap_blocks or null] per closed bot interval) and
+  ``heap_growth`` (the bot's newest table of allocation sites grown since the warm-up; the last one wins).
 
 ``read_journal`` tolerates a torn or garbled line; ``fold`` sums the records into one ``PartialScenario``
 per scenario (pure, no I/O).
@@ -131,6 +133,8 @@ class PartialScenario:
     dropped: int = 0
     checkpoints: int = 0
     cost_ms: list[float] = field(default_factory=list)
+    heap: list[tuple[float, float | None, float | None]] = field(default_factory=list)
+    heap_growth: dict[str, Any] | None = None
 
     def add(self, rec: Mapping[str, Any]) -> None:
         self.checkpoints += 1
@@ -150,10 +154,20 @@ class PartialScenario:
             self.dropped += int(_num(feed.get("dropped")))
         if isinstance(rec.get("cost_ms"), int | float):
             self.cost_ms.append(float(rec["cost_ms"]))
+        for h in _list(rec.get("heap")):
+            if isinstance(h, list) and len(h) == 3 and isinstance(h[0], int | float):
+                self.heap.append((float(h[0]), _opt(h[1]), _opt(h[2])))
+        growth = rec.get("heap_growth")
+        if isinstance(growth, dict):
+            self.heap_growth = growth
 
 
 def _num(v: Any) -> float:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
+
+def _opt(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def _list(v: Any) -> list[Any]:

@@ -110,6 +110,8 @@ class Verdict:
     margin: float | None
     more_time_s: float | None
     note: str
+    # ``x_`` keys (the memory_leak rows' ``x_leak``: slope, CI and minimum detectable leak per signal)
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -139,6 +141,7 @@ class Verdict:
             margin=_opt_float(v["margin"]),
             more_time_s=_opt_float(v["more_time_s"]),
             note=v["note"],
+            extra={k: x for k, x in v.items() if k.startswith("x_")},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -147,7 +150,7 @@ class Verdict:
             "scenario": self.scenario, "value": self.value,
             "ci": None if self.ci is None else [self.ci[0], self.ci[1]],
             "confidence": self.confidence, "threshold": self.threshold.to_json(), "verdict": self.verdict,
-            "margin": self.margin, "more_time_s": self.more_time_s, "note": self.note,
+            "margin": self.margin, "more_time_s": self.more_time_s, "note": self.note, **self.extra,
         }
 
 

@@ -44,6 +44,14 @@ def bot_keys_env(accounts: int) -> dict[str, str]:
     return {KEYS_ENV: ",".join(a.private_key for a in dev_accounts(accounts + 1)[1:])}
 
 
+def bot_account_count(accounts: int, extra: Mapping[str, Any]) -> int:
+    """How many dev accounts the bot gets: ``accounts``, or one per shard if ``--bot engine.processes=N``
+    asks for more (each shard signs from accounts of its own, bot.shard.plan)."""
+    engine = extra.get("engine")
+    processes = engine.get("processes", 1) if isinstance(engine, Mapping) else 1
+    return max(accounts, processes if isinstance(processes, int) and not isinstance(processes, bool) else 1)
+
+
 def _secret(url: str) -> bool:
     return redact_url(url) != url
 

@@ -5,6 +5,11 @@ on their end time, never by scanning the whole list), resource samples since, th
 the bot's backlog samples and the feed's counts since. So a checkpoint costs the same at hour 20 of a
 soak as at minute 1. The newest scenario bucket is held back until a later bot interval shows it closed:
 a bucket is written once, whole.
+
+The bot's heap levels ride on its intervals (``levels``: heap_bytes, heap_blocks; harness.run.heapseries)
+and go into each record as ``heap``; when the bot traces its heap, the latest table of allocation sites
+that grew since the warm-up (harness.run.heapgrowth) goes in as ``heap_growth`` whenever it is new.
+``finish_heap`` puts both into the scenario's document at its end.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness.results.journal import CheckpointJournal
 from harness.run.collect import merge_intervals, tag_filter
+from harness.run.heapgrowth import GrowthPoller, tracing_frames, warmup_of
+from harness.run.heapseries import attach_heap, heap_samples
 
 if TYPE_CHECKING:
     from harness.run.scenarios import Scenario
@@ -39,6 +46,7 @@ class Cursor:
     backlog_n: int = 0
     sent: int = 0
     dropped: int = 0
+    growth: GrowthPoller | None = None  # the bot's heap growth sites, when it traces its heap
 
 
 def bucket_of(t0: float, iv: Mapping[str, Any]) -> int:
@@ -81,6 +89,8 @@ def append_checkpoint(st: Stack, journal: CheckpointJournal, scn: Scenario, doc:
     merged = merge_intervals(t0_wall, ivs, own=tag_filter(scn.id)) if ivs else []
     if ivs:
         cur.bot_end = float(ivs[-1]["end"])
+    heap = heap_samples(t0_wall, ivs)
+    growth = _poll_growth(st, cur, scn, t0_wall)
     samples = st.sampler.series.samples
     origin = st.sampler.series.origin
     j = bisect.bisect_right(samples, max(cur.res_mono, cur.t0_mono) - origin, key=lambda s: s.t)
@@ -104,7 +114,44 @@ def append_checkpoint(st: Stack, journal: CheckpointJournal, scn: Scenario, doc:
     record = {"kind": "checkpoint", "scenario": scn.id, "t": round(time.time() - t0_wall, 3), "intervals": merged,
               "resources": resources,
               "health": {"probes": health.probes - cur.probes, "ok": health.ok - cur.ok},
-              "backlog": backlog, "feed": {"sent": d_sent, "dropped": d_dropped},
-              "cost_ms": round((time.perf_counter() - t_start) * 1000, 3)}
+              "backlog": backlog, "feed": {"sent": d_sent, "dropped": d_dropped}}
+    if heap:
+        record["heap"] = heap
+    if growth is not None:
+        record["heap_growth"] = growth
+    record["cost_ms"] = round((time.perf_counter() - t_start) * 1000, 3)
     cur.probes, cur.ok = health.probes, health.ok
     journal.append(record)
+
+
+def _poll_growth(st: Stack, cur: Cursor, scn: Scenario, t0_wall: float) -> dict[str, Any] | None:
+    """Start the growth request that is due (never waits); the newest table not yet journalled, if any."""
+    if cur.growth is None:
+        if not tracing_frames(st.bot_settings):
+            return None
+        cur.growth = GrowthPoller(st.api_url, st.token, t0_wall, warmup_s=warmup_of(scn.duration_s),
+                                  planned_s=scn.duration_s)
+    cur.growth.poll(time.time() - t0_wall)
+    return cur.growth.take_new()
+
+
+async def finish_heap(st: Stack, journal: CheckpointJournal, scn: Scenario, doc: dict[str, Any],
+                      t0_wall: float) -> None:
+    """At the scenario's end: its heap levels onto its resource samples, and the last growth table
+    (``summary.heap_growth``) when the bot traces its heap and a baseline was taken after the warm-up."""
+    attach_heap(doc.get("resources", []), heap_samples(t0_wall, st.puller.intervals))
+    cur = journal.cursors.get(scn.id)
+    poller = cur.growth if isinstance(cur, Cursor) else None
+    if poller is None:
+        return
+    try:
+        growth = await poller.final(time.time() - t0_wall)
+    finally:
+        await poller.aclose()
+    # Each snapshot stalled the bot's loop for a moment: the page's events say when.
+    doc.setdefault("annotations", []).extend({"t": t, "label": what} for t, what in poller.events)
+    summary = doc.setdefault("summary", {})
+    if growth is not None:
+        summary["heap_growth"] = growth
+    elif poller.error is not None:
+        summary["heap_growth"] = {"error": poller.error}

@@ -96,6 +96,8 @@ BOT_COUNTERS: Mapping[str, str] = {
     "trades_skipped": "skipped",
 }
 MAX_COUNTERS = ("in_flight_max",)
+# Bot counters kept under their own name: errors by kind, and the collector's (bot.telemetry.gcwatch).
+PASSED_THROUGH = ("errors", "gc_")
 # A market tick is handled when the actor looked at it or at a newer tick of its pair that superseded it.
 BOT_HANDLED = ("ticks_handled", BOT_CONFLATED)
 HANDLED = ("ws_handled", "ws_conflated")
@@ -143,7 +145,7 @@ def merge_intervals(
             if name in MAX_COUNTERS:
                 b["counters"][name] = max(b["counters"].get(name, 0), value)
                 continue
-            target = BOT_COUNTERS.get(name, name if name.startswith("errors") else None)
+            target = BOT_COUNTERS.get(name, name if name.startswith(PASSED_THROUGH) else None)
             if target is not None:
                 b["counters"][target] = b["counters"].get(target, 0) + value
     for fv in feed_intervals:

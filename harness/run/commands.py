@@ -19,6 +19,7 @@ from harness.run.runner import execute
 from harness.run.scenarios import Profile, profile, with_chaos
 
 COLOURS = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+SOAK_HEAP_TRACE_FRAMES = 1  # tracemalloc frames in a soak's bot (0 turns it off: --bot debug.heap_trace_frames=0)
 
 
 def _options(args: argparse.Namespace, **extra: Any) -> RunOptions:
@@ -28,7 +29,8 @@ def _options(args: argparse.Namespace, **extra: Any) -> RunOptions:
                       progress=not args.no_progress, faults=getattr(args, "faults", None),
                       network=getattr(args, "network", "loopback"),
                       fault_schedule=getattr(args, "fault_schedule", None),
-                      extra_bot=_bot_overrides(args.bot), **extra)
+                      extra_bot=_bot_overrides(args.bot), bot_allocator=getattr(args, "bot_allocator", "system"),
+                      **extra)
 
 
 def _bot_overrides(items: list[str]) -> dict[str, Any]:
@@ -111,7 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HarnessError("--locust-workers: give 0..64 local worker processes")
     return _run(_options(args, locust_workers=args.locust_workers, fresh_bot=args.fresh_bot,
                          reset_chain=not args.keep_chain, chain_reset_blocks=args.chain_reset_blocks,
-                         calibrate=not args.no_calibrate, settle_timeout_s=args.settle_timeout), prof)
+                         calibrate=not args.no_calibrate, settle_timeout_s=args.settle_timeout,
+                         profile_bot=args.profile_bot), prof)
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
@@ -125,14 +128,16 @@ def cmd_soak(args: argparse.Namespace) -> int:
     # Without --rate the runner sets the rate from the run's calibration (harness.run.soakrate).
     prof = Profile("soak", (soak_scenario(args.rate or DEFAULT_RATE, minutes, not args.no_memray),))
     args.profile = "soak"
+    # The heap's bytes and the sites that grew (bot.heapwatch) are what a soak is for; the user's --bot wins.
+    args.bot = [f"debug.heap_trace_frames={SOAK_HEAP_TRACE_FRAMES}", *args.bot]
     return _run(_options(args, memray=not args.no_memray, soak_rate=args.rate), prof)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from harness.run.profilecmd import run_profile
+    from harness.run.profilecmd import profile_request, run_profile
 
     args.profile = "profile"
-    return int(run_profile(_options(args), args.seconds, args.rate, args.format))
+    return int(run_profile(_options(args), profile_request(args)))
 
 
 def cmd_node(args: argparse.Namespace) -> int:

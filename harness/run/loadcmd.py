@@ -1,10 +1,15 @@
-"""``harness load``: open-loop load against any JSON-RPC endpoint, with the harness's statistics."""
+"""``harness load``: open-loop load against any JSON-RPC endpoint, with the harness's statistics.
+
+While it runs, the live dashboard (``harness.run.dashboard``) shows the achieved rate, the corrected
+and service percentiles so far, errors, drops and the generator's lag; the table follows at the end.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import re
+import time
 from typing import Any
 
 import orjson
@@ -14,7 +19,10 @@ from rich.table import Table
 from bot.redact import redact_url
 from harness.errors import ConfigError
 from harness.load.jsonrpc import parse_params, run_jsonrpc_load
+from harness.load.recorder import LoadResult
 from harness.load.schedules import AnySchedule, schedule_from_spec
+from harness.run._dashsources import LoadSource
+from harness.run.progress import Ui
 
 
 def parse_steps(text: str) -> list[list[float]]:
@@ -46,12 +54,28 @@ def _ms(us: float) -> str:
     return f"{us / 1000:.3f}"
 
 
+async def _load_live(args: argparse.Namespace, schedule: AnySchedule, params: list[Any] | dict[str, Any],
+                     name: str) -> LoadResult:
+    """The load, with the live dashboard (or a plain line every 10 s) while it runs."""
+    ui = Ui(enabled=not getattr(args, "no_progress", False))
+    title = f"harness load · {args.method} @ {redact_url(args.url)}"
+    with ui:
+        run = asyncio.create_task(run_jsonrpc_load(
+            args.url, args.method, params, schedule, allow_remote=args.allow_remote,
+            max_in_flight=args.max_in_flight, name=name, on_start=lambda gen: ui.watch(LoadSource(gen), title)))
+        task = ui.task(f"{schedule.kind}, {schedule.count:,} requests", schedule.duration)
+        start = time.monotonic()
+        while not run.done():
+            await asyncio.wait({run}, timeout=0.5)
+            ui.update(task, min(schedule.duration, time.monotonic() - start))
+        return run.result()
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     schedule = schedule_from_args(args)
     params = parse_params(args.params)
     name = re.sub(r"[^a-z0-9_]+", "_", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", args.method).lower())
-    result = asyncio.run(run_jsonrpc_load(args.url, args.method, params, schedule, allow_remote=args.allow_remote,
-                                          max_in_flight=args.max_in_flight, name=name))
+    result = asyncio.run(_load_live(args, schedule, params, name))
     s = result.summary
     console = Console()
     table = Table(title=f"{args.method} @ {redact_url(args.url)}  ({schedule.kind}, {s.duration_s:.1f} s)")

@@ -38,7 +38,10 @@ class RunOptions:
     calibrate: bool = True  # measure the node's ceiling and a CPU reference before the scenarios
     settle_timeout_s: float = 60.0  # longest wait for quiescence before a scenario
     soak_rate: float | None = None  # soak: --rate as given (None: chosen from the calibration, harness.run.soakrate)
+    profile_bot: bool = False  # py-spy attached to the bot during every scenario (harness.run.scenario_profile)
+    bot_wrap: tuple[str, ...] = ()  # a command the bot runs inside (py-spy record ... --)
     extra_bot: dict[str, Any] = field(default_factory=dict)
+    bot_allocator: str = "system"  # the bot's malloc: system, jemalloc or mimalloc (LD_PRELOAD; harness.run.allocator)
 
     def __post_init__(self) -> None:
         if not 1 <= self.pairs <= 500:
@@ -54,6 +57,8 @@ class RunOptions:
                                "the chain moved for; --keep-chain: never)")
         if not 0 < self.settle_timeout_s <= 600:
             raise HarnessError("--settle-timeout: give seconds in (0, 600]")
+        if self.bot_allocator not in ("system", "jemalloc", "mimalloc"):
+            raise HarnessError(f"--bot-allocator {self.bot_allocator!r}: use system, jemalloc or mimalloc")
         self.proxy  # noqa: B018  a bad plan, profile or schedule fails here, naming the option
 
     @property

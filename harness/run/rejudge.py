@@ -2,8 +2,9 @@
 
 A SIGKILLed harness leaves results.json ``partial``: the scenarios that ended are in it, the one that
 was running only in the journal (``harness.results.journal``). ``harness report RUN`` then rebuilds that
-scenario from its checkpoints (intervals, RSS/CPU samples, health probes, backlog), judges every row it
-can (``memory_leak`` included, from the RSS samples written so far), says which window the verdicts
+scenario from its checkpoints (intervals, RSS/CPU samples, health probes, backlog, heap levels and the
+latest heap growth table), judges every row it can (``memory_leak`` included, from the RSS and heap samples
+written so far), says which window the verdicts
 cover ("partial: first 12.5 min of 60 min") and that the run was killed, and writes it back as
 ``interrupted``. An interrupted run (Ctrl-C, SIGTERM) takes the same rebuild in ``finalize``.
 
@@ -23,6 +24,7 @@ import orjson
 
 from harness.results.journal import JOURNAL_NAME, PartialScenario, fold, load_journal
 from harness.run.collect import totals
+from harness.run.heapseries import attach_heap
 from harness.stats.saturation import in_flight_cap, judge_saturation
 
 CAUSES = ("killed", "interrupted")
@@ -66,12 +68,16 @@ def scenario_doc(p: PartialScenario, cause: str, bot_settings: Any = None) -> di
         "totals": tot,
         "tag": p.id,
     }
+    if p.heap_growth is not None:
+        summary["heap_growth"] = p.heap_growth
     if p.header.get("kind") == "trades" and schedule.get("kind") == "constant" and planned_rate:
         summary["saturation"] = judge_saturation(p.backlog, rate=planned_rate, duration_s=covered,
                                                  in_flight_cap=in_flight_cap(bot_settings)).to_json()
+    resources = sorted(p.resources, key=lambda r: float(r.get("t", 0.0)))
+    attach_heap(resources, p.heap)
     doc = {**p.header, "id": p.id, "started_at": p.started_at, "duration_s": round(covered, 3),
            "schedule": schedule, "annotations": list(p.header.get("annotations") or []),
-           "intervals": intervals, "resources": sorted(p.resources, key=lambda r: float(r.get("t", 0.0))),
+           "intervals": intervals, "resources": resources,
            "health": {"probes": p.probes, "ok": p.ok}, "summary": summary}
     return doc
 

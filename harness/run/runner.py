@@ -42,21 +42,27 @@ __all__ = ["RunOptions", "execute", "free_port", "mining_for", "stack"]
 
 
 def memray_artifacts(writer: ResultsWriter, capture: Path) -> None:
-    """After the bot exited (a memray capture is complete only then): the leak flame graph and a
-    summary of what was still allocated at exit, linked from the report."""
-    from harness.probes.profilers import render_memray_flamegraph, summarize_memray
+    """After the bot exited (an aggregated capture is written only then): the capture's size per hour,
+    flame graphs of what was still allocated at exit and at the peak, a summary of the former, and
+    memray's measured overhead, all linked from the report (``x_memray``)."""
+    from harness.probes.profilers import MEMRAY_OVERHEAD, memray_capture, render_memray_flamegraph, summarize_memray
 
     if not capture.exists():
         return
     writer.add_artifact("memray", capture)
     try:
+        info = memray_capture(capture)
         summary = summarize_memray(capture)
-        page = render_memray_flamegraph(capture, capture.with_name("memray-leaks.html"))
+        pages = {"leaks": render_memray_flamegraph(capture, capture.with_name("memray-leaks.html")),
+                 "peak": render_memray_flamegraph(capture, capture.with_name("memray-peak.html"), leaks=False)}
     except Exception as exc:  # a broken capture must not cost the run its verdicts
         writer.add_error("soak", f"memray: {exc}")
         return
-    writer.add_artifact("memray", page)
-    writer.set_extension("x_memray", summary.as_dict())
+    for page in pages.values():
+        writer.add_artifact("memray", page)
+    writer.set_extension("x_memray", {**summary.as_dict(), "capture": info.as_dict(),
+                                      "flamegraphs": {k: v.name for k, v in pages.items()},
+                                      "overhead": MEMRAY_OVERHEAD.as_dict()})
 
 
 def install_signal_handlers(task: asyncio.Task[Any]) -> None:
@@ -86,12 +92,14 @@ async def _calibrate(st: Stack, writer: ResultsWriter, ui: progress_ui.Ui) -> No
 
 def _soak_rate(profile: Profile, writer: ResultsWriter, opts: RunOptions, ui: progress_ui.Ui) -> Profile:
     """The soak's rate: --rate, else one the bot sustains on this machine (harness.run.soakrate); recorded."""
+    from harness.run.heapgrowth import tracing_frames
     from harness.run.soakrate import choose_rate, with_rate
 
     if opts.soak_rate is not None:
         rate, how = opts.soak_rate, "--rate"
     else:
-        rate, how = choose_rate(writer.run.conditions.get("calibration"), memray=opts.memray)
+        rate, how = choose_rate(writer.run.conditions.get("calibration"), memray=opts.memray,
+                                heap_trace=tracing_frames(writer.run.conditions.get("bot")) > 0)
     writer.set_condition("soak_rate", {"rate": rate, "how": how})
     ui.log(f"soak rate: {rate:g} trades/s ({how})")
     return with_rate(profile, rate, opts.memray)
@@ -105,10 +113,19 @@ def _node_samples(st: Stack, since_mono: float, until_mono: float) -> list[tuple
             if since_mono <= origin + s.t <= until_mono]
 
 
+def _watch(ui: progress_ui.Ui, st: Stack, opts: RunOptions, title: str) -> None:
+    """The live dashboard of this stack, its latency figures held against the SLO targets."""
+    from harness.run._dashsources import RunSource
+    from harness.slo.spec import latency_limits_ms, load_spec
+
+    ui.watch(RunSource(st, latency_limits_ms(load_spec(opts.slo))), title)
+
+
 async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, Any]]:
     """Run ``profile``; returns the run folder and the final results document."""
     from harness.run.finalize import finalize
     from harness.run.scenario_exec import run_scenario
+    from harness.run.scenario_profile import scenario_profile
     from harness.slo.spec import load_spec
 
     load_spec(opts.slo)  # a bad SLO file fails here, naming row and field, before anything starts
@@ -131,6 +148,7 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                 writer = ResultsWriter(run_dir, run_id, profile.name,
                                        conditions(st.node_info, st.bot_settings, st.network_profile))
                 writer.add_artifact("logs", run_dir / "bot.log")
+                _watch(ui, st, opts, f"harness {profile.name} · {run_id}")
                 if opts.calibrate:
                     await _calibrate(st, writer, ui)
                 if profile.name == "soak":
@@ -143,7 +161,8 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                                                        fresh_bot=opts.fresh_bot, first=i == 0)
                     t0_mono, block0 = time.monotonic(), await block_number(st.node_url)
                     try:
-                        result = await run_scenario(scn, st, ui, writer)
+                        async with scenario_profile(opts, st, scn, writer, ui) as profiled:  # --profile-bot
+                            result = await run_scenario(scn, st, ui, writer)
                     except HarnessError as exc:
                         # One scenario's failure (say, Locust would not start) costs its rows, not the
                         # run: they are judged inconclusive with this reason, the rest go on.
@@ -154,7 +173,9 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                                                     await block_number(st.node_url), decision,
                                                     st.chain.snapshot_block if st.chain is not None else None)
                     result.setdefault("summary", {}).update(prepared)
+                    result["summary"].update(profiled)
                     writer.upsert_scenario(result)
+                    ui.judge_finished(writer.doc, opts.slo)  # the dashboard's "verdicts so far"
                 if chaos:  # last: each runs its own bot behind two proxies (harness.run.chaos)
                     from harness.run.chaos import run_chaos
 

@@ -18,7 +18,7 @@ from harness.results.capacity import MarketStep
 from harness.results.writer import ResultsWriter
 from harness.run import feedrun
 from harness.run.bisection import StressSearch
-from harness.run.checkpointing import BACKLOG_KEY
+from harness.run.checkpointing import BACKLOG_KEY, finish_heap
 from harness.run.collect import carry_over, merge_intervals, tag_filter, totals
 from harness.run.drift import drift
 from harness.run.drive import drive, wait_drained, wait_handled, wait_telemetry
@@ -103,6 +103,7 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
     if cpu0 is not None and cpu1 is not None:
         own_ticks = None if own0 is None or own1 is None else (own1 - own0) * clock_ticks_per_s()
         doc["summary"]["machine"] = cpu1.since(cpu0, own_ticks)
+    await finish_heap(st, writer.journal, scn, doc, t0_wall)  # heap levels and growth sites (checkpointing)
     if scn.kind == "trades" and not steps_out:
         # Whether the latency rows held during this scenario (point estimates): the judge counts a
         # scenario's in-flight peak toward concurrent_operations only where they did.

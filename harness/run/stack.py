@@ -9,6 +9,7 @@ between scenarios, so no scenario inherits the previous one's process state.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import sys
 import time
@@ -117,11 +118,15 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIterator[Stack]:
-    from harness.run.botconfig import bot_keys_env, node_env, write_bot_config
+    from harness.run.allocator import resolve
+    from harness.run.botconfig import bot_account_count, bot_keys_env, node_env, write_bot_config
+
+    allocator = resolve(opts.bot_allocator)  # a missing library fails here, naming its package, before anything starts
     from harness.run.deployment import ensure_deployment
 
     # One dev account more than the bot's: the calibration spends from it, never from the bot's.
-    n_accounts = max(10, opts.accounts + 2)
+    bot_accounts = bot_account_count(opts.accounts, opts.extra_bot)
+    n_accounts = max(10, bot_accounts + 2)
     anvil_opts = AnvilOptions(mining=mining_for(opts), disable_block_gas_limit=True, quiet=True,
                               accounts=n_accounts)
     async with contextlib.AsyncExitStack() as exits:
@@ -129,7 +134,7 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             start_node(NodeConfig(url=opts.node_url, anvil=anvil_opts, run_dir=run_dir)))
         ui.log(f"node: {node.kind} {node.version} at {redact_url(node.url)} ({node.mining})")
         t = time.monotonic()
-        deployment = await ensure_deployment(node.url, opts.pairs, opts.accounts, run_dir, opts.deployment)
+        deployment = await ensure_deployment(node.url, opts.pairs, bot_accounts, run_dir, opts.deployment)
         ui.log(f"deployed {len(deployment['pairs'])} pairs in {time.monotonic() - t:.1f} s")
         bot_http, bot_ws, network = node.url, node.ws_url, "loopback"
         setup = opts.proxy
@@ -147,7 +152,9 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
             run_dir, node_http=bot_http, node_ws=bot_ws, deployment=run_dir / "deployment.json",
             feed_url=feed.url, api_port=api_port, extra=opts.extra_bot)
         api_url = f"http://127.0.0.1:{api_port}"
-        env = {"TRADEBENCH_API_TOKEN": token, **bot_keys_env(opts.accounts), **node_env(bot_http, bot_ws)}
+        env = {"TRADEBENCH_API_TOKEN": token, **bot_keys_env(bot_accounts), **node_env(bot_http, bot_ws),
+               **allocator.env(os.environ)}
+        settings = {**settings, "allocator": allocator.as_dict()}  # into conditions.bot
 
         def new_session() -> BotSession:
             wrap = None
@@ -156,6 +163,8 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
 
                 wrap = memray_wrap([sys.executable, "-m", "bot", "run", "--config", str(cfg_path)],
                                    run_dir / "bot.memray.bin")
+            elif opts.bot_wrap:  # harness profile --spy-launch: py-spy starts the bot as its child
+                wrap = [*opts.bot_wrap, sys.executable, "-m", "bot", "run", "--config", str(cfg_path)]
             return BotSession(BotProcess(cfg_path, run_dir / "bot.log", api_url, token=token, wrap=wrap, env=env))
 
         own = node.kind == "anvil"

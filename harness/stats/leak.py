@@ -20,6 +20,13 @@ grew 100-112 MB/h at 10-20 trades/s in its first minute, 267 MB/h under memray),
 leak only when even its CI's lower bound exceeds that floor (``short_floor_bph``, given by the
 caller: the judge scales a per-trade figure by the trade rate). Every result states the smallest
 growth its window could have called a leak (``detectable_bph``).
+
+The same statistic runs on each memory series the run recorded: RSS, and the Python heap's traced bytes
+when the bot traced them (``x_heap_bytes``, ``bot.heapwatch``). The heap has no allocator arenas or
+freed-but-kept pages in it, so it is the quieter signal: in 45-s soaks here (10 trades/s) its CI
+half-width was 4 MB/h clean and 31-52 MB/h with a planted leak where RSS's was 27-28 and 60-95 MB/h;
+the clean bot's heap grew 72-74 MB/h, its RSS 106-108 MB/h. The judge gives each series its own verdict, so
+``memory_leak`` fails when either shows a leak.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""``harness soak`` for real: a SIGKILLed soak re-judged from its checkpoints; a planted leak caught, a clean
-soak not called a leak. Short soaks at a modest rate (10 trades/s, 5 pairs, no memray), so the bot keeps
-up on a machine 2-3x slower than this one; every wait is on a condition with a generous deadline."""
+"""``harness soak`` for real: a SIGKILLed soak re-judged from its checkpoints (RSS and heap, its bot under
+jemalloc); a planted leak caught on both signals with its allocation site named, a clean soak not called a
+leak. Short soaks at a modest rate (10 trades/s, 5 pairs, no memray; the soak's heap tracing on, as by
+default), so the bot keeps up on a machine 2-3x slower than this one; every wait is on a condition with a
+generous deadline."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import pytest
 
+import bot.debug
 from harness.report import load_results
 from harness.results.journal import JOURNAL_NAME, load_journal
 from tests.waiting import until
@@ -37,8 +41,30 @@ def _run_dir(out: Path) -> Path | None:
     return runs[0] if len(runs) == 1 else None
 
 
-def _leak_row(doc: dict[str, Any]) -> dict[str, Any]:
-    return next(v for v in doc["verdicts"] if v["row"] == "memory_leak")
+def _leak_row(doc: dict[str, Any], stat: str = "rss_slope") -> dict[str, Any]:
+    return next(v for v in doc["verdicts"] if v["row"] == "memory_leak" and v["stat"] == stat)
+
+
+def _bot_maps(harness_pid: int) -> str:
+    """/proc/PID/maps of the bot process the harness started ('' until it runs)."""
+    try:
+        kids = psutil.Process(harness_pid).children(recursive=True)
+    except psutil.Error:
+        return ""
+    for kid in kids:
+        try:
+            cmd = kid.cmdline()
+            if "bot" in cmd and "run" in cmd and "-m" in cmd:
+                return Path(f"/proc/{kid.pid}/maps").read_text()
+        except (psutil.Error, OSError):
+            continue
+    return ""
+
+
+def _leak_line() -> int:
+    """The line of bot/debug.py that keeps the planted bytes."""
+    lines = Path(bot.debug.__file__).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if "self._kept.append(" in line)
 
 
 def _covered(out: Path) -> float:
@@ -49,12 +75,13 @@ def _covered(out: Path) -> float:
 
 
 async def test_a_killed_soak_is_rejudged_from_its_checkpoints(tmp_path: Path) -> None:
-    proc = _harness(*SOAK, "--minutes", "1", out=tmp_path)
+    proc = _harness(*SOAK, "--minutes", "1", "--bot-allocator", "jemalloc", out=tmp_path)
     try:
         # 20 s of checkpoints: ~40 RSS samples, enough after the 20% warm-up for a slope with a CI.
         await until(lambda: _covered(tmp_path) >= 20.0 or proc.poll() is not None, within=180, every=0.25,
                     what="20 s of soak checkpoints")
         assert proc.poll() is None, proc.communicate()[0]
+        assert "libjemalloc.so.2" in _bot_maps(proc.pid)  # preloaded into the bot's process
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
@@ -77,6 +104,10 @@ async def test_a_killed_soak_is_rejudged_from_its_checkpoints(tmp_path: Path) ->
     leak = _leak_row(doc)
     assert leak["verdict"] in ("pass", "fail", "inconclusive") and leak["value"] is not None, leak
     assert leak["note"].startswith("partial: first") and "(the run was killed)" in leak["note"], leak["note"]
+    heap = _leak_row(doc, "heap_slope")  # the heap levels rode in the checkpoints too
+    assert heap["value"] is not None and heap["x_leak"]["mde_bph"] is not None, heap
+    assert heap["note"].startswith("partial: first"), heap["note"]
+    assert doc["conditions"]["bot"]["allocator"]["name"] == "jemalloc"
     assert 'id="rejudged-banner"' in (run / "index.html").read_text()
     # the checkpoints' cost did not grow through the soak (each holds ~5 s of new data)
     cost = part["checkpoint_cost_ms"]
@@ -99,13 +130,27 @@ def test_a_planted_leak_fails_memory_leak_and_a_clean_soak_does_not(tmp_path: Pa
     assert doc["conditions"]["bot"]["debug"]["leak_bytes_per_trade"] == planted
     soak = doc["scenarios"][0]
     assert soak["summary"]["saturation"]["saturated"] is False, soak["summary"]["saturation"]
-    leak = _leak_row(doc)
-    figures = f"{leak['verdict']}: {leak['value']:.4g} B/h, CI {leak['ci']}; {leak['note']}"
-    print(f"memory_leak ({'planted ' + str(planted) + ' B/trade' if planted else 'clean'}): {figures}")
-    if planted:
-        assert leak["verdict"] == "fail", figures
-        trades_per_h = soak["summary"]["achieved_rate"] * 3600
-        assert 0.5 < leak["value"] / (planted * trades_per_h) < 2.0, figures  # the growth planted, measured
+    assert doc["conditions"]["bot"]["debug"]["heap_trace_frames"] == 1  # the soak's default
+    trades_per_h = soak["summary"]["achieved_rate"] * 3600
+    for stat in ("rss_slope", "heap_slope"):
+        leak = _leak_row(doc, stat)
+        figures = (f"{leak['verdict']}: {leak['value']:.4g} B/h, CI {leak['ci']}, smallest leak called "
+                   f"{leak['x_leak']['mde_bph']:.4g} B/h; {leak['note']}")
+        print(f"memory_leak {stat} ({'planted ' + str(planted) + ' B/trade' if planted else 'clean'}): {figures}")
+        if planted:
+            assert leak["verdict"] == "fail", figures
+            assert 0.5 < leak["value"] / (planted * trades_per_h) < 2.0, figures  # the growth planted, measured
+        else:
+            assert leak["verdict"] != "fail", figures
+        assert "smallest leak this window calls" in leak["note"], figures
+    growth = soak["summary"]["heap_growth"]
+    top = growth["sites"][0]
+    print(f"top growth site: {top['file']}:{top['line']} +{top['bytes_grown']:,} B in {growth['span_s']:.0f} s "
+          f"(snapshot {growth['snapshot_ms']:.0f} ms)")
+    if planted:  # the leak's own line, not what was merely still allocated at exit
+        assert (top["file"], top["line"]) == (bot.debug.__file__, _leak_line()), growth["sites"][:3]
+        assert top["bytes_grown"] >= 0.5 * planted * trades_per_h * growth["span_s"] / 3600
+        page = (run / "index.html").read_text()
+        assert "bot/debug.py:" in page[page.index('id="growth-table"'):]
     else:
-        assert leak["verdict"] != "fail", figures
-    assert "smallest leak this window calls" in leak["note"], figures
+        assert all(s["file"] != bot.debug.__file__ for s in growth["sites"])

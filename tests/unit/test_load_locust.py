@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from harness.errors import ConfigError, HarnessError
 from harness.load.locust_runner import (
     master_command,
+    parse_bind,
     parse_final_json,
     parse_stats_history,
     plan,
@@ -53,10 +54,15 @@ def _check_run(res: Any, hits: dict[str, int], rate: float, seconds: int) -> Non
     total = res.total
     assert total.requests == sum(hits.values())
     assert total.failures == hits["/metrics"]
+    # Ours and Locust's see the same requests; failures are counted, not timed.
+    assert res.counts_agree and res.ours.complete
+    assert res.ours.histogram().get_total_count() == total.requests - total.failures
+    assert set(res.ours.by_name) == {"GET /health", "GET /status"}
     assert sum(iv["counters"]["api_requests"] for iv in res.intervals) == total.requests
     assert sum(iv["counters"]["api_failures"] for iv in res.intervals) == total.failures
-    # Constant throughput per user: the total is near the target (loose: a shared, noisy box).
-    assert 0.6 * rate * seconds <= total.requests <= 1.1 * rate * seconds + res.plan.users
+    # Constant throughput per user caps the total; no lower bound, because a machine busy with
+    # other work may start Locust's users late (a speed, which tests do not assert).
+    assert 0 < total.requests <= 1.1 * rate * seconds + res.plan.users
     # Weights 6:3:1.
     assert hits["/health"] > hits["/status"] > hits["/metrics"] > 0
     assert set(res.by_endpoint) == {"GET /health", "GET /status", "GET /metrics"}
@@ -90,9 +96,45 @@ def test_commands_bind_the_master_to_loopback() -> None:
     argv = master_command(p, Path("/x/locust"), Path("/x/final.json"), master_port=5557)
     assert argv[argv.index("--master-bind-host") + 1] == "127.0.0.1"
     assert argv[argv.index("--expect-workers") + 1] == "2"
-    assert argv[argv.index("--run-time") + 1] == "10s"
+    # The graceful stop ends the load; Locust's --run-time is only a backstop well after it.
+    assert argv[argv.index("--tb-stop-after") + 1] == "10"
+    assert argv[argv.index("--run-time") + 1] == "70s"
     assert argv[argv.index("-u") + 1] == "50"
     assert worker_command("127.0.0.1", 5557)[-4:] == ["--master-port", "5557", "--loglevel", "WARNING"]
+
+
+def test_the_master_binds_elsewhere_only_when_allowed_and_workers_get_the_path() -> None:
+    assert parse_bind("0.0.0.0:6000") == ("0.0.0.0", 6000)
+    assert parse_bind("[::1]:7000") == ("::1", 7000)
+    assert parse_bind("10.0.0.5") == ("10.0.0.5", 5557)
+    p = plan("http://10.0.0.9:8080", 100, 5, workers=1, remote_workers=2, master_bind="0.0.0.0:6000",
+             allow_remote=True, allow_remote_bind=True, path="/health?x=1")
+    assert (p.master_host, p.master_port, p.connect_host, p.users) == ("0.0.0.0", 6000, "127.0.0.1", 10)
+    argv = master_command(p, Path("/x/locust"), Path("/x/final.json"))
+    assert argv[argv.index("--master-bind-host") + 1] == "0.0.0.0"
+    assert argv[argv.index("--expect-workers") + 1] == "3"
+    assert argv[argv.index("--tb-path") + 1] == "/health?x=1" and argv[-1] == "PathUser"
+    assert float(argv[argv.index("--expect-workers-max-wait") + 1]) >= 300  # time to start the other machines
+    # Remote workers without a bind: loopback on Locust's port, stated up front (workers on this machine only).
+    q = plan("http://127.0.0.1:8080", 100, 5, remote_workers=1)
+    assert (q.master_host, q.master_port) == ("127.0.0.1", 5557)
+    assert master_command(q, Path("/x/l"), Path("/x/f.json"))[-1] == "ControlApiUser"
+    # Every worker gets a user at least.
+    assert plan("http://127.0.0.1:8080", 5, 5, workers=3).users == 3
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"master_bind": "0.0.0.0:5557"}, "--allow-remote"),
+    ({"master_bind": "10.0.0.5:5557", "allow_remote_bind": True, "remote_workers": 2}, "each would load itself"),
+    ({"master_bind": "host:port"}, "must be a number"),
+    ({"master_bind": "host:70000"}, "1..65535"),
+    ({"master_bind": ":5557"}, "HOST:PORT"),
+    ({"path": "health"}, "must start with '/'"),
+    ({"remote_workers": -1}, "workers"),
+])
+def test_bad_locust_topologies_name_the_fix(kwargs: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        plan("http://127.0.0.1:8080", 100, 5, **kwargs)
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [

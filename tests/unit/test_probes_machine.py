@@ -120,3 +120,17 @@ def test_a_fail_while_other_processes_took_the_cpu_is_inconclusive() -> None:
     latency = [v for v in verdicts if v["row"] == "trade_execution"]
     assert latency and all(v["verdict"] != "fail" for v in latency)
     assert any("other processes" in v["note"] for v in latency)
+
+
+def test_a_throughput_fail_that_no_cpu_credit_could_rescue_stands() -> None:
+    from harness.slo.judge import _not_the_bots
+
+    doc = {"scenarios": [{"id": "stress", "summary": {"machine": {"steal_percent": 0.0, "other_percent": 22.0}}}]}
+    far = {"row": "transactions_per_sec", "table": "throughput", "scenario": "stress", "verdict": "fail",
+           "value": 200.0, "ci": [111.0, 360.0], "threshold": {"op": ">=", "value": 500.0}, "note": "x"}
+    kept = _not_the_bots(far, doc)
+    assert kept["verdict"] == "fail" and "crediting the 22%" in kept["note"]
+    near = {**far, "ci": [300.0, 450.0]}  # 450 / 0.78 = 577 >= 500: the machine may have cost it the pass
+    assert _not_the_bots(near, doc)["verdict"] == "inconclusive"
+    latency = {**far, "table": "latency", "threshold": {"op": "<", "value": 10.0}, "value": 80.0, "ci": [70.0, 90.0]}
+    assert _not_the_bots(latency, doc)["verdict"] == "inconclusive"  # no credit for queueing

@@ -31,6 +31,7 @@ class FakeStack:
         self.prober = SimpleNamespace(statistics=lambda: self.health)
         self.sent = 0
         self.feed = SimpleNamespace(statistics=lambda: FeedStatistics(True, True, 1, 0, 0, self.sent, 0, 0, 0, 0, 1))
+        self.bot_settings: dict[str, Any] = {}  # a bot that does not trace its heap (no growth polling)
 
     def bot_seconds(self, first: int, last: int) -> None:
         """Closed bot intervals for scenario seconds [first, last): wall-aligned, a trade each."""

@@ -39,7 +39,7 @@ def test_latency_histogram_buckets_counts_and_sum() -> None:
     assert abs(s[("bot_operation_latency_seconds_sum", (("op", "trade_execution"),))] - 0.794) < 1e-9
     for op in SLO_OPERATIONS:
         assert ("bot_operation_latency_seconds_count", (("op", op),)) in s
-    les = [float(le) for (n, labels), _ in s.items() if n.endswith("_bucket") for k, le in labels
+    les = [float(le) for (n, labels), _ in s.items() if n == "bot_operation_latency_seconds_bucket" for k, le in labels
            if k == "le" and le != "+Inf"]
     assert set(les) == set(LATENCY_BUCKETS_S)
 
