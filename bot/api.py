@@ -9,8 +9,9 @@ Read-only endpoints (no token):
   ``/health``) are redacted (``bot.redact``): these views need no token.
 - ``GET /stats?since=SEQ``: the telemetry payload of docs/DESIGN.md (closed intervals with
   ``seq > SEQ``).
-- ``GET /debug/heap``: the heap watch's levels; ``GET /debug/heap/growth?top=N``: the allocation sites
-  whose live bytes grew most since the baseline (``POST /debug/heap/baseline``, token, sets it); 409 when
+- ``GET /debug/heap``: the heap watch's levels; ``GET /debug/heap/growth?top=N`` (token: a snapshot stalls
+  the loop): the allocation sites whose live bytes grew most since the baseline (``POST /debug/heap/baseline``,
+  token, sets it); 409 when
   tracing is off (``debug.heap_trace_frames``) or no baseline was taken (``bot.heapwatch``).
 
 Mutating endpoints need ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one,
@@ -308,6 +309,11 @@ async def _heap(request: web.Request) -> web.Response:
             denied = _authorize(request)
             return denied if denied is not None else _json(await watch.baseline())
         if what == "growth":
+            # Behind the token like the baseline: a snapshot stalls the loop for up to a second under memray,
+            # so an unauthenticated poller must not be able to take one.
+            denied = _authorize(request)
+            if denied is not None:
+                return denied
             raw = request.query.get("top", str(DEFAULT_TOP))
             if not raw.isdigit() or not 0 < int(raw) <= 500:
                 return _error(400, f"top: expected an integer 1-500, got {raw[:20]!r}")

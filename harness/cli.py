@@ -65,7 +65,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "'10s: loss=0.05 | 30s: | 45s: 5xx=1' (seconds from the proxy's start, before the bot starts; "
                    "an empty plan is clean) or a .toml file of [[schedule]] tables (at, plan); each plan is "
                    "added on top of --network")
-    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of live progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="a plain line every 10 s instead of the live dashboard (also when stderr is not a terminal)")
     p.add_argument("--bot-allocator", choices=["system", "jemalloc", "mimalloc"], default="system",
                    help="the bot's malloc: glibc's (system, default), or the Debian jemalloc / mimalloc library "
                    "preloaded into the bot's process only (LD_PRELOAD); recorded as conditions.bot.allocator")
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "scenario under <run>/profiles/, linked from the run's page (it shares the cores with the bot)")
     _add_run_options(p)
 
-    p = _verb(sub, "soak", "steady load for hours with memray and RSS tracking, judged for memory leaks",
+    p = _verb(sub, "soak", "steady load for hours with memray, RSS and heap tracking, judged for memory leaks",
               "harness soak --hours 24")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--hours", type=float, help="soak length in hours")
@@ -122,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=None,
                    help="trades per second offered (default: a rate the bot sustains, from the run's calibration; "
                    "recorded as conditions.soak_rate)")
-    p.add_argument("--no-memray", action="store_true", help="track RSS only (no memray overhead)")
+    p.add_argument("--no-memray", action="store_true",
+                   help="no memray capture (its overhead: ~3.5x CPU per trade); RSS and the heap are still tracked")
     _add_run_options(p)
 
     p = _verb(sub, "load", "open-loop load against any JSON-RPC endpoint, with corrected percentiles; or Locust "

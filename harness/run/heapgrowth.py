@@ -149,7 +149,7 @@ class GrowthPoller:
             self._session = None
 
     async def _request(self, method: str, path: str) -> dict[str, Any] | None:
-        headers = {"Authorization": f"Bearer {self.token}"} if method == "POST" else {}
+        headers = {"Authorization": f"Bearer {self.token}"}
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
