@@ -90,9 +90,12 @@ def _say(line: str) -> None:
 async def monitor(bot_url: str, options: MonitorOptions, *, allow_remote: bool = False) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    # SIGTERM (a service manager, `kill`) stops Prometheus as Ctrl-C does, not abruptly.
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # SIGTERM (a service manager, `kill`) and Ctrl-C end the loop below through one event, not by
+    # cancelling the task: Python 3.11's asyncio.wait_for could swallow a cancellation that landed as
+    # its timeout fired, and `harness monitor` then ignored Ctrl-C (seen once in CI, 1 s scrapes).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     try:
         async with Prometheus(bot_url, options, allow_remote=allow_remote) as prom:
             pages = await prom.pages()
@@ -103,7 +106,8 @@ async def monitor(bot_url: str, options: MonitorOptions, *, allow_remote: bool =
             async with prom.client(timeout_s=every + 5.0) as api:
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), every)
+                        async with asyncio.timeout(every):
+                            await stop.wait()
                     if stop.is_set():
                         break
                     prom.check_alive()
@@ -120,8 +124,9 @@ async def monitor(bot_url: str, options: MonitorOptions, *, allow_remote: bool =
     except asyncio.CancelledError:
         pass  # Ctrl-C: the ``async with`` above has already stopped Prometheus
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
     _say("Prometheus stopped")
     return 0
 

@@ -63,7 +63,7 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
         mran = await run_search(st, ui, writer, scn, doc, t0_wall, MarketPlan(st, t0_wall, scn.drain_s), msearch)
         market, runs = (msearch, mran), [r.step.feed for r in mran]
     elif scn.stop_on_break:
-        tsearch = StressSearch[StepOutcome](ladder, max_steps=max_steps)
+        tsearch = StressSearch[StepOutcome](ladder, max_steps=max_steps, resolution=scn.resolution)
         tran = await run_search(st, ui, writer, scn, doc, t0_wall, TradePlan(st, t0_wall, _latency_limits(st)),
                                 tsearch)
         steps_out, search, runs = trade_steps(tran), tsearch.summary(), [r.step.feed for r in tran]

@@ -214,9 +214,9 @@ def _tps(ctx: _Ctx, row: SloRow) -> list[dict[str, Any]]:
         lo, hi = search.get("bracket") or [search.get("last_good"), search.get("breaking_point")]
         # No rate held (the search stopped at its floor): there is no lower end to quote.
         held = f"held {float(lo):g}/s, " if lo is not None else "no rate held down to the search's floor, "
+        within = "" if search.get("resolved") else f", not resolved to {float(search.get('resolution') or 0.1):.0%}"
         first_broken += (f"; breaking point {float(search['breaking_point']):g}/s ({held}broke {float(hi):g}/s"
-                         f"{'' if search.get('resolved') else ', not resolved to 10%'}) by "
-                         f"{search.get('broken_by') or '?'}")
+                         f"{within}) by {search.get('broken_by') or '?'}")
     if isinstance(search, Mapping) and search.get("disturbed_rates"):
         first_broken += ("; broke on a busy machine and ran again: "
                          + ", ".join(f"{float(r):g}/s" for r in search["disturbed_rates"]))

@@ -196,6 +196,10 @@ async def test_quiet_mode_retries_when_its_port_is_taken(tmp_path: Path, monkeyp
         taken.close()
 
 
+def _default_sigint() -> None:  # runs in the child between fork and exec
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_anvil_through_the_context_manager(tmp_path: Path) -> None:
     script = (
         "import asyncio\n"
@@ -209,8 +213,11 @@ def test_ctrl_c_stops_anvil_through_the_context_manager(tmp_path: Path) -> None:
         "            print('cleanup', flush=True)\n"
         "asyncio.run(main())\n"
     )
+    # A background job of a non-interactive shell (CI's runner may be one) inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: the child gets the terminal's default, as Ctrl-C does.
     harness = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2]
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[2], preexec_fn=_default_sigint,
     )
     try:
         assert harness.stdout is not None

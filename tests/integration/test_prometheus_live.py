@@ -349,8 +349,14 @@ async def test_harness_monitor_is_production_monitoring_in_one_command(live: Liv
             names = {r.name for r in await api.rules()}
             assert names == {"HighTransactionLatency", "MemoryUsageHigh", "HighErrorRate"}
         proc.send_signal(signal.SIGINT)  # Ctrl-C
-        async with asyncio.timeout(WITHIN):
-            rc = await proc.wait()
+        try:
+            async with asyncio.timeout(WITHIN):
+                rc = await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            err = (await proc.stderr.read()).decode()[-3000:]
+            raise AssertionError(f"harness monitor ignored Ctrl-C for {WITHIN} s; its stderr:\n{err}") from None
         err = (await proc.stderr.read()).decode()
         assert rc == 0, err
         assert "Traceback" not in err

@@ -192,7 +192,7 @@ capacities = st.builds(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(capacities)
 def test_a_capacity_search_is_read_back_as_written_and_the_run_holding_it_is_valid(cap: MarketCapacity) -> None:
     scn = synthetic_results(0)["scenarios"][0]
