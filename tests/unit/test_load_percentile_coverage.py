@@ -46,6 +46,8 @@ async def known_latency_server() -> AsyncIterator[str]:
     async def handle(request: web.Request) -> web.Response:
         await request.read()
         run = request.match_info["run"]
+        if run.startswith("zero"):  # the machine's own round trip, measured beside the runs
+            return web.Response(body=OK_BODY, content_type="application/json")
         rng = rngs.setdefault(run, random.Random(f"coverage-{run}"))
         await asyncio.sleep(OFFSET_S + rng.expovariate(1.0 / MEAN_S))
         return web.Response(body=OK_BODY, content_type="application/json")
@@ -60,13 +62,23 @@ async def known_latency_server() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-async def _one_run(base: str, run: int) -> LoadResult:
+async def _one_run(base: str, run: int | str) -> LoadResult:
     async with JsonRpcDriver(f"{base}/r/{run}", "eth_blockNumber", [], connections=32) as drv:
         gen = OpenLoopGenerator(drv.call, ConstantRate(RATE, DURATION), name="op", interval_s=0.1)
         return await gen.run()
 
 
+async def _overhead_us(base: str) -> float:
+    """The median round trip of a request the server answers at once, WAVE runs at a time like the real
+    ones: what the client, the server and the loop add to every delay on this machine (1-5 ms when busy).
+    Added to the truth, since every observed latency carries it: on a loaded CI box it pushed 7 of 60
+    lower bounds past the bare distribution's percentile."""
+    runs = await asyncio.gather(*(_one_run(base, f"zero{k}") for k in range(WAVE)))
+    return float(series_from_encoded([iv.histograms.get("op") for r in runs for iv in r.intervals]).percentile_us(50.0))
+
+
 async def test_true_percentiles_fall_inside_reported_intervals(known_latency_server: str) -> None:
+    overhead_us = await _overhead_us(known_latency_server)
     results: list[LoadResult] = []
     for wave in range(0, RUNS, WAVE):
         # A few runs at a time: enough to keep the test short, few enough that the shared loop
@@ -81,7 +93,7 @@ async def test_true_percentiles_fall_inside_reported_intervals(known_latency_ser
         assert series.n_intervals >= 25
         boot = latency_cis(series, PERCENTILES, confidence=0.95, n_boot=400, seed=1)
         for q in PERCENTILES:
-            truth = true_quantile_us(q)
+            truth = true_quantile_us(q) + overhead_us
             # The same samples, judged both ways the harness can: the block bootstrap over
             # intervals, and the order-statistic CI a run with too few intervals falls back to.
             for est in (boot[stat_key(q)], quantile_order_stat_ci(series.merged_full(), q, confidence=0.95)):
