@@ -187,14 +187,21 @@ async def _status(request: web.Request) -> web.Response:
     return _json(request.app[HOOKS_KEY].status(), redact=True)
 
 
-async def _stats(request: web.Request) -> web.Response:
+def parse_since(request: web.Request) -> int | web.Response | None:
+    """``/stats``'s ``since`` query: the sequence number, None when absent, or the 400 to answer."""
     raw = request.query.get("since")
-    since: int | None = None
-    if raw is not None:
-        try:
-            since = int(raw)
-        except ValueError:
-            return _error(400, f"since: expected an integer interval sequence number, got {raw[:40]!r}")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return _error(400, f"since: expected an integer interval sequence number, got {raw[:40]!r}")
+
+
+async def _stats(request: web.Request) -> web.Response:
+    since = parse_since(request)
+    if isinstance(since, web.Response):
+        return since
     return _json(request.app[HOOKS_KEY].stats(since))
 
 

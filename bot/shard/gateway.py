@@ -32,7 +32,15 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
-from bot.api import MAX_BODY_BYTES, MAX_DRAIN_S, METRICS_CONTENT_TYPE, TOKEN_KEY, OrderError, parse_order
+from bot.api import (
+    MAX_BODY_BYTES,
+    MAX_DRAIN_S,
+    METRICS_CONTENT_TYPE,
+    TOKEN_KEY,
+    OrderError,
+    parse_order,
+    parse_since,
+)
 from bot.api import _authorize as authorize  # the single bot's rule itself, so the two cannot drift apart
 from bot.redact import redact_text
 from bot.shard.links import ShardFailure, ShardLink
@@ -164,13 +172,9 @@ class Gateway:
         return _json({"status": "ok", "pairs": sum(len(p) for p in self.plan.pairs), "shards": len(self.links)})
 
     async def _stats(self, request: web.Request) -> web.Response:
-        raw = request.query.get("since")
-        since: int | None = None
-        if raw is not None:
-            try:
-                since = int(raw)
-            except ValueError:
-                return _error(400, f"since: expected an integer interval sequence number, got {raw[:40]!r}")
+        since = parse_since(request)
+        if isinstance(since, web.Response):
+            return since
         if self.started:  # before, a pull would feed intervals to the start-up aligner, which is then replaced
             await self.refresh()
         return _json(self.aligner.payload(since, time.time(), self.gauges()))

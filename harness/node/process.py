@@ -72,11 +72,12 @@ def spawn(argv: Sequence[str], log_path: Path, *, env: dict[str, str] | None = N
     return proc
 
 
-async def terminate(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> int:
-    """SIGTERM, wait up to ``grace_s``, then SIGKILL; returns the exit code. Idempotent."""
+async def terminate(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0, sig: int = signal.SIGTERM) -> int:
+    """``sig`` (SIGTERM; py-spy wants SIGINT to write what it has), wait up to ``grace_s``, then SIGKILL;
+    returns the exit code. Idempotent."""
     try:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             deadline = time.monotonic() + grace_s
             while proc.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.node.process import spawn
+from harness.node.process import spawn, terminate
 from harness.probes.ptrace import PtraceFacts, SpyFailure, diagnose
 
 MAX_RATE = 1000
@@ -172,14 +172,7 @@ class SpyRecording:
         proc = self._proc
         if proc is None:
             raise HarnessError("py-spy was never started")
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            deadline = time.monotonic() + grace_s
-            while proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
+        await terminate(proc, grace_s=grace_s, sig=signal.SIGINT)
         return self.result()
 
     def result(self) -> SpyResult:
