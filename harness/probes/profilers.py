@@ -131,12 +131,14 @@ class MemrayOverhead:
     cpu_per_trade_ratio: float
     conditions: str
     source: str
+    rss_mb_without: float = 0.0
+    rss_mb_with: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {"rate_per_s": self.rate_per_s, "throughput_ratio": self.throughput_ratio,
                 "p99_ms_without": self.p99_ms_without, "p99_ms_with": self.p99_ms_with,
                 "cpu_per_trade_ratio": self.cpu_per_trade_ratio, "conditions": self.conditions,
-                "source": self.source}
+                "source": self.source, "rss_mb_without": self.rss_mb_without, "rss_mb_with": self.rss_mb_with}
 
 
 # Measured at 15 trades/s, not 100: under memray the bot costs ~23 ms of CPU per trade here, so 100/s
@@ -150,7 +152,8 @@ MEMRAY_OVERHEAD = MemrayOverhead(
                "CPU per trade 6.0 and 7.4 ms plain, 22.0 and 24.4 ms under memray; RSS 85 MB plain, 276 MB "
                "under memray",
     source="harness soak --minutes 0.67 --pairs 10 --rate 15 --bot debug.heap_trace_frames=0 [--no-memray], "
-           "2026-12-07 (harness.probes.profilers.MEMRAY_OVERHEAD)")
+           "2026-12-07 (harness.probes.profilers.MEMRAY_OVERHEAD)",
+    rss_mb_without=85.0, rss_mb_with=276.0)
 
 
 def render_memray_flamegraph(capture: Path, out_html: Path, leaks: bool = True) -> Path:

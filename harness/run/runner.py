@@ -148,6 +148,8 @@ async def execute(opts: RunOptions, profile: Profile) -> tuple[Path, dict[str, A
                 writer = ResultsWriter(run_dir, run_id, profile.name,
                                        conditions(st.node_info, st.bot_settings, st.network_profile))
                 writer.add_artifact("logs", run_dir / "bot.log")
+                if opts.memray:  # the judge holds memray's cost against no fail (harness.slo.judge)
+                    writer.set_condition("instrumented", {"memray": True})
                 _watch(ui, st, opts, f"harness {profile.name} · {run_id}")
                 if opts.calibrate:
                     await _calibrate(st, writer, ui)

@@ -134,3 +134,20 @@ def test_a_throughput_fail_that_no_cpu_credit_could_rescue_stands() -> None:
     assert _not_the_bots(near, doc)["verdict"] == "inconclusive"
     latency = {**far, "table": "latency", "threshold": {"op": "<", "value": 10.0}, "value": 80.0, "ci": [70.0, 90.0]}
     assert _not_the_bots(latency, doc)["verdict"] == "inconclusive"  # no credit for queueing
+
+
+def test_a_fail_under_memray_is_inconclusive_and_a_leak_is_still_judged() -> None:
+    from harness.slo.judge import _not_under_memray
+
+    rss = {"row": "memory_rss", "table": "resources", "scenario": "soak", "verdict": "fail", "value": 300.0,
+           "threshold": {"op": "<", "value": 256.0}, "note": "peak"}
+    leak = {**rss, "row": "memory_leak", "note": "leak detector: leak"}
+    plain: dict[str, object] = {"conditions": {}}
+    traced = {"conditions": {"instrumented": {"memray": True}}}
+    older = {"conditions": {}, "x_memray": {"top": []}}  # written before the condition existed
+    assert _not_under_memray(rss, plain)["verdict"] == "fail"
+    for doc in (traced, older):
+        judged = _not_under_memray(rss, doc)
+        assert judged["verdict"] == "inconclusive" and "--no-memray" in judged["note"] and "peak" in judged["note"]
+        assert _not_under_memray(leak, doc)["verdict"] == "fail"  # growth is not memray's: judged as without it
+        assert _not_under_memray({**rss, "verdict": "pass"}, doc)["verdict"] == "pass"
