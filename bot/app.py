@@ -62,6 +62,7 @@ from bot.rpc import (
 from bot.rpc.wscalls import WsCallTransport
 from bot.shard.plan import shard_accounts, shard_entries
 from bot.strategy import StrategyParams
+from bot.telemetry.gcclock import is_auxiliary_op
 from bot.telemetry.gcwatch import GcWatch
 from bot.telemetry.observer import TelemetryObserver, register_engine_gauges
 from bot.telemetry.recorder import Telemetry
@@ -129,6 +130,8 @@ def summarize(telemetry: Telemetry) -> dict[str, dict[str, float]]:
     merged: dict[str, HdrHistogram] = {}
     for iv in telemetry.intervals_since(None):
         for op, enc in iv.histograms.items():
+            if is_auxiliary_op(op):  # a pause split by generation, a subset of an operation: not operations
+                continue
             h = HdrHistogram.decode(enc)
             if op in merged:
                 merged[op].add(h)

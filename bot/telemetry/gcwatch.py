@@ -8,7 +8,9 @@ dicts: a counter created there raised "dictionary changed size during iteration"
 rotation calls ``drain()`` (a rotation hook) before it closes the interval, and the pauses land in the
 interval in which they ended:
 
-- histogram ``gc_pause`` (microseconds, every generation; untagged: no tick caused it);
+- histogram ``gc_pause`` (microseconds, every generation; untagged: no tick caused it), and the same pauses
+  split by generation under ``gc_pause.gen0`` .. ``gc_pause.gen2`` (auxiliary histograms, not operations:
+  ``bot.telemetry.gcclock.is_auxiliary_op``);
 - counters ``gc_collections{generation=G}``, ``gc_pause_us{generation=G}`` (the total pause, so the share
   of wall time in GC is exact rather than read off histogram buckets), ``gc_cpu_us{generation=G}``,
   ``gc_collected{generation=G}`` and ``gc_uncollectable{generation=G}``.
@@ -19,6 +21,11 @@ collector's own cost, which a busy neighbour does not inflate. The hook costs fo
 per collection (~1-2 µs against pauses of tens of µs and up).
 ``freeze_startup`` collects once and moves every surviving object into the permanent generation, so the
 objects built at startup (modules, ABI tables, pools) are never scanned again.
+
+At the stop of a pause of ``LONG_PAUSE_NS`` (1 ms) or more the hook also stores its end in the telemetry's
+``gc_clock`` (``bot.telemetry.gcclock``), from which the recorder marks the latency samples that overlapped
+it (``<op>.gc_overlap``). That store is immediate, not drained: a trade completing right after the pause
+must see it. ``clock`` must therefore be ``time.perf_counter_ns`` (the default) for the overlap to hold.
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.telemetry import gcclock
+from bot.telemetry.gcclock import GC_PAUSE_GEN_OPS, LONG_PAUSE_NS
 from bot.telemetry.recorder import Telemetry, counter_key
 
 log = logging.getLogger("bot.gc")
 
-GC_PAUSE_OP = "gc_pause"
+GC_PAUSE_OP = gcclock.GC_PAUSE_OP  # named in gcclock for the recorder; its users import it from here
 GENERATIONS = (0, 1, 2)
 COLLECTIONS = tuple(counter_key("gc_collections", generation=str(g)) for g in GENERATIONS)
 PAUSE_US = tuple(counter_key("gc_pause_us", generation=str(g)) for g in GENERATIONS)
@@ -68,6 +77,7 @@ class GcWatch:
     def __init__(self, telemetry: Telemetry, *, clock: Callable[[], int] = time.perf_counter_ns,
                  cpu_clock: Callable[[], int] = time.thread_time_ns) -> None:
         self._t = telemetry
+        self._gc_clock = telemetry.gc_clock
         self._clock = clock
         self._cpu_clock = cpu_clock
         self._t0 = 0
@@ -134,8 +144,11 @@ class GcWatch:
             self._c0 = self._cpu_clock()
             self._t0 = self._clock()
             return
-        ns = self._clock() - self._t0
+        end = self._clock()
+        ns = end - self._t0
         cpu = self._cpu_clock() - self._c0
+        if ns >= LONG_PAUSE_NS:
+            self._gc_clock.long_end_ns = end
         g = info["generation"]
         self._collections[g] += 1
         self._pause_ns[g] += ns
@@ -160,6 +173,7 @@ class GcWatch:
             counts[g] += 1
             total_ns[g] += ns
             self._t.record_untagged(GC_PAUSE_OP, ns // 1000)
+            self._t.record_untagged(GC_PAUSE_GEN_OPS[g], ns // 1000)
         for g in GENERATIONS:
             if counts[g]:
                 self._t.count_untagged(COLLECTIONS[g], counts[g])

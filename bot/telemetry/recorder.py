@@ -24,6 +24,11 @@ in that context -- in tasks it spawns too, since asyncio copies the context -- i
 the tag. A closed interval then carries ``tags: {tag: {"histograms", "counters"}}`` beside the
 totals, so the harness can judge a scenario on the operations its own ticks caused and report
 what earlier scenarios left behind as carry-over instead of blaming it on the current one.
+
+Collector overlap: a sample of a judged latency operation (``GC_OVERLAP_OPERATIONS``) that overlapped a
+collection pausing 1 ms or more is also recorded under ``<op>.gc_overlap`` (``bot.telemetry.gcclock``:
+the collector's hook keeps the end of the last long pause in ``gc_clock``), so the harness can say how
+many of the slowest samples a collector pause sat inside.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
+from bot.telemetry.gcclock import GC_PAUSE_OP, GcClock, is_auxiliary_op, overlap_op
+
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
 SIGNIFICANT_FIGURES = 3
@@ -53,6 +60,9 @@ DEFAULT_OPERATIONS = (
     *(f"{op}.from_tick" for op in SLO_OPERATIONS if op != "trade_execution"),
     "event_loop_lag",
 )
+# The operations whose samples are checked against the collector's last long pause: the keys the SLO's
+# latency rows judge. Not their ``.from_tick``/``.service`` companions, and never a pause or the loop's lag.
+GC_OVERLAP_OPERATIONS = SLO_OPERATIONS
 MAX_OPERATIONS = 64  # operations beyond the declared ones are created on first use, up to this many
 MAX_LIVE_TAGS = 16  # tags with live histograms at once; a scenario's tag retires once it is idle
 TAG_IDLE_INTERVALS = 30  # intervals without a sample before a tag's live histograms are freed
@@ -148,10 +158,11 @@ class TelemetryStatistics:
 class _Op:
     """One operation's live histogram plus exact running sum and count (for Prometheus)."""
 
-    __slots__ = ("count", "cumulative", "hist", "name", "sum_us", "view")
+    __slots__ = ("count", "cumulative", "hist", "name", "overlap", "sum_us", "view")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, overlap: str | None = None) -> None:
         self.name = name
+        self.overlap = overlap  # ``<name>.gc_overlap`` for an operation checked against the collector
         self.hist = new_histogram()
         self.view: npt.NDArray[np.uint64] = np.ctypeslib.as_array(self.hist.counts)
         self.cumulative: npt.NDArray[np.uint64] = np.zeros_like(self.view)
@@ -199,12 +210,18 @@ class Telemetry:
         keep: int = 600,
         interval_s: float = 1.0,
         wall_clock: Callable[[], float] = time.time,
+        gc_overlap: Iterable[str] = GC_OVERLAP_OPERATIONS,
     ) -> None:
         if keep < 1 or interval_s <= 0:
             raise ValueError("telemetry: keep must be >= 1 and interval_s > 0")
+        self._overlap = frozenset(gc_overlap)
+        if bad := sorted(op for op in self._overlap if op == GC_PAUSE_OP or is_auxiliary_op(op)):
+            raise ValueError(f"telemetry: gc_overlap {bad} are the collector's own histograms, not operations")
+        # Set by bot.telemetry.gcwatch's hook; read by ``record`` for the operations in ``gc_overlap``.
+        self.gc_clock = GcClock()
         self._wall = wall_clock
         self.interval_s = interval_s
-        self._ops: dict[str, _Op] = {name: _Op(name) for name in operations}
+        self._ops: dict[str, _Op] = {name: self._new_op(name) for name in operations}
         self._closed: deque[ClosedInterval] = deque(maxlen=keep)
         self._keep = keep
         self._seq = 0
@@ -231,7 +248,13 @@ class Telemetry:
     # -- hot path ---------------------------------------------------------------------------------
 
     def record(self, op: str, micros: int) -> None:
-        """Record one latency sample (integer microseconds) for ``op`` in the current interval."""
+        """Record one latency sample (integer microseconds) for ``op`` in the current interval.
+
+        For an operation in ``gc_overlap``, a sample that began before the end of the collector's last
+        long pause (``gc_clock``) is recorded under ``<op>.gc_overlap`` too. That costs those operations one
+        ``time.perf_counter_ns()`` and one compare per record once a long pause has happened (none before);
+        every other operation one attribute read. ``micros`` may be wall-clock time
+        (``record_since_scheduled``) while "now" is ``perf_counter``: only the duration is compared."""
         slot = self._ops.get(op)
         if slot is None:
             slot = self._add_op(op)
@@ -252,6 +275,10 @@ class Telemetry:
                 if h is None:
                     h = tagged.hists[op] = new_histogram()
                 h.record_value(micros)
+        if slot.overlap is not None:
+            end = self.gc_clock.long_end_ns
+            if end and end > time.perf_counter_ns() - micros * 1000:
+                self.record(slot.overlap, micros)  # same tag; an overlap slot has no overlap of its own
 
     def record_untagged(self, op: str, micros: int) -> None:
         """``record`` kept out of every tag's slice: for work no tick caused (a GC pause)."""
@@ -340,8 +367,11 @@ class Telemetry:
     def _add_op(self, op: str) -> _Op:
         if len(self._ops) >= MAX_OPERATIONS:
             raise ValueError(f"telemetry: too many operations ({MAX_OPERATIONS}); is {op!r} a per-item name?")
-        slot = self._ops[op] = _Op(op)
+        slot = self._ops[op] = self._new_op(op)
         return slot
+
+    def _new_op(self, op: str) -> _Op:
+        return _Op(op, overlap_op(op) if op in self._overlap else None)
 
     # -- intervals --------------------------------------------------------------------------------
 

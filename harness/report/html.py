@@ -22,6 +22,7 @@ import jinja2
 
 import harness
 from bot.redact import redact_text, redact_tree
+from bot.telemetry.gcclock import is_auxiliary_op
 from bot.telemetry.gcwatch import GC_PAUSE_OP
 from harness.probes.calibration import CPU_REF_REPS, Calibration
 from harness.report import format as F
@@ -129,7 +130,8 @@ def carry_over_text(c: CarryOver | None, limit: int = 4) -> str:
         more = f" and {len(ranked) - limit} more" if len(ranked) > limit else ""
         return f"{text}{more}{suffix}" if ranked else ""
 
-    parts = [top(dict(c.histograms), " samples"), top(dict(c.counters), "")]
+    ops = {k: n for k, n in c.histograms.items() if not is_auxiliary_op(k)}
+    parts = [top(ops, " samples"), top(dict(c.counters), "")]
     text = "; ".join(p for p in parts if p)
     return text + (f" (from {', '.join(c.tags)})" if c.tags else "")
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.telemetry.gcclock import is_auxiliary_op
 from harness.probes.calibration import Calibration
 from harness.results.capacity import MarketCapacity
 from harness.results.chaos import ChaosResults
@@ -343,8 +344,9 @@ class Scenario:
 
     def operations(self) -> tuple[str, ...]:
         """Operations with any latency histogram (``.service``/``.from_tick`` keys fold into their
-        operation), SLO operations first."""
-        names = {base_operation(k) for iv in self.intervals for k in iv.histograms}
+        operation), SLO operations first; the collector's auxiliary histograms (``gc_pause.gen0``,
+        ``<op>.gc_overlap``: ``bot.telemetry.gcclock``) are not operations."""
+        names = {base_operation(k) for iv in self.intervals for k in iv.histograms if not is_auxiliary_op(k)}
         first = [op for op in LATENCY_OPERATIONS if op in names]
         return (*first, *sorted(names - set(first)))
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from bot.telemetry.gcclock import is_auxiliary_op
 from harness.stats.histograms import encode, merge_encoded
 
 TagFilter = Callable[[str], bool]
@@ -63,7 +64,9 @@ def own_tagged(iv: Mapping[str, Any], own: TagFilter) -> tuple[dict[str, str], d
 
 
 def carry_over(t0: float, end: float, bot_intervals: Iterable[Mapping[str, Any]], own: TagFilter) -> dict[str, Any]:
-    """What other scenarios' ticks caused inside [t0, t0 + end): sample counts per operation, counters."""
+    """What other scenarios' ticks caused inside [t0, t0 + end): sample counts per operation, counters.
+
+    An operation's ``.gc_overlap`` samples are a subset of its own: not counted a second time."""
     hists: dict[str, int] = {}
     counters: dict[str, int] = {}
     tags_seen: set[str] = set()
@@ -76,7 +79,8 @@ def carry_over(t0: float, end: float, bot_intervals: Iterable[Mapping[str, Any]]
                 continue
             tags_seen.add(tag)
             for op, enc in sl.get("histograms", {}).items():
-                hists[op] = hists.get(op, 0) + int(HdrHistogram.decode(enc).get_total_count())
+                if not is_auxiliary_op(op):
+                    hists[op] = hists.get(op, 0) + int(HdrHistogram.decode(enc).get_total_count())
             for k, n in sl.get("counters", {}).items():
                 counters[k] = counters.get(k, 0) + int(n)
     return {"tags": sorted(tags_seen), "histograms": hists, "counters": counters}

@@ -115,9 +115,10 @@ def smoke(sustained_minutes: float | None = None) -> Profile:
         Scenario("websocket", "market_data", (Step(WS_RATE, 5.0),), drain_s=5.0, description=WS_DESCRIPTION),
         Scenario("api", "api", (Step(700.0, 8.0),), drain_s=1.0,
                  description="Locust against the bot's HTTP control API"),
-        # Bisected to 25%, not 10%: two fewer steps per run, and CI's A/A check asks only whether
-        # two runs' verdicts agree, which the stress rows' run-to-run spread (x/÷ 1.8) decides anyway.
-        _stress([200, 400, 800, 1600], 6.0, resolution=0.25),
+        # Bisected to 50%, not 10%: three fewer steps per run (each ~12 s with its drain and settle),
+        # and CI's A/A check asks only whether two runs' verdicts agree, which the stress rows'
+        # run-to-run spread (x/÷ 1.8) decides anyway.
+        _stress([200, 400, 800, 1600], 6.0, resolution=0.5),
     ))
 
 
