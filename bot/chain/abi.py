@@ -4,12 +4,19 @@ Selectors are computed from the signatures, not read from compiled artifacts, so
 does not depend on the contracts build. Decoders check lengths and raise ``AbiDecodeError``
 naming the call, because a wrong address (an EOA, or a contract without the function) returns
 ``0x`` from ``eth_call`` rather than an error.
+
+Every argument and result here is a static 32-byte word (uint256, bool, address), so the words are
+built and read here rather than by ``eth_abi``: importing ``eth_abi`` (with ``eth_utils``, ``rlp`` and
+the ``pydantic`` they pull in) cost the bot 14 MB of its ~95 MB resident and ~150 modules, for a few
+``int.to_bytes`` calls (docs/PERFORMANCE.md, "Memory budget at 100 pairs"). The rules are eth_abi 6's
+(the hypothesis tests in tests/unit/test_chain_abi.py compare the bytes, and what each refuses).
 """
 
 from __future__ import annotations
 
-from eth_abi.abi import decode, encode
-from eth_utils.abi import function_signature_to_4byte_selector
+import re
+
+from eth_hash.auto import keccak
 
 from bot.rpc.errors import InvalidResponse
 
@@ -21,16 +28,33 @@ GET_RESERVES_SIG = "getReserves()"
 TOKEN0_SIG = "token0()"
 TOKEN1_SIG = "token1()"
 
-SWAP = function_signature_to_4byte_selector(SWAP_SIG)
-APPROVE = function_signature_to_4byte_selector(APPROVE_SIG)
-TRANSFER = function_signature_to_4byte_selector(TRANSFER_SIG)
-BALANCE_OF = function_signature_to_4byte_selector(BALANCE_OF_SIG)
-GET_RESERVES = function_signature_to_4byte_selector(GET_RESERVES_SIG)
-TOKEN0 = function_signature_to_4byte_selector(TOKEN0_SIG)
-TOKEN1 = function_signature_to_4byte_selector(TOKEN1_SIG)
+
+
+def selector(signature: str) -> bytes:
+    """The 4-byte function selector: the first bytes of the signature's keccak-256."""
+    return bytes(keccak(signature.replace(" ", "").encode()))[:4]
+
+
+SWAP = selector(SWAP_SIG)
+APPROVE = selector(APPROVE_SIG)
+TRANSFER = selector(TRANSFER_SIG)
+BALANCE_OF = selector(BALANCE_OF_SIG)
+GET_RESERVES = selector(GET_RESERVES_SIG)
+TOKEN0 = selector(TOKEN0_SIG)
+TOKEN1 = selector(TOKEN1_SIG)
 
 MAX_UINT256 = 2**256 - 1
 MAX_UINT112 = 2**112 - 1
+
+# eth_utils' is_address: 40 hex digits, optionally 0x-prefixed, in any case (no checksum check).
+_HEX_ADDRESS = re.compile("(0x)?[0-9a-f]{40}", re.IGNORECASE | re.ASCII)
+_FALSE_WORD = bytes(32)
+_TRUE_WORD = bytes(31) + b"\x01"
+_ADDRESS_PAD = bytes(12)
+
+
+class AbiEncodeError(ValueError):
+    """A value the ABI type cannot hold (eth_abi's ``EncodingError``): a bug in the caller, not a node condition."""
 
 
 class AbiDecodeError(InvalidResponse, ValueError):
@@ -53,20 +77,52 @@ def address_bytes(address: str, field: str = "address") -> bytes:
     return raw
 
 
+def checksum_address(raw: bytes) -> str:
+    """EIP-55 mixed-case hex of 20 address bytes (what eth_utils' ``to_checksum_address`` returns)."""
+    text = raw.hex()
+    digest = bytes(keccak(text.encode())).hex()
+    return "0x" + "".join(c.upper() if d in "89abcdef" else c for c, d in zip(text, digest[:40], strict=True))
+
+
+def uint256_word(value: int) -> bytes:
+    # bool is an int to Python, not to the ABI (eth_abi refuses it too).
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise AbiEncodeError(f"uint256: expected an int, got {type(value).__name__}")
+    if not 0 <= value <= MAX_UINT256:
+        raise AbiEncodeError(f"uint256: {value} is outside [0, 2**256 - 1]")
+    return value.to_bytes(32, "big")
+
+
+def bool_word(value: bool) -> bytes:
+    if not isinstance(value, bool):
+        raise AbiEncodeError(f"bool: expected True or False, got {type(value).__name__}")
+    return _TRUE_WORD if value else _FALSE_WORD
+
+
+def address_word(value: str | bytes) -> bytes:
+    """20 raw bytes, or 40 hex digits with an optional 0x in any case, left-padded to a word."""
+    if isinstance(value, bytes | bytearray) and len(value) == 20:
+        return _ADDRESS_PAD + bytes(value)
+    if isinstance(value, str) and _HEX_ADDRESS.fullmatch(value):
+        return _ADDRESS_PAD + bytes.fromhex(value[-40:])
+    raise AbiEncodeError(f"address: {value!r:.60} is neither 20 bytes nor 40 hex digits")
+
+
 def encode_swap(amount_in: int, zero_for_one: bool, min_amount_out: int, to: str) -> bytes:
-    return SWAP + encode(["uint256", "bool", "uint256", "address"], [amount_in, zero_for_one, min_amount_out, to])
+    return b"".join((SWAP, uint256_word(amount_in), bool_word(zero_for_one), uint256_word(min_amount_out),
+                     address_word(to)))
 
 
 def encode_approve(spender: str, amount: int = MAX_UINT256) -> bytes:
-    return APPROVE + encode(["address", "uint256"], [spender, amount])
+    return APPROVE + address_word(spender) + uint256_word(amount)
 
 
 def encode_transfer(to: str, amount: int) -> bytes:
-    return TRANSFER + encode(["address", "uint256"], [to, amount])
+    return TRANSFER + address_word(to) + uint256_word(amount)
 
 
 def encode_balance_of(owner: str) -> bytes:
-    return BALANCE_OF + encode(["address"], [owner])
+    return BALANCE_OF + address_word(owner)
 
 
 def _result_bytes(result: str | bytes, what: str, size: int) -> bytes:
@@ -89,10 +145,10 @@ def _result_bytes(result: str | bytes, what: str, size: int) -> bytes:
 def decode_reserves(result: str | bytes) -> tuple[int, int, int]:
     """(reserve0, reserve1, blockTimestampLast) from ``getReserves()``; rejects out-of-range words."""
     raw = _result_bytes(result, "getReserves()", 96)
-    r0, r1, ts = decode(["uint256", "uint256", "uint256"], raw[:96])
+    r0, r1, ts = (int.from_bytes(raw[i:i + 32], "big") for i in (0, 32, 64))
     if r0 > MAX_UINT112 or r1 > MAX_UINT112 or ts >= 2**32:
         raise AbiDecodeError("getReserves(): value out of range for (uint112, uint112, uint32)")
-    return int(r0), int(r1), int(ts)
+    return r0, r1, ts
 
 
 def decode_uint256(result: str | bytes, what: str = "uint256") -> int:

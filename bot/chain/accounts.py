@@ -11,6 +11,11 @@ over the pool's pipe to a child of this process, never to disk or a log).
 
 A public dev key (``bot.chain.devkeys``: the test mnemonic anvil and hardhat fund) signs only for
 chain id 31337; for any other chain ``sign`` and ``check_chain`` raise ``DevKeyRefused``.
+
+``eth_account`` is imported only where it is needed: by the ``eth_account`` signing codec and to derive
+keys from a mnemonic other than the dev one. Importing it (py_ecc, eth_keyfile, pydantic: ~100 modules)
+cost every bot process ~4 MB resident and most of a second of start-up; keys and addresses come from
+coincurve and keccak, as eth_account's own coincurve backend computes them.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import coincurve
-from eth_account import Account as _EthAccount
-from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
 
-from bot.chain.devkeys import DEV_CHAIN_ID, is_dev_key
+from bot.chain.abi import checksum_address
+from bot.chain.devkeys import DEV_CHAIN_ID, DEV_MNEMONIC, derive_keys, is_dev_key
 from bot.chain.errors import DevKeyRefused
 from bot.chain.tx import Codec, SignedTx, UnsignedTx, sign_direct
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 # The mnemonic anvil and hardhat derive their ten funded dev accounts from (public knowledge).
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -43,12 +51,13 @@ class Account:
 
     __slots__ = ("_ckey", "_local", "address", "is_dev")
 
-    def __init__(self, local: LocalAccount) -> None:
-        self._local = local
-        self._ckey = coincurve.PrivateKey(bytes(local.key))
-        self.address: str = local.address
+    def __init__(self, key: bytes) -> None:
+        """``key``: 32 raw key bytes; coincurve refuses 0 and values at or above the curve order (ValueError)."""
+        self._ckey = coincurve.PrivateKey(bytes(key))
+        self._local: LocalAccount | None = None  # the eth_account codec's signer, built on its first use
+        self.address: str = address_of(self._ckey.public_key)
         # Decided once: the check on every signature is then one attribute read.
-        self.is_dev: bool = is_dev_key(bytes(local.key))
+        self.is_dev: bool = is_dev_key(self._ckey.secret)
 
     @classmethod
     def from_key(cls, key: str | bytes, *, source: str = "private key") -> Account:
@@ -69,12 +78,11 @@ class Account:
             if len(raw) != 32:
                 raise AccountLoadError(f"{source}: expected 32 key bytes, got {len(raw)}")
         try:
-            local = _EthAccount.from_key(raw)
-        except Exception:  # eth_keys raises several types; none of their messages may be shown
+            return cls(raw)
+        except Exception:  # none of the key library's messages may be shown
             raise AccountLoadError(
                 f"{source}: not a valid secp256k1 private key (must be non-zero and below the curve order)"
             ) from None
-        return cls(local)
 
     def check_chain(self, chain_id: int) -> None:
         """Raise ``DevKeyRefused`` if this is a public dev key and ``chain_id`` is not the dev chain."""
@@ -86,14 +94,21 @@ class Account:
         if codec == "direct":
             raw, h = sign_direct(self._ckey, tx)
         elif codec == "eth_account":
-            signed = self._local.sign_transaction(tx.as_eth_account_dict())
+            signed = self._eth_account().sign_transaction(tx.as_eth_account_dict())
             raw, h = bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
         else:
             raise ValueError(f"signer.codec: unknown codec {codec!r}; use 'direct' or 'eth_account'")
         return SignedTx(raw=raw, hash=h, nonce=tx.nonce, sender=self.address)
 
+    def _eth_account(self) -> LocalAccount:
+        if self._local is None:
+            from eth_account import Account as EthAccount  # local: see the module docstring
+
+            self._local = EthAccount.from_key(self._ckey.secret)
+        return self._local
+
     def _worker_key(self) -> bytes:
-        return bytes(self._local.key)
+        return bytes(self._ckey.secret)
 
     def __repr__(self) -> str:
         return f"Account({self.address})"
@@ -113,20 +128,31 @@ class Account:
     __reduce__ = __reduce_ex__ = __getstate__ = __copy__ = __deepcopy__ = _refuse
 
 
+def address_of(public_key: coincurve.PublicKey) -> str:
+    """The checksummed address of a public key: the last 20 bytes of the keccak of its 64 raw bytes."""
+    return checksum_address(bytes(keccak(public_key.format(compressed=False)[1:]))[-20:])
+
+
 def from_mnemonic(mnemonic: str = ANVIL_MNEMONIC, count: int = 1, *, start: int = 0) -> list[Account]:
     """Derive ``count`` accounts on the standard path m/44'/60'/0'/0/i."""
     if not 1 <= count <= _MAX_DERIVED:
         raise AccountLoadError(f"accounts.count: must be between 1 and {_MAX_DERIVED}, got {count}")
-    _EthAccount.enable_unaudited_hdwallet_features()
+    if mnemonic == DEV_MNEMONIC:
+        # A known-valid mnemonic on the same path: bot.chain.devkeys derives the keys eth_account does
+        # (its test compares them), without the import.
+        return [Account(k) for k in derive_keys(mnemonic, start + count)[start:]]
+    from eth_account import Account as EthAccount  # local: see the module docstring
+
+    EthAccount.enable_unaudited_hdwallet_features()
     out: list[Account] = []
     for i in range(start, start + count):
         try:
-            local = _EthAccount.from_mnemonic(mnemonic, account_path=_DERIVATION.format(index=i))
+            local = EthAccount.from_mnemonic(mnemonic, account_path=_DERIVATION.format(index=i))
         except Exception:
             raise AccountLoadError(
                 "accounts.mnemonic: not a valid BIP-39 mnemonic (check the word list and word count)"
             ) from None
-        out.append(Account(local))
+        out.append(Account(bytes(local.key)))
     return out
 
 

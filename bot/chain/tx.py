@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import coincurve
-import rlp  # type: ignore[import-untyped]
 from eth_hash.auto import keccak
-from eth_utils.address import to_checksum_address
 
-from bot.chain.abi import address_bytes
+from bot.chain.abi import address_bytes, checksum_address
 from bot.chain.fees import Fees
 
 Codec = Literal["direct", "eth_account"]
@@ -83,7 +81,7 @@ class UnsignedTx:
             "maxPriorityFeePerGas": self.max_priority_fee_per_gas,
             "maxFeePerGas": self.max_fee_per_gas,
             "gas": self.gas,
-            "to": to_checksum_address(self.to),
+            "to": checksum_address(self.to),
             "value": self.value,
             "data": self.data,
             "accessList": [],
@@ -161,6 +159,8 @@ def tx_hash(raw: bytes) -> str:
 
 def recover_sender(raw: bytes) -> str:
     """The address that signed a type-2 transaction (used by tests and by the ledger's checks)."""
+    import rlp  # type: ignore[import-untyped]  # local: the bot's run never decodes, and rlp pulls in eth_utils
+
     if raw[:1] != TYPE_EIP1559:
         raise ValueError("not an EIP-1559 (type 2) transaction")
     items = rlp.decode(raw[1:])

@@ -59,7 +59,7 @@ from bot.rpc.backoff import Random, full_jitter
 from bot.rpc.config import WsOptions
 from bot.rpc.errors import InvalidResponse, RedirectRefused, RpcError, RpcTimeout, TransportError
 from bot.rpc.protocol import RpcClient
-from bot.rpc.ws_sync import HeadCursor, LogCursor, SeenSet, head_key, log_key
+from bot.rpc.ws_sync import HeadCursor, LogCursor, SeenSet, head_key, log_key, seen_head, seen_log
 
 _log = logging.getLogger(__name__)
 _MAX_MESSAGE = 32 * 1024 * 1024
@@ -519,7 +519,7 @@ class WsSubscriber:
         except InvalidResponse:
             self._errors["invalid_response"] += 1
             return
-        if not self._seen.add((sub.key, block_hash)):
+        if not self._seen.add(seen_head(sub.key, block_hash)):
             self._duplicates += 1
             return
         sub.heads.delivered(number)
@@ -531,7 +531,7 @@ class WsSubscriber:
         except InvalidResponse:
             self._errors["invalid_response"] += 1
             return
-        if not self._seen.add((sub.key, key)):
+        if not self._seen.add(seen_log(sub.key, key)):
             self._duplicates += 1
             return
         sub.logs.delivered(number)

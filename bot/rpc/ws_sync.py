@@ -6,7 +6,12 @@ the gap on reconnect, and filters out what it already delivered:
 
 - ``SeenSet``: a bounded set of delivered keys (block hash; or ``(blockHash, logIndex,
   removed)`` for logs), so live pushes and backfilled items never deliver twice. Bounded:
-  it remembers the last ``window`` keys, far more than one backfill can return.
+  it remembers the last ``window`` keys, far more than one backfill can return. Full, it is
+  the bot's largest structure of its own (16,384 keys: heads alone fill it in ~14 min at a
+  block every 50 ms), so a key is packed into one bytes object (``seen_head``, ``seen_log``)
+  and the order kept in a deque beside a set: ~120 bytes a key, against ~255 for a tuple
+  holding the hash's hex string in an OrderedDict (4.2 MB full; docs/PERFORMANCE.md,
+  "Memory budget at 100 pairs").
 - ``HeadCursor``: the highest block number delivered on a ``newHeads`` subscription;
   ``backfill_range`` gives the block numbers to fetch after a reconnect.
 - ``LogCursor``: the lowest block whose logs may not all have been delivered. It stays on the
@@ -16,7 +21,7 @@ the gap on reconnect, and filters out what it already delivered:
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +31,19 @@ from bot.rpc.errors import InvalidResponse
 
 
 class SeenSet:
-    """Remembers the last ``window`` keys added."""
+    """Remembers the last ``window`` keys added (a duplicate does not refresh a key's place)."""
+
+    __slots__ = ("_keys", "_order", "_window")
 
     def __init__(self, window: int) -> None:
         if window < 1:
             raise ValueError(f"SeenSet window must be >= 1, got {window}")
         self._window = window
-        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+        self._keys: set[Hashable] = set()
+        self._order: deque[Hashable] = deque()  # oldest first; the same keys as ``_keys``
+
+    def __repr__(self) -> str:
+        return f"<SeenSet {len(self._keys)}/{self._window}>"
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -44,10 +55,40 @@ class SeenSet:
         """Add ``key``; False if it was already there (a duplicate)."""
         if key in self._keys:
             return False
-        self._keys[key] = None
-        if len(self._keys) > self._window:
-            self._keys.popitem(last=False)
+        self._keys.add(key)
+        self._order.append(key)
+        if len(self._order) > self._window:
+            self._keys.remove(self._order.popleft())
         return True
+
+
+def _hash_bytes(block_hash: str) -> bytes | None:
+    """The 32 bytes of a ``0x`` + 64-hex-digit hash, else None (``bytes.fromhex`` skips spaces: the
+    length check keeps the mapping one-to-one)."""
+    if len(block_hash) != 66 or not block_hash.startswith("0x"):
+        return None
+    try:
+        raw = bytes.fromhex(block_hash[2:])
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def seen_head(sub_key: str, block_hash: str) -> Hashable:
+    """The ``SeenSet`` key of a head delivered on subscription ``sub_key`` (``block_hash`` lowercased by
+    ``head_key``). Packed as hash, b"h", sub key: the fixed-length hash first and a kind byte make the
+    packing one-to-one; a hash of another shape keeps the plain tuple, which no packed key equals."""
+    raw = _hash_bytes(block_hash)
+    return (sub_key, block_hash) if raw is None else raw + b"h" + sub_key.encode()
+
+
+def seen_log(sub_key: str, key: tuple[str, int, bool]) -> Hashable:
+    """The ``SeenSet`` key of a log (``key`` from ``log_key``): hash, b"l", index (8 bytes), removed, sub key."""
+    block_hash, index, removed = key
+    raw = _hash_bytes(block_hash)
+    if raw is None or not 0 <= index < 2**64:
+        return (sub_key, key)
+    return raw + b"l" + index.to_bytes(8, "big") + (b"\x01" if removed else b"\x00") + sub_key.encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     args.profile = "soak"
     # The heap's bytes and the sites that grew (bot.heapwatch) are what a soak is for; the user's --bot wins.
     args.bot = [f"debug.heap_trace_frames={SOAK_HEAP_TRACE_FRAMES}", *args.bot]
-    return _run(_options(args, memray=not args.no_memray, soak_rate=args.rate), prof)
+    return _run(_options(args, memray=not args.no_memray, soak_rate=args.rate, soak_seconds=minutes * 60.0), prof)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

@@ -260,5 +260,24 @@ def test_full_history_is_anvils_default_and_opt_in() -> None:
     # None is the documented way back to anvil's own behaviour; the flag must then be absent.
     assert "--prune-history" not in AnvilOptions(history_states=None).argv(Path("anvil"), 1)
     assert AnvilOptions().argv(Path("anvil"), 1)[-2:] == ["--prune-history", "500"]
+    assert AnvilOptions(history_states=0).argv(Path("anvil"), 1)[-1] == "--prune-history"  # bare: none kept
     with pytest.raises(ConfigError, match="history_states"):
-        AnvilOptions(history_states=0)
+        AnvilOptions(history_states=-1)
+
+
+async def test_a_node_keeping_no_past_states_still_reverts_and_serves_receipts(tmp_path: Path) -> None:
+    # What a soak's node (history_states=0) must still do for the harness: revert to a snapshot,
+    # and answer receipts and blocks of long-confirmed trades (the ledger check reads them at the end).
+    async with Anvil(tmp_path, AnvilOptions(history_states=0, quiet=True)) as node, NodeRpc(node.url) as rpc:
+        sender = (await rpc.call("eth_accounts"))[0]
+        first = await rpc.call("eth_sendTransaction", [{"from": sender, "to": "0x" + "11" * 20, "value": "0x1"}])
+        snap = await rpc.call("evm_snapshot")
+        at_snapshot = int(await rpc.call("eth_blockNumber"), 16)
+        for _ in range(20):
+            await rpc.call("eth_sendTransaction", [{"from": sender, "to": "0x" + "22" * 20, "value": "0x1"}])
+        assert int(await rpc.call("eth_blockNumber"), 16) == at_snapshot + 20
+        receipt = await rpc.call("eth_getTransactionReceipt", [first])
+        assert receipt is not None and receipt["status"] == "0x1"
+        assert await rpc.call("evm_revert", [snap]) is True
+        assert int(await rpc.call("eth_blockNumber"), 16) == at_snapshot
+        assert (await rpc.call("eth_getTransactionReceipt", [first]))["status"] == "0x1"

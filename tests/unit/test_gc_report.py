@@ -13,6 +13,7 @@ from bot.telemetry.gcwatch import COLLECTIONS, CPU_US, GC_PAUSE_OP, PAUSE_US
 from harness.report import write_run_report
 from harness.report.format import sig
 from harness.report.gcview import gc_figures, gc_section
+from harness.report.html import environment
 from harness.results import Run
 from tests.unit.report_data import results
 
@@ -108,3 +109,18 @@ def test_the_run_page_shows_gc_and_links_the_profile(tmp_path: Path) -> None:
 def test_a_run_without_gc_figures_or_profiles_says_so() -> None:
     section = gc_section(Run.from_json(results()))
     assert section["gc"] == [] and section["profiles"] == []
+
+
+def test_an_older_bots_figures_show_no_overlap_and_dashes_per_generation() -> None:
+    doc = results()
+    (sustained,) = [s for s in doc["scenarios"] if s["id"] == "sustained"]
+    for iv in sustained["intervals"]:
+        _gc_interval(iv, [(0, 200)] * 3)
+        for op in GC_PAUSE_GEN_OPS:  # a bot before the split by generation and the overlap
+            iv["histograms"].pop(op, None)
+    section = gc_section(Run.from_json(doc))
+    (row,) = section["gc"]
+    assert row.gen_p99_ms == (None, None, None) and row.overlap == () and section["overlap"] == []
+    html = environment().get_template("gcprofile.html.j2").render(gcprofile=section)
+    assert '<td class="num gc-gen-p99">– / – / –</td>' in html
+    assert 'id="gc-overlap-table"' not in html and "No overlap figures" in html
