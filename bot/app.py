@@ -60,6 +60,7 @@ from bot.rpc import (
     shapes,
 )
 from bot.rpc.wscalls import WsCallTransport
+from bot.shard.merge import decoded_sum
 from bot.shard.plan import shard_accounts, shard_entries
 from bot.strategy import StrategyParams
 from bot.telemetry.gcclock import is_auxiliary_op
@@ -127,16 +128,16 @@ class Summary:
 
 def summarize(telemetry: Telemetry) -> dict[str, dict[str, float]]:
     """Latency per operation over the retained intervals (the last ``keep`` seconds), in ms."""
-    merged: dict[str, HdrHistogram] = {}
+    encoded: dict[str, list[str]] = {}
     for iv in telemetry.intervals_since(None):
         for op, enc in iv.histograms.items():
             if is_auxiliary_op(op):  # a pause split by generation, a subset of an operation: not operations
                 continue
-            h = HdrHistogram.decode(enc)
-            if op in merged:
-                merged[op].add(h)
-            else:
-                merged[op] = h
+            encoded.setdefault(op, []).append(enc)
+    merged: dict[str, HdrHistogram] = {}
+    for op, encs in encoded.items():
+        if (total := decoded_sum(encs)) is not None:
+            merged[op] = total
     out: dict[str, dict[str, float]] = {}
     for op in sorted(merged):
         h = merged[op]

@@ -13,9 +13,10 @@ A public dev key (``bot.chain.devkeys``: the test mnemonic anvil and hardhat fun
 chain id 31337; for any other chain ``sign`` and ``check_chain`` raise ``DevKeyRefused``.
 
 ``eth_account`` is imported only where it is needed: by the ``eth_account`` signing codec and to derive
-keys from a mnemonic other than the dev one. Importing it (py_ecc, eth_keyfile, pydantic: ~100 modules)
-cost every bot process ~4 MB resident and most of a second of start-up; keys and addresses come from
-coincurve and keccak, as eth_account's own coincurve backend computes them.
+keys from a mnemonic other than the dev one. Importing it (py_ecc, eth_keyfile, eth_keys: 110 modules)
+cost every bot process 3.6 MB resident and ~1 s of start-up on the project's VM (py_ecc builds its
+tables at import); keys and addresses come from coincurve and keccak, as eth_account's own coincurve
+backend computes them.
 """
 
 from __future__ import annotations

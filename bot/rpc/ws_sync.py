@@ -9,8 +9,8 @@ the gap on reconnect, and filters out what it already delivered:
   it remembers the last ``window`` keys, far more than one backfill can return. Full, it is
   the bot's largest structure of its own (16,384 keys: heads alone fill it in ~14 min at a
   block every 50 ms), so a key is packed into one bytes object (``seen_head``, ``seen_log``)
-  and the order kept in a deque beside a set: ~120 bytes a key, against ~255 for a tuple
-  holding the hash's hex string in an OrderedDict (4.2 MB full; docs/PERFORMANCE.md,
+  and the order kept in a deque beside a set: ~110 bytes a key, against ~255 for a tuple
+  holding the hash's hex string in an OrderedDict (full: 1.8 MB, was 4.2 MB; docs/PERFORMANCE.md,
   "Memory budget at 100 pairs").
 - ``HeadCursor``: the highest block number delivered on a ``newHeads`` subscription;
   ``backfill_range`` gives the block numbers to fetch after a reconnect.
@@ -63,9 +63,9 @@ class SeenSet:
 
 
 def _hash_bytes(block_hash: str) -> bytes | None:
-    """The 32 bytes of a ``0x`` + 64-hex-digit hash, else None (``bytes.fromhex`` skips spaces: the
-    length check keeps the mapping one-to-one)."""
-    if len(block_hash) != 66 or not block_hash.startswith("0x"):
+    """The 32 bytes of a lowercase ``0x`` + 64-hex-digit hash, else None. One-to-one: ``bytes.fromhex``
+    would also read upper case and skip spaces, hence the case and length checks."""
+    if len(block_hash) != 66 or not block_hash.startswith("0x") or not block_hash.islower():
         return None
     try:
         raw = bytes.fromhex(block_hash[2:])
