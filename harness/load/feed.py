@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ from harness.load.generator import wait_until
 from harness.load.recorder import NS_PER_S, IntervalRecord, IntervalSeries, LagPolicy
 from harness.load.schedules import Schedule
 from harness.load.ticks import TickSource, encode_frame, merge_schedules
+from harness.load.wallclock import WallAnchor
+
+log = logging.getLogger("harness.feed")
 
 LAG_KEY = "feed.lag"
 # Measured at 10k ticks/s on the 2-core box: ~10 ticks per frame and half the lag p99 of
@@ -125,6 +129,7 @@ class MarketFeed:
         self._client_event = asyncio.Event()
         self._series = IntervalSeries(counters=COUNTERS)
         self._t0_ns = time.perf_counter_ns()
+        self.wall_anchor: WallAnchor | None = None  # the last run's: its steps say if the wall clock moved
         self._running = False
         self._scheduled = 0
         self._totals = dict.fromkeys(COUNTERS, 0)
@@ -266,8 +271,8 @@ class MarketFeed:
         scheduled = (market.count if market else 0) + (trades.count if trades else 0)
         duration = max(s.duration for s in (market, trades) if s is not None)
         self._scheduled = scheduled
-        wall0 = time.time()
         self._t0_ns = t0 = time.perf_counter_ns()
+        anchor = self.wall_anchor = WallAnchor(time.time(), t0)  # harness.load.wallclock: why it is re-read
         deadline = t0 + int((duration + grace_s) * NS_PER_S)
         stream = merge_schedules(market, trades)
         nxt = next(stream, None)
@@ -282,6 +287,9 @@ class MarketFeed:
                 if due + self._coalesce_ns > now:
                     await wait_until(due + self._coalesce_ns, self._spin_ns)
                 now = time.perf_counter_ns()
+                if anchor.check(now, time.time()):
+                    log.warning("feed: the wall clock stepped %+.3f s against the monotonic clock; ticks are "
+                                "stamped in the new frame", anchor.steps[-1][1])
                 batch: list[dict[str, object]] = []
                 lags: list[int] = []
                 # Per tick only what must be (at 50k ticks/s every µs here is 5% of a core): the lags
@@ -290,7 +298,7 @@ class MarketFeed:
                     due = t0 + round(nxt.t * NS_PER_S)
                     if due > now:
                         break
-                    batch.append(self.source.tick(wall0 + nxt.t, nxt.trade, tag))
+                    batch.append(self.source.tick(anchor.stamp(nxt.t), nxt.trade, tag))
                     lags.append(now - due)
                     nxt = next(stream, None)
                 self._series.record_many_us(now - t0, LAG_KEY, lags)
