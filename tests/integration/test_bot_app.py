@@ -185,12 +185,21 @@ async def test_a_trades_reads_leave_in_one_round_trip_and_agree_with_separate_re
         assert bot.trader is not None
         pair = bot.trader.pairs["T000/USD"]
         transport = bot.transports[0]
-        before = transport.statistics()
-        read = await bot.trader.read_pair(pair, None)
-        after = transport.statistics()
-        # The reserves and both balances: three calls, one HTTP request, one batch.
-        assert (after.calls - before.calls, after.batches - before.batches) == (3, 1)
-        assert after.requests - before.requests == 1
+        # The reserves and both balances: three calls, one HTTP request, one batch. The bot's own
+        # background reads (heads, fees) share the transport and can land in the same window (CI saw
+        # (4, 1): one joined the batch), so the window is taken again until it holds the read alone;
+        # a read that split into several requests would never show (3, 1, 1).
+        windows = []
+        for _ in range(10):
+            before = transport.statistics()
+            read = await bot.trader.read_pair(pair, None)
+            after = transport.statistics()
+            w = (after.calls - before.calls, after.batches - before.batches, after.requests - before.requests)
+            windows.append(w)
+            assert w[0] >= 3, windows  # never fewer calls than the read's three
+            if w == (3, 1, 1):
+                break
+        assert windows[-1] == (3, 1, 1), windows
         # ... and the same answers as three separate reads at the same block.
         price = await bot.trader.prices.price(pair.market)
         b0 = await bot.trader.balances.get(pair.account, pair.token0)
