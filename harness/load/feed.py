@@ -287,9 +287,9 @@ class MarketFeed:
                 if due + self._coalesce_ns > now:
                     await wait_until(due + self._coalesce_ns, self._spin_ns)
                 now = time.perf_counter_ns()
-                if anchor.check(now, time.time()):
+                if step := anchor.check(now, time.time()):
                     log.warning("feed: the wall clock stepped %+.3f s against the monotonic clock; ticks are "
-                                "stamped in the new frame", anchor.steps[-1][1])
+                                "stamped in the new frame", step)
                 batch: list[dict[str, object]] = []
                 lags: list[int] = []
                 # Per tick only what must be (at 50k ticks/s every µs here is 5% of a core): the lags

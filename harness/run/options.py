@@ -79,7 +79,7 @@ def mining_for(opts: RunOptions) -> MiningMode:
     # Interval mining, not automine: anvil's automine stalls for >12 s under a burst from one
     # sender (machine-facts.md, foundry #10122). 50 ms blocks keep the wait for inclusion small
     # next to the trade_execution target (mean < 100 ms) while never stalling.
-    bt = (default_block_time(opts) if opts.block_time is None else opts.block_time)
+    bt = default_block_time(opts) if opts.block_time is None else opts.block_time
     return MiningMode.automine() if bt == 0 else MiningMode.interval(bt)
 
 

@@ -601,7 +601,14 @@ def judge_run(
             out += _undecided(row, None, f"not measured in this run (scenario {exc.args[0]} missing)", confidence)
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             out += _undecided(row, None, f"could not judge: {exc}", confidence)
-    return [_not_the_bots(_not_under_slow_blocks(_not_under_memray(v, results), results), results) for v in out]
+    for doubt in _DOUBTS:
+        out = [doubt(v, results) for v in out]
+    return out
+
+
+def _inconclusive(v: dict[str, Any], why: str) -> dict[str, Any]:
+    """``v`` made inconclusive, ``why`` leading its note."""
+    return {**v, "verdict": "inconclusive", "note": f"{why}. {v['note']}" if v.get("note") else why}
 
 
 # Rows whose figure includes waiting for the trade's block: with blocks this slow, the wait alone
@@ -611,11 +618,10 @@ SLOW_BLOCK_S = 0.25
 
 
 def _block_interval_s(results: Mapping[str, Any]) -> float | None:
+    """The node's mining interval; None for automine, manual mining or a node that did not say."""
     mining = ((results.get("conditions") or {}).get("node") or {}).get("mining")
-    if not isinstance(mining, str) or not mining.startswith("interval:"):
-        return None
     try:
-        return MiningMode.parse(mining).interval_s
+        return MiningMode.parse(mining).interval_s if isinstance(mining, str) else None
     except ConfigError:
         return None
 
@@ -631,7 +637,7 @@ def _not_under_slow_blocks(v: dict[str, Any], results: Mapping[str, Any]) -> dic
     why = (f"failed on a node mining a block every {interval:g} s: each trade waits up to that for its block "
            "(a long soak mines slow blocks to keep anvil from slowing as its chain grows); judge latency "
            "with `harness run`")
-    return {**v, "verdict": "inconclusive", "note": f"{why}. {v['note']}" if v.get("note") else why}
+    return _inconclusive(v, why)
 
 
 # What memray costs the bot (harness.probes.profilers.MEMRAY_OVERHEAD): ~3.5x the CPU per trade,
@@ -659,7 +665,7 @@ def _not_under_memray(v: dict[str, Any], results: Mapping[str, Any]) -> dict[str
            f"~{m.p99_ms_with / m.p99_ms_without:.2f}x the trade p99 and ~{m.rss_mb_with - m.rss_mb_without:.0f} MB "
            "of RSS of its own: "
            "rerun with --no-memray to judge the bot itself")
-    return {**v, "verdict": "inconclusive", "note": f"{why}. {v['note']}" if v.get("note") else why}
+    return _inconclusive(v, why)
 
 
 def _not_the_bots(v: dict[str, Any], results: Mapping[str, Any]) -> dict[str, Any]:
@@ -685,5 +691,9 @@ def _not_the_bots(v: dict[str, Any], results: Mapping[str, Any]) -> dict[str, An
         credit = (f"fails even crediting the {share:.0f}% of the CPU the machine lost "
                   f"({best:,.4g} / {1 - share / 100:.2f} = {best / (1 - share / 100):,.4g})")
         return {**v, "note": f"{v['note']}; {credit}" if v.get("note") else credit}
-    why = f"failed while {busy}: not the bot's verdict on this machine; rerun when it is quiet"
-    return {**v, "verdict": "inconclusive", "note": f"{why}. {v['note']}"}
+    return _inconclusive(v, f"failed while {busy}: not the bot's verdict on this machine; rerun when it is quiet")
+
+
+# Applied in this order to every verdict: each turns a fail the machine or the instrumentation may
+# have caused into inconclusive, naming the cause (the busy-machine rule last: it credits throughput).
+_DOUBTS = (_not_under_memray, _not_under_slow_blocks, _not_the_bots)
