@@ -18,6 +18,7 @@ from harness.node.endpoint import ExternalNode, NodeConfig, start_node
 from harness.node.jsonrpc import NodeRpc
 from harness.node.mining import MiningMode
 from tests.conftest import AnvilFactory
+from tests.waiting import value
 
 pytestmark = pytest.mark.integration
 
@@ -273,9 +274,7 @@ async def test_a_node_keeping_no_past_states_still_reverts_and_serves_receipts(t
 
         async def mined(tx: str) -> int:
             # automine answers the send before its block is sealed: wait for the receipt (bounded)
-            async with asyncio.timeout(30):
-                while (receipt := await rpc.call("eth_getTransactionReceipt", [tx])) is None:
-                    await asyncio.sleep(0.02)
+            receipt = await value(lambda: rpc.call("eth_getTransactionReceipt", [tx]), what=f"receipt of {tx}")
             assert receipt["status"] == "0x1"
             return int(receipt["blockNumber"], 16)
 
