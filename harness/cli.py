@@ -130,10 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _verb(sub, "load", "open-loop load against any JSON-RPC endpoint, with corrected percentiles; or Locust "
               "(--locust), distributed, against the bot's control API or any HTTP URL",
               "harness load --url http://127.0.0.1:8545 --method eth_blockNumber --rate 500 --duration 10\n"
+              "  harness load --get --url http://127.0.0.1:8080/health --rate 1000   # open-loop HTTP GET\n"
               "  harness load --locust --workers 2        # the bot's control API: the api_calls_per_sec verdict")
     p.add_argument("--url", help="JSON-RPC endpoint URL (loopback unless --allow-remote); required without --locust. "
                    "With --locust: an HTTP URL to GET (default: the bot's control API, started for the run)")
     p.add_argument("--method", default="eth_blockNumber", help="JSON-RPC method (default eth_blockNumber)")
+    p.add_argument("--get", action="store_true",
+                   help="open-loop HTTP GET of --url instead of a JSON-RPC POST (any 2xx is a success), e.g. the "
+                   "bot's /health, to set the generator beside Locust against one endpoint")
     p.add_argument("--params", default="[]", help="JSON array of params (default [])")
     p.add_argument("--rate", type=float, default=None,
                    help="constant arrival rate per second (default 100; with --locust 700)")

@@ -1,4 +1,5 @@
-"""``harness load``: open-loop load against any JSON-RPC endpoint, with the harness's statistics.
+"""``harness load``: open-loop load against any JSON-RPC endpoint (or HTTP GET of a URL with ``--get``),
+with the harness's statistics.
 
 While it runs, the live dashboard (``harness.run.dashboard``) shows the achieved rate, the corrected
 and service percentiles so far, errors, drops and the generator's lag; the table follows at the end.
@@ -18,6 +19,8 @@ from rich.table import Table
 
 from bot.redact import redact_url
 from harness.errors import ConfigError
+from harness.load.generator import OpenLoopGenerator
+from harness.load.httpget import run_http_get_load
 from harness.load.jsonrpc import parse_params, run_jsonrpc_load
 from harness.load.recorder import LoadResult
 from harness.load.schedules import AnySchedule, schedule_from_spec
@@ -58,11 +61,18 @@ async def _load_live(args: argparse.Namespace, schedule: AnySchedule, params: li
                      name: str) -> LoadResult:
     """The load, with the live dashboard (or a plain line every 10 s) while it runs."""
     ui = Ui(enabled=not getattr(args, "no_progress", False))
-    title = f"harness load · {args.method} @ {redact_url(args.url)}"
+    title = f"harness load · {_what(args)} @ {redact_url(args.url)}"
     with ui:
-        run = asyncio.create_task(run_jsonrpc_load(
-            args.url, args.method, params, schedule, allow_remote=args.allow_remote,
-            max_in_flight=args.max_in_flight, name=name, on_start=lambda gen: ui.watch(LoadSource(gen), title)))
+        def watch(gen: OpenLoopGenerator) -> None:
+            ui.watch(LoadSource(gen), title)
+
+        if args.get:
+            load = run_http_get_load(args.url, schedule, allow_remote=args.allow_remote,
+                                     max_in_flight=args.max_in_flight, name=name, on_start=watch)
+        else:
+            load = run_jsonrpc_load(args.url, args.method, params, schedule, allow_remote=args.allow_remote,
+                                    max_in_flight=args.max_in_flight, name=name, on_start=watch)
+        run = asyncio.create_task(load)
         task = ui.task(f"{schedule.kind}, {schedule.count:,} requests", schedule.duration)
         start = time.monotonic()
         while not run.done():
@@ -71,14 +81,19 @@ async def _load_live(args: argparse.Namespace, schedule: AnySchedule, params: li
         return run.result()
 
 
+def _what(args: argparse.Namespace) -> str:
+    return "GET" if args.get else str(args.method)
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     schedule = schedule_from_args(args)
     params = parse_params(args.params)
-    name = re.sub(r"[^a-z0-9_]+", "_", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", args.method).lower())
+    name = "http_get" if args.get else re.sub(r"[^a-z0-9_]+", "_",
+                                               re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", args.method).lower())
     result = asyncio.run(_load_live(args, schedule, params, name))
     s = result.summary
     console = Console()
-    table = Table(title=f"{args.method} @ {redact_url(args.url)}  ({schedule.kind}, {s.duration_s:.1f} s)")
+    table = Table(title=f"{_what(args)} @ {redact_url(args.url)}  ({schedule.kind}, {s.duration_s:.1f} s)")
     for col in ("latency (ms)", "mean", "p50", "p90", "p99", "p99.9", "max"):
         table.add_column(col, justify="right")
     for key, label in ((name, "from intended start (corrected)"), (f"{name}.service", "service time (uncorrected)")):
@@ -95,7 +110,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                   + ("  [red]the generator fell behind: its numbers understate the load[/]" if s.generator_behind
                      else ""))
     if args.json:
-        doc: dict[str, Any] = {"url": redact_url(args.url), "method": args.method, **result.to_scenario_json()}
+        doc: dict[str, Any] = {"url": redact_url(args.url), "method": _what(args), **result.to_scenario_json()}
         args.json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         console.print(f"written: {args.json}")
     # A generator that fell behind is a warning about the run, not a verdict on the endpoint: the

@@ -46,6 +46,8 @@ _MS_COLUMNS = (("mean", "mean_ms"), ("p50", "p50_ms"), ("p95", "p95_ms"), ("p99"
 
 def check_args(args: argparse.Namespace) -> None:
     """Options that make no sense together fail here, naming the fix."""
+    if getattr(args, "get", False):
+        raise ConfigError("--get is for the open-loop generator; Locust already GETs --url (drop --get, or --locust)")
     for flag, given in (("--steps", args.steps), ("--ramp-to", args.ramp_to is not None)):
         if given:
             raise ConfigError(f"{flag} is for the open-loop generator; Locust runs one constant rate (--rate)")
