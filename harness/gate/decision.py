@@ -190,22 +190,37 @@ def _pair_sigma(pair_logs: Sequence[Sequence[float]]) -> tuple[float, int]:
 
 def holm(p_values: Sequence[float], alpha: float) -> tuple[list[bool], list[float], list[float]]:
     """Holm-Bonferroni: (rejected, adjusted p-values, per-test level) in the input order."""
+    return weighted_holm(p_values, [1.0] * len(p_values), alpha)
+
+
+def weighted_holm(p_values: Sequence[float], weights: Sequence[float], alpha: float
+                  ) -> tuple[list[bool], list[float], list[float]]:
+    """Holm's weighted step-down (Holm 1979): (rejected, adjusted p-values, per-test level), input order.
+
+    Among the hypotheses still standing, the one with the smallest ``p / w`` is tested at
+    ``alpha * w / (sum of the standing weights)``; the family-wise error stays at ``alpha`` for any
+    positive weights fixed before the data. Equal weights are plain Holm. A metric named in advance
+    as the one that matters most (the e2e tier's CPU per trade) gets a larger share of ``alpha``
+    without loosening the family: the others share the rest, and inherit it once it is rejected."""
     m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
+    if len(weights) != m or any(not w > 0 for w in weights):
+        raise ValueError(f"weighted_holm: {m} p-values need {m} positive weights, got {list(weights)}")
+    order = sorted(range(m), key=lambda i: (p_values[i] / weights[i], p_values[i]))  # p breaks an underflow's tie
     rejected = [False] * m
     adjusted = [1.0] * m
-    levels = [alpha / m if m else alpha] * m
+    standing = float(sum(weights))
+    levels = [alpha * w / standing for w in weights]
     running = 0.0
     still_rejecting = True
-    for rank, i in enumerate(order):
-        factor = m - rank
-        running = max(running, min(1.0, p_values[i] * factor))
+    for i in order:
+        running = max(running, min(1.0, p_values[i] * standing / weights[i]))
         adjusted[i] = running
-        levels[i] = alpha / factor
-        if still_rejecting and p_values[i] <= alpha / factor:
+        levels[i] = alpha * weights[i] / standing
+        if still_rejecting and p_values[i] <= levels[i]:
             rejected[i] = True
         else:
             still_rejecting = False
+        standing -= weights[i]
     return rejected, adjusted, levels
 
 

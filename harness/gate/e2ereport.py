@@ -102,7 +102,8 @@ def markdown(r: E2EResult) -> list[str]:
     lines += [
         "",
         "End-to-end: each revision's bot trades alone in its window (fresh process, chain reverted to the same "
-        "snapshot, the same ticks per pair of windows); paired log ratios per window pair, Holm-corrected; the "
+        "snapshot, the same ticks per pair of windows); paired log ratios per window pair, weighted-Holm-corrected "
+        "(CPU per trade weighs as much as all other metrics together); the "
         "noise floor is the A/A spread of the two same-revision windows in each quartet. MDE: the smallest "
         f"slowdown this run would have caught with probability {r.settings['power']:.0%}.",
         "",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.gate.decision import Acknowledgement
+from harness.gate.decision import Acknowledgement, holm, weighted_holm
 from harness.gate.e2emetrics import (
     CPU_METRIC,
     METRICS,
@@ -21,7 +21,17 @@ from harness.gate.e2emetrics import (
     window_ops,
 )
 from harness.gate.e2eplan import plan
-from harness.gate.e2estats import MIN_PAIRS, PairValue, aa_log_ratios, compare, compare_all, decide, pair_values
+from harness.gate.e2estats import (
+    MIN_PAIRS,
+    E2EDecision,
+    PairValue,
+    aa_log_ratios,
+    compare,
+    compare_all,
+    decide,
+    holm_weights,
+    pair_values,
+)
 from harness.stats.histograms import encode, new_histogram
 
 
@@ -99,6 +109,38 @@ def test_aa_is_quiet_and_a_planted_cpu_slowdown_is_caught() -> None:
     assert [d.metric for d in planted if d.failing] == [CPU_METRIC]
 
 
+def test_cpu_per_trade_weighs_as_much_as_all_other_metrics_together() -> None:
+    weights = holm_weights(list(METRICS))
+    assert weights[CPU_METRIC] == sum(w for m, w in weights.items() if m != CPU_METRIC) == len(METRICS) - 1
+    planted = decide(compare_all(_windows(8, head_factor=1.10, seed=1)))
+    cpu = next(d for d in planted if d.metric == CPU_METRIC)
+    assert cpu.comparison is not None and cpu.p_adjusted is not None
+    # Tested first, at alpha / 2: its adjusted p is its p doubled, not multiplied by the family's size.
+    assert cpu.p_adjusted == pytest.approx(min(1.0, 2 * cpu.comparison.p_value))
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12), st.floats(0.001, 0.2))
+def test_weighted_holm_with_equal_weights_is_holm(p_values: list[float], alpha: float) -> None:
+    rejected, adjusted, levels = weighted_holm(p_values, [3.0] * len(p_values), alpha)
+    h_rej, h_adj, h_lev = holm(p_values, alpha)
+    assert rejected == h_rej
+    assert adjusted == pytest.approx(h_adj)
+    assert levels == pytest.approx(h_lev)
+    for p, adj, rej in zip(p_values, adjusted, rejected, strict=True):
+        assert rej == (adj <= alpha + 1e-12) and adj >= p - 1e-12
+
+
+def test_weighted_holm_keeps_the_family_wise_error_under_the_global_null() -> None:
+    # Nine true nulls (uniform p-values), the first with half the weight: any rejection is a false alarm.
+    rng = random.Random(11)
+    weights = [8.0] + [1.0] * 8
+    draws, alpha = 20_000, 0.05
+    alarms = sum(any(weighted_holm([rng.random() for _ in weights], weights, alpha)[0]) for _ in range(draws))
+    assert alarms / draws <= alpha + 0.005
+    with pytest.raises(ValueError, match="positive weights"):
+        weighted_holm([0.1, 0.2], [1.0, 0.0], alpha)
+
+
 def test_an_acknowledged_metric_does_not_fail() -> None:
     ack = Acknowledgement("e2e.bot_cpu_per_trade", "on purpose", "perf-acknowledged.toml")
     decisions = decide(compare_all(_windows(8, head_factor=1.2, seed=2)), [ack])
@@ -112,12 +154,18 @@ def test_short_windows_leave_the_p99_not_judged_and_out_of_the_family() -> None:
     decisions = decide(results)
     p99 = next(d for d in decisions if d.metric == "trade_execution.p99")
     assert p99.status == "not judged" and "need" in p99.notes[0]
-    # Holm runs over the five judged metrics only (four means and CPU per trade).
+    # Holm runs over the five judged metrics only (four means and CPU per trade, weighing 4 of 8).
     judged = [d for d in decisions if d.status != "not judged"]
     assert len(judged) == 5 and all(d.p_adjusted is not None for d in judged)
-    smallest = min(judged, key=lambda d: d.comparison.p_value if d.comparison else 1.0)
-    assert smallest.comparison is not None and smallest.p_adjusted is not None
-    assert smallest.p_adjusted == pytest.approx(min(1.0, 5 * smallest.comparison.p_value))
+    weights = holm_weights([d.metric for d in judged])
+    assert sum(weights.values()) == 8
+
+    def p_over_w(d: E2EDecision) -> float:
+        return d.comparison.p_value / weights[d.metric] if d.comparison else 1.0
+
+    first = min(judged, key=p_over_w)
+    assert first.comparison is not None and first.p_adjusted is not None
+    assert first.p_adjusted == pytest.approx(min(1.0, 8 / weights[first.metric] * first.comparison.p_value))
 
 
 def test_a_wide_p99_interval_is_reported_but_not_judged() -> None:
