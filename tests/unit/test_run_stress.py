@@ -436,3 +436,59 @@ def test_disturbed_reruns_never_exceed_the_step_budget(busy: list[bool], max_ste
         search.record(_outcome(rate, broken=rate >= 300.0), disturbed=busy[k % len(busy)])
     assert search.next_rate() is None and search.steps_run <= max_steps
     assert len(search.disturbed_rates) <= 2
+
+
+def _run_noisy(search: StressSearch, broken_at: Callable[[float, int], bool]) -> list[tuple[float, bool]]:
+    """Drive a search whose steps answer ``broken_at(rate, nth time that rate runs)``."""
+    seen: dict[float, int] = {}
+    steps: list[tuple[float, bool]] = []
+    while (rate := search.next_rate()) is not None:
+        seen[rate] = seen.get(rate, 0) + 1
+        broken = broken_at(rate, seen[rate])
+        search.record(_outcome(rate, broken))
+        steps.append((rate, broken))
+        assert len(steps) <= 100
+    return steps
+
+
+def test_confirm_runs_each_end_of_the_bracket_twice_and_keeps_a_steady_answer() -> None:
+    plain = StressSearch([100, 200, 400, 800])
+    _run_noisy(plain, lambda rate, _n: rate >= 270)
+    confirmed = StressSearch([100, 200, 400, 800], confirm=True)
+    steps = _run_noisy(confirmed, lambda rate, _n: rate >= 270)
+    assert (confirmed.last_good, confirmed.breaking_point) == (plain.last_good, plain.breaking_point) == (260, 283)
+    assert confirmed.confirmations[260] == (False, False) and confirmed.confirmations[283] == (True, True)
+    assert confirmed.resolved and confirmed.stop_reason == "resolved"
+    assert len(steps) == plain.steps_run + 2
+    assert confirmed.summary()["votes"] == {"260": ["held", "held"], "283": ["broken", "broken"]}
+    assert "votes" not in plain.summary()
+
+
+def test_a_good_end_that_breaks_on_its_confirmation_is_run_a_third_time_and_the_majority_moves_it() -> None:
+    # 260 held once by luck: it breaks on its second and third runs, so the bracket moves below it.
+    def broken_at(rate: float, n: int) -> bool:
+        return rate >= 283 or (rate >= 250 and not (rate == 260 and n == 1))
+
+    search = StressSearch([100, 200, 400, 800], confirm=True)
+    steps = _run_noisy(search, broken_at)
+    assert search.confirmations[260] == (False, True, True)
+    lo, hi = search.last_good, search.breaking_point
+    assert lo is not None and hi is not None and lo < 250 <= hi <= 260
+    assert search.resolved and [r for r, _ in steps].count(260) == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=60), st.integers(1, 30))
+def test_confirm_always_ends_and_a_resolved_bracket_rests_on_majorities(answers: list[bool], max_steps: int) -> None:
+    # Any sequence of answers (a system that breaks at random): the search ends within its budget, and
+    # a resolved bracket's ends were each run at least twice, with a clear majority for its role.
+    it = iter(answers * 100)
+    search = StressSearch([100, 200, 400, 800], confirm=True, max_steps=max_steps)
+    _run_noisy(search, lambda _rate, _n: next(it))
+    assert search.steps_run <= max_steps and search.phase == "done"
+    if search.resolved:
+        lo, hi = search.last_good, search.breaking_point
+        assert lo is not None and hi is not None and lo < hi
+        votes = search.confirmations
+        assert len(votes[hi]) >= 2 and sum(votes[hi]) * 2 > len(votes[hi])
+        assert len(votes[lo]) >= 2 and sum(votes[lo]) * 2 < len(votes[lo])
