@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -107,18 +107,16 @@ class DriverStatistics:
     connections_open: int
 
 
-class JsonRpcDriver:
-    """A keep-alive session posting one fixed JSON-RPC request; ``call`` is the generator's op."""
+class KeepAliveDriver:
+    """A keep-alive aiohttp session with an explicit connection limit; ``call`` is the generator's op.
 
-    def __init__(self, url: str, method: str, params: Sequence[Any] | dict[str, Any], *,
-                 connections: int = 64, timeout_s: float = 10.0) -> None:
+    Subclasses send one fixed request in ``_send``; counting, the session and ``statistics()`` are here."""
+
+    def __init__(self, url: str, *, connections: int = 64, timeout_s: float = 10.0) -> None:
         if connections < 1:
             raise ConfigError(f"connections must be >= 1, got {connections}")
         self.url = url
-        self.method = method
         self.connection_limit = connections
-        # The same id on every request is allowed by JSON-RPC and saves an encode per call.
-        self._body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._connector: aiohttp.TCPConnector | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -127,10 +125,13 @@ class JsonRpcDriver:
         self._bytes_sent = 0
         self._bytes_received = 0
 
+    def _what(self) -> str:
+        return "request"
+
     def __repr__(self) -> str:
         s = self.statistics()
-        return (f"<JsonRpcDriver {redact_url(self.url)} {self.method} requests={s.requests} failures={s.failures} "
-                f"connections={s.connections_open}/{s.connection_limit}>")
+        return (f"<{type(self).__name__} {redact_url(self.url)} {self._what()} requests={s.requests} "
+                f"failures={s.failures} connections={s.connections_open}/{s.connection_limit}>")
 
     def statistics(self) -> DriverStatistics:
         open_conns = 0
@@ -142,7 +143,7 @@ class JsonRpcDriver:
         return DriverStatistics(self._requests, self._failures, self._bytes_sent,
                                 self._bytes_received, self.connection_limit, open_conns)
 
-    async def __aenter__(self) -> JsonRpcDriver:
+    async def __aenter__(self) -> Self:
         self._connector = aiohttp.TCPConnector(limit=self.connection_limit, limit_per_host=0)
         self._session = aiohttp.ClientSession(connector=self._connector, timeout=self._timeout)
         return self
@@ -154,25 +155,45 @@ class JsonRpcDriver:
 
     async def call(self) -> None:
         if self._session is None:
-            raise RuntimeError("JsonRpcDriver used outside 'async with'")
+            raise RuntimeError(f"{type(self).__name__} used outside 'async with'")
         self._requests += 1
         try:
-            await self._call(self._session)
+            await self._send(self._session)
         except BaseException:
             self._failures += 1
             raise
 
-    async def _call(self, session: aiohttp.ClientSession) -> None:
+    async def _send(self, session: aiohttp.ClientSession) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _refuse_redirect(status: int, location: str | None) -> None:
+        if 300 <= status < 400:
+            raise RequestFailed("transport", f"HTTP {status} redirect to {host_of(location)} refused "
+                                             "(redirects are not followed)")
+
+
+class JsonRpcDriver(KeepAliveDriver):
+    """Posts one fixed JSON-RPC request."""
+
+    def __init__(self, url: str, method: str, params: Sequence[Any] | dict[str, Any], *,
+                 connections: int = 64, timeout_s: float = 10.0) -> None:
+        super().__init__(url, connections=connections, timeout_s=timeout_s)
+        self.method = method
+        # The same id on every request is allowed by JSON-RPC and saves an encode per call.
+        self._body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+
+    def _what(self) -> str:
+        return self.method
+
+    async def _send(self, session: aiohttp.ClientSession) -> None:
         self._bytes_sent += len(self._body)
         try:
             async with session.post(self.url, data=self._body, headers={"Content-Type": "application/json"},
                                     allow_redirects=False) as resp:
                 body = await resp.read()
                 status = resp.status
-                if 300 <= status < 400:
-                    target = host_of(resp.headers.get("Location"))
-                    raise RequestFailed("transport", f"HTTP {status} redirect to {target} refused "
-                                                     "(redirects are not followed)")
+                self._refuse_redirect(status, resp.headers.get("Location"))
         except aiohttp.ClientError as exc:
             raise RequestFailed("transport", f"{type(exc).__name__}: {redact_text(str(exc))}") from None
         self._bytes_received += len(body)
@@ -181,6 +202,28 @@ class JsonRpcDriver:
         if status != 200:
             raise RequestFailed("transport", f"HTTP {status}")
         check_response(body)
+
+
+async def run_driver(
+    driver: KeepAliveDriver,
+    schedule: Schedule,
+    name: str,
+    *,
+    max_in_flight: int = 1000,
+    timeout_s: float = 10.0,
+    drain_timeout_s: float = 15.0,
+    lag_policy: LagPolicy | None = None,
+    spin_s: float = 0.0,
+    on_start: Callable[[OpenLoopGenerator], None] | None = None,
+) -> LoadResult:
+    """``driver.call`` on ``schedule`` through the open-loop generator (the driver is opened here)."""
+    async with driver:
+        gen = OpenLoopGenerator(driver.call, schedule, name=name, max_in_flight=max_in_flight,
+                                op_timeout_s=timeout_s, drain_timeout_s=drain_timeout_s,
+                                lag_policy=lag_policy, spin_s=spin_s)
+        if on_start is not None:
+            on_start(gen)
+        return await gen.run()
 
 
 async def run_jsonrpc_load(
@@ -206,10 +249,7 @@ async def run_jsonrpc_load(
     there. ``on_start`` gets the generator before it runs (a live view reads its statistics and series).
     """
     check_target(url, allow_remote)
-    async with JsonRpcDriver(url, method, params, connections=connections, timeout_s=timeout_s) as drv:
-        gen = OpenLoopGenerator(drv.call, schedule, name=name or method, max_in_flight=max_in_flight,
-                                op_timeout_s=timeout_s, drain_timeout_s=drain_timeout_s,
-                                lag_policy=lag_policy, spin_s=spin_s)
-        if on_start is not None:
-            on_start(gen)
-        return await gen.run()
+    return await run_driver(JsonRpcDriver(url, method, params, connections=connections, timeout_s=timeout_s),
+                            schedule, name or method, max_in_flight=max_in_flight, timeout_s=timeout_s,
+                            drain_timeout_s=drain_timeout_s, lag_policy=lag_policy, spin_s=spin_s,
+                            on_start=on_start)
