@@ -62,20 +62,17 @@ class AnvilOptions:
     disable_block_gas_limit: bool = False
     balance_eth: int | None = None
     quiet: bool = False
-    # How many past block states anvil keeps. 0 (the default): bare ``--prune-history``, none kept.
-    # - Without the flag anvil keeps 500 states in memory and writes every older one to
-    #   ~/.foundry/anvil/tmp, never deleting them: about 4 GB per quick run, which filled a 74 GB
-    #   disk after a day of runs.
-    # - With ``--prune-history 500`` (our default until 2026-12-07) nothing spills to disk, but RSS
-    #   still grows with the chain: 80 MB to 1.1-1.2 GB in every quick run's 80-s stress search (1,600
-    #   blocks), 2.1 GB in a 200-s one, and it stayed at 850 MB after a revert. The stress search's
-    #   late steps ran on that node: one quick run broke at 109/s after 200/s had held at its start.
-    # - Bare ``--prune-history``: RSS 21-29 MB over 90 s of an idle node (110-115 MB at 45 s with
-    #   ``--prune-history 10``), and a 60-minute soak stayed bounded.
-    # The bot and the harness read state only at the head ("latest"/"pending"); evm_snapshot and
-    # evm_revert, blocks and receipts still work (tests/integration/test_node_anvil.py). Only state
-    # reads at past blocks fail. None restores anvil's own default (full history, persisted).
-    history_states: int | None = 0
+    # Anvil keeps 500 block states in memory and writes every older one to
+    # ~/.foundry/anvil/tmp, never deleting them: about 4 GB per quick run, which filled a 74 GB
+    # disk after a day of runs and made each run's node slower than the last (disk writes on
+    # the serving path). The bot and harness read state only near the head, so keeping the same
+    # 500 states in memory and persisting none changes nothing they can see. None restores
+    # anvil's default (full history, persisted) for someone who wants historical eth_call.
+    history_states: int | None = 500
+    # 0: bare ``--prune-history``, no past states kept at all. Measured on anvil 1.7.1 (50-ms blocks,
+    # idle): RSS 21-29 MB over 90 s, against 110-115 MB at 45 s with ``--prune-history 10`` or none,
+    # and 4.2 GB after 9 minutes of a soak with 500: a soak's node must not grow like that.
+    # evm_snapshot/evm_revert, blocks and receipts still work; only state reads at past blocks fail.
     port: int | None = None
     extra_args: tuple[str, ...] = ()
     start_timeout_s: float = 30.0

@@ -30,7 +30,7 @@ class Judged(Protocol):
 
 
 Outcome = TypeVar("Outcome", bound=Judged)
-Phase = Literal["ramp", "bisect", "confirm", "done"]
+Phase = Literal["ramp", "bisect", "done"]
 StopReason = Literal["resolved", "ladder_held", "max_steps", "generator_bound", "floor_broke"]
 
 
@@ -77,21 +77,12 @@ class StressSearch(Generic[Outcome]):
       the row inconclusive, naming the busy machine). Such rates are listed under
       ``disturbed_rates``.
 
-    - With ``confirm``, a narrow bracket's two ends are each **run again** (phase ``confirm``), and
-      every rate counts by the majority of its steps (a tie goes to the latest): an end whose two
-      runs disagree runs a third time, and when the majority moves an end, the search bisects the
-      new bracket and confirms again. Near the knee one step breaks or holds by chance: over six
-      quick runs on this project's 2-core VM, balance_check's p95 at 283/s read 9.8-17.3 ms
-      against its 10 ms limit. In a simulation fitted to those steps, confirming raised the share of
-      two runs whose breaking points agree within 10% from 67% to 78%, for about four more steps.
-      ``resolved`` then also needs both ends settled (run twice or more, not split evenly).
-
     ``max_steps`` bounds every step run, re-runs included; hitting it ends the search with
     ``resolved`` False and the bracket as narrowed so far.
     """
 
     def __init__(self, ladder: Sequence[float], *, resolution: float = 0.10, max_steps: int = 14,
-                 floor: float | None = None, max_disturbed: int = 2, confirm: bool = False) -> None:
+                 floor: float | None = None, max_disturbed: int = 2) -> None:
         rates = tuple(float(r) for r in ladder)
         if not rates:
             raise ValueError("StressSearch: the ladder is empty; give at least one rate")
@@ -123,9 +114,6 @@ class StressSearch(Generic[Outcome]):
         self._phase: Phase = "ramp"
         self._stop: StopReason | None = None
         self._pending: float | None = rates[0]
-        self._confirm = confirm
-        self._votes: dict[float, list[bool]] = {}  # rate -> broken?, per decided step (confirm only)
-        self._last: dict[float, Outcome] = {}  # rate -> its latest decided step (confirm only)
 
     # ------------------------------------------------------------------------------------ driving
     def next_rate(self) -> float | None:
@@ -172,26 +160,7 @@ class StressSearch(Generic[Outcome]):
             self._lo = outcome.rate if self._lo is None else max(self._lo, outcome.rate)
             if self._hi is None:
                 self._next_index += 1
-        if self._confirm:
-            self._vote(outcome)
         self._advance()
-
-    def _vote(self, outcome: Outcome) -> None:
-        """With ``confirm``: the bracket from every rate's majority, not from its latest step alone."""
-        self._votes.setdefault(outcome.rate, []).append(bool(outcome.broken))
-        self._last[outcome.rate] = outcome
-        verdict = {r: _majority(v) for r, v in self._votes.items()}
-        broken = [r for r, b in verdict.items() if b]
-        self._hi = self._last[min(broken)] if broken else None
-        good = [r for r, b in verdict.items() if not b and (self._hi is None or r < self._hi.rate)]
-        self._lo = max(good) if good else None
-
-    def _unconfirmed_end(self) -> float | None:
-        """An end of a narrow bracket that its own steps have not yet settled: run once, or split 1:1."""
-        for rate in (self._hi.rate if self._hi is not None else None, self._lo):
-            if rate is not None and not _settled(self._votes.get(rate, [])):
-                return rate
-        return None
 
     def record_bound(self, outcome: Outcome) -> None:
         """Take a step at ``next_rate()`` that the load generator could not offer: the search ends."""
@@ -212,12 +181,6 @@ class StressSearch(Generic[Outcome]):
         inside = self._inside()
         if inside is None and self._lo is None:
             self._finish("floor_broke")
-        elif inside is None and self._confirm and (end := self._unconfirmed_end()) is not None:
-            if self.steps_run >= self._max_steps:
-                self._finish("max_steps")
-            else:
-                self._phase = "confirm"
-                self._pending = end
         elif inside is None:
             self._finish("resolved")
         elif self.steps_run >= self._max_steps:
@@ -244,11 +207,6 @@ class StressSearch(Generic[Outcome]):
         return float(min(max(round(math.sqrt(lo * hi)), lowest), highest))
 
     # ------------------------------------------------------------------------------------ results
-    @property
-    def confirmations(self) -> dict[float, tuple[bool, ...]]:
-        """With ``confirm``: every rate's steps, broken (True) or not, in the order run."""
-        return {r: tuple(v) for r, v in sorted(self._votes.items())}
-
     @property
     def phase(self) -> Phase:
         return self._phase
@@ -286,8 +244,7 @@ class StressSearch(Generic[Outcome]):
     def resolved(self) -> bool:
         """A breaking point is known and the bracket is within the resolution (or holds no whole rate);
         not when the floor broke (the breaking point lies somewhere below it)."""
-        return (self._hi is not None and self._lo is not None and self._inside() is None
-                and not (self._confirm and self._unconfirmed_end() is not None))
+        return self._hi is not None and self._lo is not None and self._inside() is None
 
     @property
     def steps_run(self) -> int:
@@ -330,18 +287,4 @@ class StressSearch(Generic[Outcome]):
             "stop_reason": self._stop,
             "undecided_rates": list(self._undecided_rates),
             "disturbed_rates": list(self._disturbed_rates),
-            **({"confirm": True, "votes": {f"{r:g}": ["broken" if b else "held" for b in v]
-                                           for r, v in self.confirmations.items() if len(v) > 1}}
-               if self._confirm else {}),
         }
-
-
-def _majority(votes: Sequence[bool]) -> bool:
-    """Broken by most of a rate's steps; a tie goes to the latest step."""
-    broken = sum(votes)
-    return broken * 2 > len(votes) or (broken * 2 == len(votes) and votes[-1])
-
-
-def _settled(votes: Sequence[bool]) -> bool:
-    """Two steps or more, and not split evenly."""
-    return len(votes) >= 2 and sum(votes) * 2 != len(votes)

@@ -37,9 +37,6 @@ __all__ = ["run_scenario", "step_window"]
 
 # Room for the ramp, a bisection to 10% (3-4 steps from a doubling) and a re-run or two.
 EXTRA_STEPS = 6
-# And for confirming the bracket's ends: 2 more steps, 4 when an end's first two runs disagree. In
-# a simulation fitted to six quick runs' steps, 15 steps in all left 2% of quick searches unresolved.
-CONFIRM_STEPS = 4
 
 
 def _latency_limits(st: Stack) -> dict[str, dict[str, float]]:
@@ -59,16 +56,14 @@ async def run_scenario(scn: Scenario, st: Stack, ui: Ui, writer: ResultsWriter) 
     steps_out: list[dict[str, Any]] = []
     search: dict[str, Any] = {}
     market: tuple[StressSearch[MarketStep], list[Ran[MarketStep]]] | None = None
-    ladder = [s.rate for s in scn.steps]
-    max_steps = len(scn.steps) + EXTRA_STEPS + (CONFIRM_STEPS if scn.confirm else 0)
+    ladder, max_steps = [s.rate for s in scn.steps], len(scn.steps) + EXTRA_STEPS
     runs: list[FeedRun]
     if scn.stop_on_break and scn.kind == "market_data":
         msearch = StressSearch[MarketStep](ladder, max_steps=max_steps)
         mran = await run_search(st, ui, writer, scn, doc, t0_wall, MarketPlan(st, t0_wall, scn.drain_s), msearch)
         market, runs = (msearch, mran), [r.step.feed for r in mran]
     elif scn.stop_on_break:
-        tsearch = StressSearch[StepOutcome](ladder, max_steps=max_steps, resolution=scn.resolution,
-                                            confirm=scn.confirm)
+        tsearch = StressSearch[StepOutcome](ladder, max_steps=max_steps, resolution=scn.resolution)
         tran = await run_search(st, ui, writer, scn, doc, t0_wall, TradePlan(st, t0_wall, _latency_limits(st)),
                                 tsearch)
         steps_out, search, runs = trade_steps(tran), tsearch.summary(), [r.step.feed for r in tran]

@@ -40,7 +40,6 @@ class Scenario:
     stop_on_break: bool = False
     chaos: ChaosSpec | None = None  # kind "chaos": what it does to the bot's two endpoints
     resolution: float = 0.10  # a stress search's bracket: the breaking point within this ratio of last good
-    confirm: bool = False  # a stress search runs each end of its final bracket again (StressSearch confirm)
 
     @property
     def duration_s(self) -> float:
@@ -92,12 +91,9 @@ def with_chaos(base: Profile, only: str | None, names: str) -> Profile:
     return Profile("custom", (*picked, *chaos))
 
 
-def _stress(rates: list[float], seconds: float, resolution: float = 0.10, confirm: bool = True) -> Scenario:
-    # confirm: near the knee one 10-s step breaks or holds by chance (balance_check p95 read 9.8-17.3 ms
-    # at 283/s over six quick runs), so the final bracket's ends are run again and a majority decides.
+def _stress(rates: list[float], seconds: float, resolution: float = 0.10) -> Scenario:
     return Scenario("stress", "trades", tuple(Step(r, seconds) for r in rates), drain_s=8.0, stop_on_break=True,
-                    description="arrival rate raised step by step until a target breaks", resolution=resolution,
-                    confirm=confirm)
+                    description="arrival rate raised step by step until a target breaks", resolution=resolution)
 
 
 def _websocket_stress(seconds: float) -> Scenario:
@@ -122,7 +118,7 @@ def smoke(sustained_minutes: float | None = None) -> Profile:
         # Bisected to 50%, not 10%: three fewer steps per run (each ~12 s with its drain and settle),
         # and CI's A/A check asks only whether two runs' verdicts agree, which the stress rows'
         # run-to-run spread (x/÷ 1.8) decides anyway.
-        _stress([200, 400, 800, 1600], 6.0, resolution=0.5, confirm=False),
+        _stress([200, 400, 800, 1600], 6.0, resolution=0.5),
     ))
 
 

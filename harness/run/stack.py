@@ -127,10 +127,9 @@ async def stack(opts: RunOptions, run_dir: Path, ui: progress_ui.Ui) -> AsyncIte
     # One dev account more than the bot's: the calibration spends from it, never from the bot's.
     bot_accounts = bot_account_count(opts.accounts, opts.extra_bot)
     n_accounts = max(10, bot_accounts + 2)
-    # Our node keeps no past states (AnvilOptions.history_states): its memory, and its speed, would
-    # otherwise follow the chain's length through every scenario.
+    # A soak's node keeps no past states: it runs for hours on one chain (harness.node.anvil).
     anvil_opts = AnvilOptions(mining=mining_for(opts), disable_block_gas_limit=True, quiet=True,
-                              accounts=n_accounts)
+                              accounts=n_accounts, history_states=0 if opts.profile == "soak" else 500)
     async with contextlib.AsyncExitStack() as exits:
         node = await exits.enter_async_context(
             start_node(NodeConfig(url=opts.node_url, anvil=anvil_opts, run_dir=run_dir)))

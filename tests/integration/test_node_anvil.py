@@ -260,14 +260,14 @@ async def test_old_block_states_are_not_written_to_disk(tmp_path: Path, monkeypa
 def test_full_history_is_anvils_default_and_opt_in() -> None:
     # None is the documented way back to anvil's own behaviour; the flag must then be absent.
     assert "--prune-history" not in AnvilOptions(history_states=None).argv(Path("anvil"), 1)
-    assert AnvilOptions(history_states=500).argv(Path("anvil"), 1)[-2:] == ["--prune-history", "500"]
-    assert AnvilOptions().argv(Path("anvil"), 1)[-1] == "--prune-history"  # the default, bare: none kept
+    assert AnvilOptions().argv(Path("anvil"), 1)[-2:] == ["--prune-history", "500"]
+    assert AnvilOptions(history_states=0).argv(Path("anvil"), 1)[-1] == "--prune-history"  # bare: none kept
     with pytest.raises(ConfigError, match="history_states"):
         AnvilOptions(history_states=-1)
 
 
 async def test_a_node_keeping_no_past_states_still_reverts_and_serves_receipts(tmp_path: Path) -> None:
-    # What our node (history_states=0, the default) must still do for the harness: revert to a snapshot,
+    # What a soak's node (history_states=0) must still do for the harness: revert to a snapshot,
     # and answer receipts and blocks of long-confirmed trades (the ledger check reads them at the end).
     async with Anvil(tmp_path, AnvilOptions(history_states=0, quiet=True)) as node, NodeRpc(node.url) as rpc:
         sender = (await rpc.call("eth_accounts"))[0]
