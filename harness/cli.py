@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a new bot process for every scenario (default: one bot, quiescence between scenarios)")
     p.add_argument("--keep-chain", action="store_true",
                    help="let scenarios share one growing chain (default: our anvil is reverted to the chain as "
-                   "deployed, with a fresh bot, before a scenario once it grew by --chain-reset-blocks, because "
-                   "anvil slows as its chain grows)")
+                   "deployed, with a fresh bot, before a scenario once it grew by --chain-reset-blocks, and before "
+                   "every trading stress step, because anvil slows as its chain grows)")
     p.add_argument("--chain-reset-blocks", type=int, default=200, metavar="N",
                    help="revert our anvil before a scenario once its chain grew more than N blocks since the "
                    "snapshot (default 200: 10 s of 50 ms blocks)")

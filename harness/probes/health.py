@@ -41,6 +41,12 @@ class HealthProber:
     def statistics(self) -> HealthStatistics:
         return HealthStatistics(self._probes, self._ok, self._last_error)
 
+    def carry(self, earlier: HealthStatistics) -> None:
+        """Count an earlier prober's probes as this one's (a fresh bot within one scenario)."""
+        self._probes += earlier.probes
+        self._ok += earlier.ok
+        self._last_error = self._last_error or earlier.last_error
+
     def reset(self) -> HealthStatistics:
         """Return the counts so far and start counting afresh (one window per scenario)."""
         stats = self.statistics()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psutil
 
@@ -58,6 +58,11 @@ class ResourceSeries:
     origin: float
     samples: list[ResourceSample] = field(default_factory=list)
     _last: Cumulative | None = None
+
+    def carry(self, earlier: ResourceSeries) -> None:
+        """Put an earlier series' samples before this one's, on this series' clock (pure)."""
+        shift = earlier.origin - self.origin
+        self.samples[:0] = [replace(s, t=s.t + shift) for s in earlier.samples]
 
     def add(self, cur: Cumulative) -> ResourceSample | None:
         prev, self._last = self._last, cur

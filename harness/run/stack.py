@@ -59,6 +59,14 @@ class BotSession:
         for probe in (self.puller, self.sampler, self.prober):
             probe.start()
 
+    def carry_from(self, earlier: BotSession) -> None:
+        """Take an earlier session's records (telemetry intervals, resource samples, health probes)
+        as this one's: a scenario that starts a fresh bot between its steps (the stress search, on a
+        reverted chain) reads one continuous record. Call after ``start()``."""
+        self.puller.intervals[:0] = earlier.puller.intervals
+        self.sampler.series.carry(earlier.sampler.series)
+        self.prober.carry(earlier.prober.statistics())
+
     async def stop(self) -> None:
         for probe in (self.prober, self.sampler, self.puller):  # reverse of start, before the bot
             with contextlib.suppress(Exception):
@@ -104,14 +112,19 @@ class Stack:
     def prober(self) -> HealthProber:
         return self.session.prober
 
-    async def restart_bot(self, while_stopped: Callable[[], Awaitable[Any]] | None = None) -> Any:
+    async def restart_bot(self, while_stopped: Callable[[], Awaitable[Any]] | None = None, *,
+                          keep_records: bool = False) -> Any:
         """A fresh bot process (same config, keys and feed): the old one drains and stops first.
         ``while_stopped`` runs with no bot up (a chain revert must not move the chain under a bot);
-        its result is returned."""
-        await self.session.stop()
+        its result is returned. ``keep_records``: the new session carries the old one's records
+        (``BotSession.carry_from``), for a restart inside one scenario."""
+        old = self.session
+        await old.stop()
         result = await while_stopped() if while_stopped is not None else None
         self.session = self.new_session()
         await self.session.start()
+        if keep_records:
+            self.session.carry_from(old)
         self.bot_starts += 1
         return result
 

@@ -25,6 +25,7 @@ from harness.run.collect import BOT_CONFLATED, merge_intervals, tag_filter
 from harness.run.drive import checkpoint, counted_since, drive, wait_handled, wait_telemetry
 from harness.run.feedrun import FeedRun
 from harness.run.figures import cpu_percent_between
+from harness.run.fresh import fresh_step
 from harness.run.progress import Ui
 from harness.run.scenario_doc import step_window
 from harness.run.scenarios import Scenario, Step
@@ -74,6 +75,9 @@ class StepPlan(Protocol[Outcome]):
     @property
     def checkpoints(self) -> bool: ...  # results written while a step runs (else between steps)
 
+    @property
+    def fresh_chain(self) -> bool: ...  # each step after the first on a reverted chain, with a fresh bot
+
     def seconds(self, rate: float, base_s: float, factor: float) -> int: ...
 
     async def judge(self, step: StepRun) -> Outcome: ...
@@ -103,6 +107,12 @@ async def run_search(st: Stack, ui: Ui, writer: ResultsWriter, scn: Scenario, do
     while (rate := search.next_rate()) is not None:
         n = len(ran) + 1
         tag = f"{scn.id}/{n}"
+        if ran and plan.fresh_chain:
+            t_fresh = time.monotonic()
+            block = await fresh_step(st, ui)
+            if block is not None:
+                ui.log(f"{scn.id}: chain reverted to block {block}, fresh bot (pid {st.bot.pid}) in "
+                       f"{time.monotonic() - t_fresh:.1f} s")
         seconds = plan.seconds(rate, base_seconds, search.next_seconds_factor)
         step_start = time.time() - t0_wall
         doc["annotations"].append({"t": round(step_start, 2), "label": f"step {n}: {rate:g}/s"})
@@ -151,6 +161,7 @@ class TradePlan:
     limits: Mapping[str, Mapping[str, float]]
     trade: bool = True
     checkpoints: bool = True
+    fresh_chain: bool = True  # harness.run.fresh.fresh_step: the node slows as it absorbs swaps
 
     def seconds(self, rate: float, base_s: float, factor: float) -> int:
         # Long enough that the judged window can hold MIN_SAMPLES at this rate: a low rate in a
@@ -194,6 +205,7 @@ class MarketPlan:
     t0_wall: float
     drain_s: float  # how long the bot may take to count the ticks still in socket buffers
     trade: bool = False
+    fresh_chain: bool = False  # ticks move no chain state
     # The feed shares the harness's loop: at tens of thousands of ticks/s a checkpoint's stall is
     # in its lag, and could make a step generator-bound that was not.
     checkpoints: bool = False

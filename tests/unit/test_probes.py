@@ -9,7 +9,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.probes.health import HealthProber
+from harness.probes.health import HealthProber, HealthStatistics
 from harness.probes.periodic import Periodic
 from harness.probes.resources import Cumulative, ProcessTreeSampler, ResourceSeries, read_tree
 
@@ -33,6 +33,28 @@ def test_rates_are_never_negative_even_when_a_child_exits(steps: list[tuple[floa
         s.add(Cumulative(t, 1, cpu_seconds=cpu, disk_bytes=disk))
     assert all(x.cpu_percent >= 0 and x.disk_bytes_per_s >= 0 for x in s.samples)
     assert all(x.net_bytes_per_s is None for x in s.samples)
+
+
+def test_a_later_series_carries_an_earlier_ones_samples_on_its_own_clock() -> None:
+    # A fresh bot within one scenario: the first bot's samples keep their wall-clock place.
+    first = ResourceSeries(origin=100.0)
+    for t, cpu in ((100.0, 0.0), (101.0, 0.5), (102.0, 1.5)):
+        first.add(Cumulative(t, 7, cpu_seconds=cpu, disk_bytes=0))
+    second = ResourceSeries(origin=105.0)
+    for t, cpu in ((105.0, 0.0), (106.0, 0.25)):
+        second.add(Cumulative(t, 9, cpu_seconds=cpu, disk_bytes=0))
+    second.carry(first)
+    assert [round(x.t, 6) for x in second.samples] == [-4.0, -3.0, 1.0]  # 101 and 102 s, on the clock of 105 s
+    assert [x.rss_bytes for x in second.samples] == [7, 7, 9]
+    assert [x.cpu_percent for x in second.samples] == pytest.approx([50.0, 100.0, 25.0])
+
+
+def test_a_prober_carries_an_earlier_probers_counts() -> None:
+    p = HealthProber("http://127.0.0.1:1/health")
+    p.carry(HealthStatistics(probes=40, ok=39, last_error="HTTP 503"))
+    p.carry(HealthStatistics(probes=10, ok=10, last_error=None))
+    stats = p.statistics()
+    assert (stats.probes, stats.ok, stats.last_error) == (50, 49, "HTTP 503")
 
 
 async def until(cond: Callable[[], bool], within_s: float = 30.0) -> None:
