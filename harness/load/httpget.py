@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import aiohttp
 
-from bot.redact import redact_text
 from harness.load.generator import OpenLoopGenerator
 from harness.load.jsonrpc import KeepAliveDriver, RequestFailed, check_target, run_driver
 from harness.load.recorder import LagPolicy, LoadResult
@@ -26,16 +25,7 @@ class HttpGetDriver(KeepAliveDriver):
         return "GET"
 
     async def _send(self, session: aiohttp.ClientSession) -> None:
-        try:
-            async with session.get(self.url, allow_redirects=False) as resp:
-                body = await resp.read()
-                status = resp.status
-                self._refuse_redirect(status, resp.headers.get("Location"))
-        except aiohttp.ClientError as exc:
-            raise RequestFailed("transport", f"{type(exc).__name__}: {redact_text(str(exc))}") from None
-        self._bytes_received += len(body)
-        if status == 429:
-            raise RequestFailed("rate_limited", "HTTP 429")
+        status, _ = await self._request(session, "GET")
         if not 200 <= status < 300:
             raise RequestFailed("transport", f"HTTP {status}")
 

@@ -166,11 +166,23 @@ class KeepAliveDriver:
     async def _send(self, session: aiohttp.ClientSession) -> None:
         raise NotImplementedError
 
-    @staticmethod
-    def _refuse_redirect(status: int, location: str | None) -> None:
-        if 300 <= status < 400:
-            raise RequestFailed("transport", f"HTTP {status} redirect to {host_of(location)} refused "
-                                             "(redirects are not followed)")
+    async def _request(self, session: aiohttp.ClientSession, method: str, **kwargs: Any) -> tuple[int, bytes]:
+        """One request: (status, body). Connection errors, a redirect (not followed, naming only the
+        target's host) and HTTP 429 raise here; every other status is the caller's to judge."""
+        try:
+            async with session.request(method, self.url, allow_redirects=False, **kwargs) as resp:
+                body = await resp.read()
+                status = resp.status
+                if 300 <= status < 400:
+                    target = host_of(resp.headers.get("Location"))
+                    raise RequestFailed("transport", f"HTTP {status} redirect to {target} refused "
+                                                     "(redirects are not followed)")
+        except aiohttp.ClientError as exc:
+            raise RequestFailed("transport", f"{type(exc).__name__}: {redact_text(str(exc))}") from None
+        self._bytes_received += len(body)
+        if status == 429:
+            raise RequestFailed("rate_limited", "HTTP 429")
+        return status, body
 
 
 class JsonRpcDriver(KeepAliveDriver):
@@ -188,17 +200,8 @@ class JsonRpcDriver(KeepAliveDriver):
 
     async def _send(self, session: aiohttp.ClientSession) -> None:
         self._bytes_sent += len(self._body)
-        try:
-            async with session.post(self.url, data=self._body, headers={"Content-Type": "application/json"},
-                                    allow_redirects=False) as resp:
-                body = await resp.read()
-                status = resp.status
-                self._refuse_redirect(status, resp.headers.get("Location"))
-        except aiohttp.ClientError as exc:
-            raise RequestFailed("transport", f"{type(exc).__name__}: {redact_text(str(exc))}") from None
-        self._bytes_received += len(body)
-        if status == 429:
-            raise RequestFailed("rate_limited", "HTTP 429")
+        status, body = await self._request(session, "POST", data=self._body,
+                                           headers={"Content-Type": "application/json"})
         if status != 200:
             raise RequestFailed("transport", f"HTTP {status}")
         check_response(body)
