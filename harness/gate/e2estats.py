@@ -202,7 +202,7 @@ def threshold(comp: E2EComparison, level: float, min_effect: float = 0.0) -> flo
 
 def decide(results: Mapping[str, E2EComparison | str], acknowledgements: Sequence[Acknowledgement] = (), *,
            alpha: float = 0.01, min_effect: float = 0.0, power: float = DEFAULT_POWER) -> list[E2EDecision]:
-    """One decision per metric; Holm over the judged ones."""
+    """One decision per metric; weighted Holm (``holm_weights``) over the judged ones."""
     judged = [m for m, r in results.items() if isinstance(r, E2EComparison) and r.judged]
     weights = holm_weights(judged)
     rejected, adjusted, levels = weighted_holm([_comp(results[m]).p_value for m in judged],
