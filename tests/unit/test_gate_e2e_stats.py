@@ -121,7 +121,7 @@ def test_cpu_per_trade_weighs_as_much_as_all_other_metrics_together() -> None:
 
 @given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12), st.floats(0.001, 0.2))
 def test_weighted_holm_with_equal_weights_is_holm(p_values: list[float], alpha: float) -> None:
-    rejected, adjusted, levels = weighted_holm(p_values, [3.0] * len(p_values), alpha)
+    rejected, adjusted, levels = weighted_holm(p_values, [1.0] * len(p_values), alpha)
     h_rej, h_adj, h_lev = holm(p_values, alpha)
     assert rejected == h_rej
     assert adjusted == pytest.approx(h_adj)
