@@ -275,8 +275,14 @@ async def run_open_loop(
     drain_timeout_s: float = 30.0,
     lag_policy: LagPolicy | None = None,
     interval_s: float = 1.0,
+    spin_s: float = 0.0,
+    on_start: Callable[[OpenLoopGenerator], None] | None = None,
 ) -> LoadResult:
-    """Convenience: build an ``OpenLoopGenerator`` and run it once."""
+    """Convenience: build an ``OpenLoopGenerator`` and run it once. ``on_start`` gets the generator
+    before it runs (a live view reads its statistics and series)."""
     gen = OpenLoopGenerator(op, schedule, name=name, max_in_flight=max_in_flight, op_timeout_s=op_timeout_s,
-                            drain_timeout_s=drain_timeout_s, lag_policy=lag_policy, interval_s=interval_s)
+                            drain_timeout_s=drain_timeout_s, lag_policy=lag_policy, interval_s=interval_s,
+                            spin_s=spin_s)
+    if on_start is not None:
+        on_start(gen)
     return await gen.run()

@@ -27,7 +27,7 @@ import orjson
 
 from bot.redact import host_of, redact_text, redact_url
 from harness.errors import ConfigError
-from harness.load.generator import OpenLoopGenerator
+from harness.load.generator import OpenLoopGenerator, run_open_loop
 from harness.load.recorder import LagPolicy, LoadResult
 from harness.load.schedules import Schedule
 
@@ -221,12 +221,9 @@ async def run_driver(
 ) -> LoadResult:
     """``driver.call`` on ``schedule`` through the open-loop generator (the driver is opened here)."""
     async with driver:
-        gen = OpenLoopGenerator(driver.call, schedule, name=name, max_in_flight=max_in_flight,
-                                op_timeout_s=timeout_s, drain_timeout_s=drain_timeout_s,
-                                lag_policy=lag_policy, spin_s=spin_s)
-        if on_start is not None:
-            on_start(gen)
-        return await gen.run()
+        return await run_open_loop(driver.call, schedule, name=name, max_in_flight=max_in_flight,
+                                   op_timeout_s=timeout_s, drain_timeout_s=drain_timeout_s, lag_policy=lag_policy,
+                                   spin_s=spin_s, on_start=on_start)
 
 
 async def run_jsonrpc_load(
