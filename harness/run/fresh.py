@@ -19,6 +19,7 @@ from harness.run.ledgercheck import reconcile_session
 from harness.run.stack import Stack
 
 NOT_OURS = ResetDecision(False, "a user's node is never reverted")
+FEED_CLIENT_TIMEOUT_S = 30.0  # a bound, not a pace: a whole step restart took 1.9-2.7 s here
 
 
 async def reset_if_grown(st: Stack, ui: progress_ui.Ui, settle_timeout_s: float) -> ResetDecision:
@@ -78,5 +79,3 @@ async def fresh_step(st: Stack, ui: progress_ui.Ui) -> int | None:
     await st.feed.wait_for_client(FEED_CLIENT_TIMEOUT_S)  # ticks sent before the bot listens would be lost
     return block
 
-
-FEED_CLIENT_TIMEOUT_S = 30.0
