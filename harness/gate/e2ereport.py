@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.gate.e2e import E2EResult
-from harness.gate.e2emetrics import CPU_METRIC
+from harness.gate.e2emetrics import CPU_METRIC, NODE_CPU_METRIC
 from harness.gate.e2estats import E2EDecision, describe_metric
 
 _STYLE = {"regression": "bold red", "acknowledged": "yellow", "improvement": "green", "not judged": "dim"}
@@ -26,7 +26,7 @@ def _base(d: E2EDecision) -> str:
     c = d.comparison
     if c is None:
         return "-"
-    return f"{c.base_value:,.0f} µs" if d.metric == CPU_METRIC else f"{c.base_value / 1000:.2f} ms"
+    return f"{c.base_value:,.0f} µs" if d.metric in (CPU_METRIC, NODE_CPU_METRIC) else f"{c.base_value / 1000:.2f} ms"
 
 
 def _cells(d: E2EDecision) -> list[str]:
@@ -103,7 +103,8 @@ def markdown(r: E2EResult) -> list[str]:
         "",
         "End-to-end: each revision's bot trades alone in its window (fresh process, chain reverted to the same "
         "snapshot, the same ticks per pair of windows); paired log ratios per window pair, weighted-Holm-corrected "
-        "(CPU per trade weighs as much as all other metrics together); the "
+        "(CPU per trade weighs as much as all other metrics together, and is judged at the machine's mean speed: "
+        "each window scaled by the node's and the harness's CPU for the same ticks); the "
         "noise floor is the A/A spread of the two same-revision windows in each quartet. MDE: the smallest "
         f"slowdown this run would have caught with probability {r.settings['power']:.0%}.",
         "",

@@ -221,13 +221,13 @@ class Rig:
                 await self._send(win.tick_seed + 7_919, s.warm_s, win.warm_tag, 0)
                 await self._quiet(http, bot)
                 lap("warm")
-                cpu0, t0 = tree_cpu_s(bot.pid), time.time()
+                cpu0, ref0, t0 = tree_cpu_s(bot.pid), self._reference_cpu_s(), time.time()
                 chain_age = await block_number(self.node.url)
                 sent = await self._send(win.tick_seed, win.seconds, win.tag, round(s.warm_s * s.rate))
                 lap("measured")
                 await asyncio.sleep(0.2)  # ticks still in socket buffers reach the bot first
                 await self._quiet(http, bot)
-                cpu1, t1 = tree_cpu_s(bot.pid), time.time()
+                cpu1, ref1, t1 = tree_cpu_s(bot.pid), self._reference_cpu_s(), time.time()
                 lap("drain")
                 intervals = await self._closed_until(http, t1)
                 lap("read")
@@ -242,9 +242,16 @@ class Rig:
         return WindowMetrics(
             index=win.index, side=win.side, quartet=win.quartet, pair=win.pair, position=win.position,
             seconds=win.seconds, ops=ops, trades_ok=counts.ok, errors=counts.errors, skipped=counts.skipped, sent=sent,
-            cpu_s=cpu1 - cpu0, cpu_wall_s=t1 - t0, revert_ok=revert_ok, phases_s=phases,
+            cpu_s=cpu1 - cpu0, node_cpu_s=ref1[0] - ref0[0], harness_cpu_s=ref1[1] - ref0[1], cpu_wall_s=t1 - t0,
+            revert_ok=revert_ok, phases_s=phases,
             blocks_at_start=None if chain_age is None or base_block is None else chain_age - base_block,
         )  # fmt: skip
+
+    def _reference_cpu_s(self) -> tuple[float, float]:
+        """The node's CPU and this process's: the same work in every window, whichever bot trades
+        (``harness.gate.e2emetrics``: they measure the machine's speed beside the bot)."""
+        pid = None if self.node is None else self.node.pid
+        return (0.0 if pid is None else tree_cpu_s(pid)), time.process_time()
 
     def _bot(self, side: BotSide, win: Window) -> BotProcess:
         port = free_port()

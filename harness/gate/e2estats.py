@@ -15,6 +15,12 @@ The statistics are the micro tier's (``harness.gate.decision``), with a window p
   noise measured in this job), nor below the policy floor ``min_effect``. A metric fails when the
   corrected test rejects and the slowdown exceeds the threshold.
 
+CPU per trade is judged at the machine's speed, not the moment's: each window's figure is scaled by
+the run's geometric mean of the *reference* CPU per trade (the node's and this harness's, for the
+same ticks; ``harness.gate.e2emetrics``) over that window's own (``speed_factors``). Both windows of a
+pair replay the same ticks, so the pair's log ratio becomes log(bot ratio) - log(reference ratio).
+The uncorrected ratio stays in the decision's notes.
+
 A p99 from a short window is mostly its few largest samples. A window's p99 counts only when its
 sample count pins the quantile down (``e2emetrics.quantile_judgeable``, about 560 samples), and the
 metric is judged only when enough pairs qualify and its CI is narrower than ``p99_max_ci``;
@@ -31,7 +37,7 @@ from statistics import fmean
 from scipy import stats as sps
 
 from harness.gate.decision import Acknowledgement, weighted_holm
-from harness.gate.e2emetrics import CPU_METRIC, METRICS, WindowMetrics, min_samples
+from harness.gate.e2emetrics import CPU_METRIC, METRICS, NODE_CPU_METRIC, WindowMetrics, min_samples
 from harness.gate.mde import DEFAULT_POWER, mde
 
 MIN_PAIRS = 3  # a t-test across fewer pairs has df < 2: its critical values are useless
@@ -66,6 +72,7 @@ class E2EComparison:
     aa_pairs: int
     halves_log: float  # |mean(even quartets) - mean(odd quartets)| / 2
     judged: bool = True
+    raw_ratio: float | None = None  # CPU per trade before the machine-speed correction (None: not corrected)
     reason: str = ""  # why not judged
 
 
@@ -93,8 +100,28 @@ def _judgeable(w: WindowMetrics, metric: str, p99_min: int) -> bool:
     return w.value(metric) is not None and (not metric.endswith(".p99") or w.samples(metric) >= p99_min)
 
 
-def pair_values(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 0) -> list[PairValue]:
-    """The pairs (one base and one head window) where both windows have the metric."""
+def speed_factors(windows: Sequence[WindowMetrics]) -> dict[int, float]:
+    """Window index -> the factor that puts its CPU per trade at the run's mean machine speed: the
+    geometric mean of every window's reference CPU per trade over its own. Empty (no correction)
+    unless every window with trades has a reference: half-corrected pairs would compare unlike figures."""
+    refs = {w.index: w.reference_cpu_per_trade_us for w in windows if w.trades_ok > 0}
+    if not refs or any(v is None or v <= 0 for v in refs.values()):
+        return {}
+    logs = {i: math.log(v) for i, v in refs.items() if v is not None}
+    centre = fmean(logs.values())
+    return {i: math.exp(centre - lv) for i, lv in logs.items()}
+
+
+def _value(w: WindowMetrics, metric: str, factors: Mapping[int, float]) -> float:
+    v = w.value(metric)
+    assert v is not None
+    return v * factors.get(w.index, 1.0) if metric == CPU_METRIC else v
+
+
+def pair_values(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 0,
+                factors: Mapping[int, float] | None = None) -> list[PairValue]:
+    """The pairs (one base and one head window) where both windows have the metric; CPU per trade
+    scaled by ``factors`` (``speed_factors``) when given."""
     by_pair: dict[int, dict[str, WindowMetrics]] = {}
     for w in windows:
         by_pair.setdefault(w.pair, {})[w.side] = w
@@ -103,13 +130,13 @@ def pair_values(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 0)
         b, h = sides.get("base"), sides.get("head")
         if b is None or h is None or not (_judgeable(b, metric, p99_min) and _judgeable(h, metric, p99_min)):
             continue
-        bv, hv = b.value(metric), h.value(metric)
-        assert bv is not None and hv is not None
-        out.append(PairValue(pair, b.quartet, bv, hv))
+        f = factors or {}
+        out.append(PairValue(pair, b.quartet, _value(b, metric, f), _value(h, metric, f)))
     return out
 
 
-def aa_log_ratios(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 0) -> list[float]:
+def aa_log_ratios(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 0,
+                  factors: Mapping[int, float] | None = None) -> list[float]:
     """log(second / first) of each quartet's two middle windows: one revision against itself."""
     by_q: dict[int, dict[int, WindowMetrics]] = {}
     for w in windows:
@@ -120,9 +147,8 @@ def aa_log_ratios(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 
         if first is None or second is None or first.side != second.side:
             continue
         if _judgeable(first, metric, p99_min) and _judgeable(second, metric, p99_min):
-            a, b = first.value(metric), second.value(metric)
-            assert a is not None and b is not None
-            out.append(math.log(b / a))
+            f = factors or {}
+            out.append(math.log(_value(second, metric, f) / _value(first, metric, f)))
     return out
 
 
@@ -173,9 +199,17 @@ def compare_all(windows: Sequence[WindowMetrics], *, p99_max_ci: float = 0.25,
                 metrics: Sequence[str] = METRICS) -> dict[str, E2EComparison | str]:
     """Every metric's comparison, or the reason it has none (too few pairs with the figure)."""
     p99_min = min_samples(0.99)
+    factors = speed_factors(windows)
     out: dict[str, E2EComparison | str] = {}
     for metric in metrics:
         is_p99 = metric.endswith(".p99")
+        if metric == CPU_METRIC and factors:
+            pairs = pair_values(windows, metric, factors=factors)
+            if len(pairs) >= MIN_PAIRS:
+                raw = compare(metric, pair_values(windows, metric), aa_log_ratios(windows, metric))
+                out[metric] = replace(compare(metric, pairs, aa_log_ratios(windows, metric, factors=factors)),
+                                      raw_ratio=raw.ratio)
+                continue
         pairs = pair_values(windows, metric, p99_min if is_p99 else 0)
         if len(pairs) < MIN_PAIRS:
             total = len({w.pair for w in windows})
@@ -224,11 +258,14 @@ def decide(results: Mapping[str, E2EComparison | str], acknowledgements: Sequenc
             continue
         rej, p_adj, level = verdict[metric]
         thr = threshold(r, level, min_effect)
+        notes = () if r.raw_ratio is None else (
+            f"at the machine's mean speed: each window scaled by the node's and the harness's CPU for the same "
+            f"ticks (uncorrected {r.raw_ratio - 1:+.1%})",)
         slower = rej and r.ratio - 1 > thr
         faster = r.ratio < 1 / (1 + thr) and r.p_value > 1 - level
         ack = acks.get(ACK_PREFIX + metric)
         status = ("acknowledged" if ack else "regression") if slower else ("improvement" if faster else "unchanged")
-        out.append(E2EDecision(metric, status, r, thr, p_adj, detectable, ack if slower else None))
+        out.append(E2EDecision(metric, status, r, thr, p_adj, detectable, ack if slower else None, notes))
     return out
 
 
@@ -249,5 +286,7 @@ def _comp(r: E2EComparison | str) -> E2EComparison:
 def describe_metric(metric: str) -> str:
     if metric == CPU_METRIC:
         return "bot CPU per trade"
+    if metric == NODE_CPU_METRIC:
+        return "node CPU per trade"
     op, _, stat = metric.rpartition(".")
     return f"{op} {stat}"

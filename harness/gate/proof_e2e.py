@@ -44,6 +44,7 @@ class E2EProofRun:
     flagged: tuple[str, ...]  # metrics the tier called a regression
     detected: bool  # aa: any flag (a false alarm); cpu/price: the planted metric flagged
     cpu_ratio: float | None
+    cpu_raw_ratio: float | None  # before the machine-speed correction
     cpu_threshold: float | None
     cpu_mde: float | None
     price_ratio: float | None
@@ -79,6 +80,7 @@ def one_run(kind: str, planted: float, burn_us: int, seed: int, *, quartets: int
         kind=kind, planted=planted, burn_us=burn_us, seed=seed, flagged=flagged,
         detected=bool(flagged) if target is None else target in flagged,
         cpu_ratio=None if cpu is None or cpu.comparison is None else cpu.comparison.ratio,
+        cpu_raw_ratio=None if cpu is None or cpu.comparison is None else cpu.comparison.raw_ratio,
         cpu_threshold=None if cpu is None else cpu.threshold, cpu_mde=None if cpu is None else cpu.mde,
         price_ratio=None if price is None or price.comparison is None else price.comparison.ratio,
         price_mde=None if price is None else price.mde,

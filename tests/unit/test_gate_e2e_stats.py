@@ -13,6 +13,7 @@ from harness.gate.decision import Acknowledgement, holm, weighted_holm
 from harness.gate.e2emetrics import (
     CPU_METRIC,
     METRICS,
+    NODE_CPU_METRIC,
     OpStats,
     WindowMetrics,
     min_samples,
@@ -23,6 +24,7 @@ from harness.gate.e2emetrics import (
 from harness.gate.e2eplan import plan
 from harness.gate.e2estats import (
     MIN_PAIRS,
+    E2EComparison,
     E2EDecision,
     PairValue,
     aa_log_ratios,
@@ -31,16 +33,23 @@ from harness.gate.e2estats import (
     decide,
     holm_weights,
     pair_values,
+    speed_factors,
 )
 from harness.stats.histograms import encode, new_histogram
 
 
 def _windows(quartets: int, *, head_factor: float = 1.0, noise: float = 0.03, seed: int = 0, samples: int = 800,
-             slow_metric: str = CPU_METRIC) -> list[WindowMetrics]:
-    """Windows of a planned run whose figures are 1000 µs x lognormal noise; head's ``slow_metric`` x factor."""
+             slow_metric: str = CPU_METRIC, speed_noise: float = 0.0, reference: bool = True,
+             node_factor: float = 1.0) -> list[WindowMetrics]:
+    """Windows of a planned run whose figures are 1000 µs x lognormal noise; head's ``slow_metric`` x factor.
+
+    ``speed_noise``: the machine's speed per window (lognormal), which scales the bot's CPU and the
+    reference CPU (node 600 µs, harness 200 µs per trade) alike; ``node_factor`` scales head's node CPU."""
     rng = random.Random(seed)
     out = []
     for w in plan(quartets, seconds=5.0, seed=seed):
+        slow = math.exp(rng.gauss(0, speed_noise))
+        node = 600e-6 * samples * slow * (node_factor if w.side == "head" else 1.0) if reference else 0.0
         def fig(metric: str, w: object = w) -> float:
             k = head_factor if getattr(w, "side", "") == "head" and metric == slow_metric else 1.0
             return 1000.0 * k * math.exp(rng.gauss(0, noise))
@@ -49,7 +58,8 @@ def _windows(quartets: int, *, head_factor: float = 1.0, noise: float = 0.03, se
                for op in ("trade_execution", "tx_submission", "price_fetch", "balance_check")}
         out.append(WindowMetrics(index=w.index, side=w.side, quartet=w.quartet, pair=w.pair, position=w.position,
                                  seconds=w.seconds, ops=ops, trades_ok=samples, sent=samples,
-                                 cpu_s=fig(CPU_METRIC) * samples / 1e6))
+                                 cpu_s=fig(CPU_METRIC) * slow * samples / 1e6, node_cpu_s=node,
+                                 harness_cpu_s=200e-6 * samples * slow if reference else 0.0))
     return out
 
 
@@ -109,6 +119,48 @@ def test_aa_is_quiet_and_a_planted_cpu_slowdown_is_caught() -> None:
     assert [d.metric for d in planted if d.failing] == [CPU_METRIC]
 
 
+@given(st.floats(0.7, 1.5), st.floats(0.02, 0.4), st.integers(0, 10_000))
+def test_the_machines_speed_per_window_cancels_out_of_cpu_per_trade(factor: float, speed: float, seed: int) -> None:
+    # The machine's speed moves the bot's CPU and the reference alike; the correction recovers the
+    # planted factor exactly, and the uncorrected ratio stays in the comparison beside it.
+    ws = _windows(3, head_factor=factor, noise=0.0, speed_noise=speed, seed=seed)
+    comp = compare_all(ws)[CPU_METRIC]
+    assert isinstance(comp, E2EComparison)
+    assert comp.ratio == pytest.approx(factor) and comp.se == pytest.approx(0.0, abs=1e-9)
+    assert comp.raw_ratio is not None
+    raw = compare(CPU_METRIC, pair_values(ws, CPU_METRIC), aa_log_ratios(ws, CPU_METRIC))
+    assert comp.raw_ratio == pytest.approx(raw.ratio)
+
+
+def test_speed_correction_is_all_or_nothing() -> None:
+    ws = _windows(2, speed_noise=0.2)
+    assert sorted(speed_factors(ws)) == [w.index for w in ws]
+    assert math.prod(speed_factors(ws).values()) == pytest.approx(1.0)  # centred on the run's mean speed
+    # One window without its reference (an old gate.json, a node that exited): no window is corrected.
+    ws[3] = WindowMetrics(**{**ws[3].__dict__, "node_cpu_s": 0.0})
+    assert speed_factors(ws) == {}
+    comp = compare_all(ws)[CPU_METRIC]
+    assert isinstance(comp, E2EComparison) and comp.raw_ratio is None
+
+
+def test_a_slowdown_hidden_by_the_machines_speed_is_caught_once_corrected() -> None:
+    # 15% speed noise per window buries +10% in 8 quartets; the correction takes the speed out.
+    corrected = decide(compare_all(_windows(8, head_factor=1.10, speed_noise=0.15, seed=3)))
+    raw = decide(compare_all(_windows(8, head_factor=1.10, speed_noise=0.15, seed=3, reference=False)))
+    assert next(d for d in corrected if d.metric == CPU_METRIC).status == "regression"
+    assert next(d for d in raw if d.metric == CPU_METRIC).status == "unchanged"
+    note = next(d for d in corrected if d.metric == CPU_METRIC).notes
+    assert note and "uncorrected" in note[0]
+
+
+def test_work_moved_onto_the_node_is_judged_on_its_own() -> None:
+    # The reference would absorb part of it from the bot's figure; node CPU per trade shows it.
+    decisions = decide(compare_all(_windows(8, node_factor=1.4, noise=0.02, speed_noise=0.02, seed=5)))
+    node = next(d for d in decisions if d.metric == NODE_CPU_METRIC)
+    assert node.status == "regression" and node.comparison is not None
+    assert node.comparison.ratio == pytest.approx(1.4, rel=0.05)
+
+
 def test_cpu_per_trade_weighs_as_much_as_all_other_metrics_together() -> None:
     weights = holm_weights(list(METRICS))
     assert weights[CPU_METRIC] == sum(w for m, w in weights.items() if m != CPU_METRIC) == len(METRICS) - 1
@@ -154,18 +206,18 @@ def test_short_windows_leave_the_p99_not_judged_and_out_of_the_family() -> None:
     decisions = decide(results)
     p99 = next(d for d in decisions if d.metric == "trade_execution.p99")
     assert p99.status == "not judged" and "need" in p99.notes[0]
-    # Holm runs over the five judged metrics only (four means and CPU per trade, weighing 4 of 8).
+    # Holm runs over the six judged metrics only (four means, node CPU, and bot CPU weighing 5 of 10).
     judged = [d for d in decisions if d.status != "not judged"]
-    assert len(judged) == 5 and all(d.p_adjusted is not None for d in judged)
+    assert len(judged) == 6 and all(d.p_adjusted is not None for d in judged)
     weights = holm_weights([d.metric for d in judged])
-    assert sum(weights.values()) == 8
+    assert sum(weights.values()) == 10
 
     def p_over_w(d: E2EDecision) -> float:
         return d.comparison.p_value / weights[d.metric] if d.comparison else 1.0
 
     first = min(judged, key=p_over_w)
     assert first.comparison is not None and first.p_adjusted is not None
-    assert first.p_adjusted == pytest.approx(min(1.0, 8 / weights[first.metric] * first.comparison.p_value))
+    assert first.p_adjusted == pytest.approx(min(1.0, 10 / weights[first.metric] * first.comparison.p_value))
 
 
 def test_a_wide_p99_interval_is_reported_but_not_judged() -> None:
