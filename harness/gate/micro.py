@@ -55,9 +55,11 @@ class MicroResult:
 
 def runner_source(head_root: Path, notes: list[str]) -> Path:
     candidate = head_root / "harness" / "gate"
-    if all((candidate / f).is_file() for f in ("worker.py", "cases.py", "plant.py")):
-        # A head from before the one-process instruction counts has a worker this gate cannot drive.
-        if "cgbatch" in (candidate / "worker.py").read_text():
+    if (candidate / "worker.py").is_file():
+        # A head from before the one-process, set-up-uninstrumented instruction counts has a worker
+        # this gate cannot drive.
+        if all((candidate / f).is_file() for f in runner.RUNNER_FILES) and \
+                "--instrument" in (candidate / "worker.py").read_text():
             return candidate
         notes.append("the head revision's benchmark worker predates this gate; used this checkout's definitions")
         return HERE

@@ -35,10 +35,12 @@ from statistics import fmean
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.gate import vgclient
 from harness.gate.budget import MAX_ROUNDS, rounds_that_fit
 
 RUNNER_PACKAGE = "_tbgate"
-_RUNNER_FILES = ("worker.py", "cases.py", "plant.py")
+RUNNER_FILES = ("worker.py", "cases.py", "plant.py", "vgclient.py")
+LABELS_FILE = "cg-labels.txt"  # worker.LABELS_FILE (the worker is standard-library only and not imported here)
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,10 @@ def install_runner(source_dir: Path, dest: Path) -> Path:
     """Copy the worker and case definitions from ``source_dir`` into ``dest/_tbgate``; return ``dest``."""
     pkg = dest / RUNNER_PACKAGE
     pkg.mkdir(parents=True, exist_ok=True)
-    for name in _RUNNER_FILES:
+    for name in RUNNER_FILES:
         src = source_dir / name
         if not src.is_file():
-            raise HarnessError(f"{src} is missing: the gate needs {', '.join(_RUNNER_FILES)} beside it")
+            raise HarnessError(f"{src} is missing: the gate needs {', '.join(RUNNER_FILES)} beside it")
         shutil.copyfile(src, pkg / name)
     (pkg / "__init__.py").write_text('"""Benchmark runner copied by harness gate."""\n')
     return dest
@@ -316,12 +318,22 @@ def callgrind_plan(cases: Sequence[str], ns_per_op: dict[str, float], settings: 
     return plan
 
 
-def expected_labels(plan: Sequence[tuple[str, int, int]]) -> list[str]:
-    """The stretches ``worker cgbatch`` marks, in order (it prints the same list when it completes)."""
+def expected_labels(plan: Sequence[tuple[str, int, int]], *, instrument: bool = False) -> list[str]:
+    """The stretches ``worker cgbatch`` marks, in order, when every case sets up (it writes the ones
+    it did mark to ``cg-labels.txt``; with ``instrument`` set-up is not marked)."""
     labels = []
     for name, n, warm in plan:
-        labels += [f"setup {name}", f"warm {name}", f"n1 {name} {warm}", f"n2 {name} {warm + n}"]
+        labels += [] if instrument else [f"setup {name}"]
+        labels += [f"warm {name}", f"n1 {name} {warm}", f"n2 {name} {warm + n}"]
     return labels
+
+
+def batch_labels(out_dir: Path, plan: Sequence[tuple[str, int, int]], *, instrument: bool) -> list[str]:
+    """The labels the worker wrote as it went; the expected ones if it wrote none (an old runner)."""
+    path = out_dir / LABELS_FILE
+    if path.is_file():
+        return [line for line in path.read_text().splitlines() if line]
+    return expected_labels(plan, instrument=instrument)
 
 
 def per_call_counts(totals: dict[int, int], labels: Sequence[str]) -> dict[str, float]:
@@ -367,13 +379,17 @@ def run_callgrind_batch(
     ``deadline`` (``--budget``) the processes still running are killed; the cases they finished
     (their dumps are written as they go) are kept, and the notes say which were not."""
     spec = ",".join(f"{name}={n}:{warm}" for name, n, warm in plan)
+    # Set-up uninstrumented where the worker can switch instrumentation on itself (``vgclient``).
+    instrument = vgclient.supported()
     runs = {"base": base, "rept": base, "head": head}  # equal-length names: paths are in what is counted
     procs: dict[str, subprocess.Popen[str]] = {}
     for tag, side in runs.items():
         out_dir = work / f"cg-{tag}"
         out_dir.mkdir(parents=True, exist_ok=True)
         cmd = ["valgrind", "--tool=callgrind", "--dump-before=getsid", "--callgrind-out-file=callgrind.out",
-               python, "-m", f"{RUNNER_PACKAGE}.worker", "cgbatch", "--plan", spec]
+               *(["--instr-atstart=no"] if instrument else []),
+               python, "-m", f"{RUNNER_PACKAGE}.worker", "cgbatch", "--plan", spec,
+               *(["--instrument"] if instrument else [])]
         procs[tag] = subprocess.Popen(cmd, cwd=out_dir, env=worker_env(runner_dir, side, hash_seed="0"),
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = min(deadline if deadline is not None else math.inf, time.monotonic() + settings.timeout_s)
@@ -393,8 +409,8 @@ def run_callgrind_batch(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    labels = expected_labels(plan)
-    per = {tag: per_call_counts(read_dumps(work / f"cg-{tag}"), labels) for tag in runs}
+    per = {tag: per_call_counts(read_dumps(work / f"cg-{tag}"),
+                                batch_labels(work / f"cg-{tag}", plan, instrument=instrument)) for tag in runs}
     counts = {name: CallgrindCounts(per["base"][name], per["rept"][name], per["head"][name])
               for name, _, _ in plan if all(name in per[tag] for tag in runs)}
     missing = [name for name, _, _ in plan if name not in counts]

@@ -17,9 +17,11 @@ Two modes:
   CPython itself never calls, so callgrind writes one dump per stretch. Per case: set-up (discarded,
   imports included), a warm-up of W calls (discarded: the adaptive interpreter specialises), W calls,
   then W + N calls; the difference of the last two is exactly N calls, with the marker's own cost
-  cancelled. The labels of the stretches are printed as JSON at the end, so the dumps can be matched.
-  One process per revision instead of one per case: start-up and imports under valgrind (about a
-  minute) are paid once, not once per case.
+  cancelled. The labels of the stretches are written to ``cg-labels.txt`` as they end (and printed as
+  JSON at the end), so the dumps can be matched. One process per revision instead of one per case:
+  start-up and imports under valgrind are paid once, not once per case. With ``--instrument``
+  (valgrind's ``--instr-atstart=no``) set-up runs uninstrumented and only the calls are instrumented
+  (``vgclient``): about 8x native instead of 40x for the imports.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 import time
 from typing import Any
 
+from . import vgclient
 from .cases import CASES, CaseUnavailable, get_case
 from .plant import plant_from_env, planted
 
@@ -145,28 +148,43 @@ def _calls(op: Op, n: int) -> None:
         op()
 
 
-def cgbatch(plan: list[tuple[str, int, int]]) -> int:
+LABELS_FILE = "cg-labels.txt"  # in the working directory: the stretches dumped so far, one per line
+
+
+def cgbatch(plan: list[tuple[str, int, int]], *, instrument: bool = False) -> int:
+    """``instrument``: valgrind was started with ``--instr-atstart=no``; switch instrumentation on for
+    each case's calls only (``vgclient``). Set-up then runs uninstrumented, ~5x faster, and is not
+    marked: with instrumentation off the marker call is not seen, so no dump would match its label."""
     labels: list[str] = []
+    # Written as it goes: a batch stopped at the budget's deadline still says which dump is which.
+    with open(LABELS_FILE, "w", encoding="utf-8") as out:
 
-    def mark(label: str) -> None:  # the stretch that ends here was ``label``
-        labels.append(label)
-        os.getsid(0)
+        def mark(label: str) -> None:  # the stretch that ends here was ``label``
+            labels.append(label)
+            out.write(label + "\n")
+            out.flush()
+            os.getsid(0)
 
-    worker = Worker()
-    skipped: dict[str, str] = {}
-    for name, n, warm in plan:
-        reply = worker.setup(name)
-        mark(f"setup {name}")
-        if not reply["ok"]:
-            skipped[name] = str(reply["unavailable"])
-            continue
-        op = worker._ops[name]
-        _calls(op, warm)
-        mark(f"warm {name}")
-        _calls(op, warm)
-        mark(f"n1 {name} {warm}")
-        _calls(op, warm + n)
-        mark(f"n2 {name} {warm + n}")
+        worker = Worker()
+        skipped: dict[str, str] = {}
+        for name, n, warm in plan:
+            reply = worker.setup(name)
+            if not instrument:
+                mark(f"setup {name}")
+            if not reply["ok"]:
+                skipped[name] = str(reply["unavailable"])
+                continue
+            op = worker._ops[name]
+            if instrument:
+                vgclient.start_instrumentation()
+            _calls(op, warm)
+            mark(f"warm {name}")
+            _calls(op, warm)
+            mark(f"n1 {name} {warm}")
+            _calls(op, warm + n)
+            mark(f"n2 {name} {warm + n}")
+            if instrument:
+                vgclient.stop_instrumentation()
     print(json.dumps({"labels": labels, "skipped": skipped}), flush=True)
     return 0
 
@@ -197,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     p_once.add_argument("--iterations", type=int, required=True)
     p_batch = sub.add_parser("cgbatch")
     p_batch.add_argument("--plan", required=True, help="NAME=CALLS:WARM,NAME=CALLS:WARM,...")
+    p_batch.add_argument("--instrument", action="store_true",
+                         help="valgrind runs with --instr-atstart=no: instrument each case's calls only")
     args = parser.parse_args(argv)
     if args.mode == "cgbatch":
-        return cgbatch(parse_plan(args.plan))
+        return cgbatch(parse_plan(args.plan), instrument=args.instrument)
     if args.mode == "list":
         return list_cases()
     if args.mode == "once":

@@ -20,10 +20,10 @@ def test_parse_callgrind_total() -> None:
         runner.parse_callgrind_total("events: Ir\n")
 
 
-def test_install_runner_needs_all_three_files(tmp_path: Path) -> None:
+def test_install_runner_needs_all_its_files(tmp_path: Path) -> None:
     dest = runner.install_runner(GATE, tmp_path / "ok")
     assert sorted(p.name for p in (dest / runner.RUNNER_PACKAGE).iterdir()) == [
-        "__init__.py", "cases.py", "plant.py", "worker.py",
+        "__init__.py", "cases.py", "plant.py", "vgclient.py", "worker.py",
     ]  # fmt: skip
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "worker.py").write_text("")
@@ -70,19 +70,35 @@ def test_callgrind_plan_counts_a_few_ms_of_calls_in_plant_exact_multiples() -> N
     assert all(n % 10 == 0 and warm % 10 == 0 for _, n, warm in plan)
 
 
-def test_the_batch_worker_marks_the_stretches_the_runner_expects(tmp_path: Path) -> None:
-    """Run ``worker cgbatch`` natively (os.getsid is harmless outside valgrind): its labels are the plan's."""
+@pytest.mark.parametrize("instrument", [False, True])
+def test_the_batch_worker_marks_the_stretches_the_runner_expects(tmp_path: Path, instrument: bool) -> None:
+    """Run ``worker cgbatch`` natively (os.getsid and the client requests are harmless outside
+    valgrind): its labels are the plan's, written as it went; set-up is unmarked when it instruments."""
     import json
     import subprocess
 
     dest = runner.install_runner(GATE, tmp_path / "r")
     plan = [("mailbox.put_get", 200, 100), ("hdrh.record", 100, 100)]
     spec = ",".join(f"{n}={c}:{w}" for n, c, w in plan)
-    proc = subprocess.run([sys.executable, "-m", f"{runner.RUNNER_PACKAGE}.worker", "cgbatch", "--plan", spec],
+    proc = subprocess.run([sys.executable, "-m", f"{runner.RUNNER_PACKAGE}.worker", "cgbatch", "--plan", spec,
+                           *(["--instrument"] if instrument else [])],
                           env=runner.worker_env(dest, runner.Side("base", GATE.parents[1])), capture_output=True,
-                          text=True, check=True)
+                          text=True, check=True, cwd=tmp_path)
     out = json.loads(proc.stdout)
-    assert out["labels"] == runner.expected_labels(plan) and out["skipped"] == {}
+    expected = runner.expected_labels(plan, instrument=instrument)
+    assert out["labels"] == expected and out["skipped"] == {}
+    assert runner.batch_labels(tmp_path, plan, instrument=instrument) == expected
+    assert any(label.startswith("setup") for label in expected) != instrument
+
+
+def test_the_runner_reads_the_labels_written_not_the_plan(tmp_path: Path) -> None:
+    # A case that could not set up in this revision marks no calls: the dumps follow what was written.
+    plan = [("gone", 100, 100), ("b", 100, 100)]
+    (tmp_path / runner.LABELS_FILE).write_text("warm b\nn1 b 100\nn2 b 200\n")
+    labels = runner.batch_labels(tmp_path, plan, instrument=True)
+    assert runner.per_call_counts({1: 5, 2: 1_000, 3: 3_000}, labels) == {"b": 20.0}
+    assert runner.batch_labels(tmp_path / "none", plan, instrument=True) == runner.expected_labels(plan,
+                                                                                                   instrument=True)
 
 
 def test_per_call_counts_use_finished_cases_only(tmp_path: Path) -> None:
@@ -94,3 +110,17 @@ def test_per_call_counts_use_finished_cases_only(tmp_path: Path) -> None:
         (tmp_path / f"callgrind.out.{k}").write_text(f"events: Ir\nsummary: {total}\n")
     (tmp_path / "callgrind.out").write_text("events: Ir\nsummary: 1\n")  # the final dump: not a stretch
     assert runner.read_dumps(tmp_path) == totals
+
+
+def test_a_head_whose_worker_cannot_instrument_per_case_runs_this_checkouts_definitions(tmp_path: Path) -> None:
+    from harness.gate.micro import HERE, runner_source
+
+    gate = tmp_path / "head" / "harness" / "gate"
+    gate.mkdir(parents=True)
+    for name in runner.RUNNER_FILES:
+        (gate / name).write_text((GATE / name).read_text())
+    notes: list[str] = []
+    assert runner_source(tmp_path / "head", notes) == gate and notes == []
+    (gate / "worker.py").write_text("def cgbatch(): ...\n")  # before --instrument
+    assert runner_source(tmp_path / "head", notes) == HERE and "predates" in notes[0]
+    assert runner_source(tmp_path / "none", notes) == HERE and "no harness/gate" in notes[1]
