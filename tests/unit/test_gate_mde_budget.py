@@ -77,7 +77,10 @@ def test_the_split_uses_the_budget_and_only_for_tiers_that_run(total: float, mic
     assert (b.micro_s > 0) == micro and (b.e2e_s > 0) == e2e
     assert (b.micro_callgrind_s > 0) == (micro and callgrind)
     if micro and e2e:
-        assert b.e2e_s > b.micro_s  # the end-to-end tier is the costlier and noisier one
+        # The speed-corrected end-to-end tier resolves ~5% in 150 s; the instruction counts need 100 s.
+        assert b.micro_s > b.e2e_s
+    if micro and callgrind:
+        assert b.micro_callgrind_s > b.micro_wall_s
 
 
 def test_a_budget_too_short_is_refused() -> None:
