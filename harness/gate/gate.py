@@ -143,6 +143,9 @@ def _micro_settings(opts: GateOptions, plan: budgeting.Budget | None, t0: float)
         callgrind_min_effect=opts.callgrind_min_effect, plant_head=opts.plant_head, seed=opts.seed,
         wall_deadline=None if plan is None else t0 + plan.micro_wall_s,
         callgrind_deadline=None if plan is None else t0 + plan.micro_s,
+        callgrind_share_s=None if plan is None else plan.micro_callgrind_s,
+        # The end-to-end tier keeps at least half its share (4 quartets resolved ~5% in the proof).
+        callgrind_limit=None if plan is None else t0 + plan.total_s - budgeting.SLACK_S - plan.e2e_s / 2,
     )  # fmt: skip
 
 

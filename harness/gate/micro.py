@@ -40,6 +40,12 @@ class MicroSettings:
     seed: int = 0
     wall_deadline: float | None = None  # monotonic; --budget
     callgrind_deadline: float | None = None
+    # --budget: the instruction counts keep their planned share even when the wall-clock tier ran
+    # over its own (its fixed cost, 24 worker processes set up, took 244 s of a 145 s share on a slow
+    # minute here, and left the counts 77 s), up to ``callgrind_limit``: the time after which the
+    # end-to-end tier would get less than it needs.
+    callgrind_share_s: float | None = None
+    callgrind_limit: float | None = None
 
 
 @dataclass(frozen=True)
@@ -139,16 +145,26 @@ def run_micro(s: MicroSettings, trees: dict[str, Path], tmp: Path, python: str, 
     return MicroResult(tuple(names), wall, callgrind, wall_result, use_cg, durations)
 
 
+def callgrind_deadline(s: MicroSettings, now: float) -> float | None:
+    """When the instruction counts must stop (pure): the planned deadline, or their share from
+    ``now`` if the wall-clock tier ran over, never past ``callgrind_limit``."""
+    if s.callgrind_deadline is None or s.callgrind_share_s is None:
+        return s.callgrind_deadline
+    wanted = max(s.callgrind_deadline, now + s.callgrind_share_s)
+    return wanted if s.callgrind_limit is None else max(s.callgrind_deadline, min(wanted, s.callgrind_limit))
+
+
 def _callgrind_cases(s: MicroSettings, cg_names: list[str], base_side: runner.Side, head_side: runner.Side,
                      runner_dir: Path, python: str, tmp: Path, notes: list[str], console: Console, quiet: bool,
                      ns_per_op: dict[str, float]) -> dict[str, dec.CallgrindComparison]:
     cg_settings = runner.CallgrindSettings(iterations=s.callgrind_iterations, min_effect=s.callgrind_min_effect)
+    deadline = callgrind_deadline(s, time.monotonic())
     plan = runner.callgrind_plan(cg_names, ns_per_op, cg_settings)
     if not quiet:
         console.print(f"[dim]callgrind: {len(plan)} cases, one process per revision (and the base repeated)[/]")
     counts, cg_notes = runner.run_callgrind_batch(base_side, head_side, plan, settings=cg_settings,
                                                   runner_dir=runner_dir, python=python, work=tmp / "callgrind",
-                                                  deadline=s.callgrind_deadline)
+                                                  deadline=deadline)
     notes.extend(cg_notes)
     return {case: dec.compare_callgrind(case, c.base, c.base_repeat, c.head, min_effect=s.callgrind_min_effect)
             for case, c in counts.items()}

@@ -107,3 +107,19 @@ def test_quartets_run_while_the_next_fits(done: int, elapsed: float, remaining: 
         assert not go
     elif done and elapsed / done <= remaining:
         assert go
+
+
+@given(st.floats(0, 1000), st.floats(1, 300), st.floats(0, 1000), st.floats(0, 600))
+def test_the_counts_keep_their_share_when_the_wall_tier_runs_over(planned: float, share: float, now: float,
+                                                                  limit_after: float) -> None:
+    from harness.gate.micro import MicroSettings, callgrind_deadline
+
+    limit = planned + limit_after
+    s = MicroSettings(callgrind_deadline=planned, callgrind_share_s=share, callgrind_limit=limit)
+    d = callgrind_deadline(s, now)
+    assert d is not None and planned <= d <= max(planned, limit)
+    if now + share <= planned:  # the wall tier left the counts their time: nothing moves
+        assert d == planned
+    elif now + share <= limit:  # it ran over: the counts get their whole share from now
+        assert d == now + share
+    assert callgrind_deadline(MicroSettings(), now) is None  # no budget, no deadline
