@@ -48,7 +48,7 @@ def toy_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     gate = repo / "harness" / "gate"
     gate.mkdir(parents=True)
     (repo / "harness" / "__init__.py").write_text("")
-    for name in ("worker.py", "plant.py"):
+    for name in ("worker.py", "plant.py", "vgclient.py"):
         shutil.copyfile(GATE / name, gate / name)
     (gate / "cases.py").write_text((GATE / "cases.py").read_text() + TOY_CASE)
     _git(repo, "add", "-A")
