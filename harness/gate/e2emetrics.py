@@ -76,19 +76,21 @@ class WindowMetrics:
         """Signals sent that reached no outcome counter by the time the window was read."""
         return max(0, self.sent - self.trades_ok - self.errors - self.skipped)
 
+    def _per_trade_us(self, cpu_s: float, measured: bool) -> float | None:
+        return cpu_s * 1e6 / self.trades_ok if self.trades_ok > 0 and measured else None
+
     @property
     def cpu_per_trade_us(self) -> float | None:
-        return self.cpu_s * 1e6 / self.trades_ok if self.trades_ok > 0 and self.cpu_s > 0 else None
+        return self._per_trade_us(self.cpu_s, self.cpu_s > 0)
 
     @property
     def node_cpu_per_trade_us(self) -> float | None:
-        return self.node_cpu_s * 1e6 / self.trades_ok if self.trades_ok > 0 and self.node_cpu_s > 0 else None
+        return self._per_trade_us(self.node_cpu_s, self.node_cpu_s > 0)
 
     @property
     def reference_cpu_per_trade_us(self) -> float | None:
         """The node's and the harness's CPU per trade: work the bot's code does not change."""
-        ref = self.node_cpu_s + self.harness_cpu_s
-        return ref * 1e6 / self.trades_ok if self.trades_ok > 0 and self.node_cpu_s > 0 else None
+        return self._per_trade_us(self.node_cpu_s + self.harness_cpu_s, self.node_cpu_s > 0)
 
     def value(self, metric: str) -> float | None:
         """The window's figure for ``metric`` (``trade_execution.mean``, ``bot_cpu_per_trade``...)."""

@@ -122,6 +122,7 @@ def pair_values(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 0,
                 factors: Mapping[int, float] | None = None) -> list[PairValue]:
     """The pairs (one base and one head window) where both windows have the metric; CPU per trade
     scaled by ``factors`` (``speed_factors``) when given."""
+    f = factors or {}
     by_pair: dict[int, dict[str, WindowMetrics]] = {}
     for w in windows:
         by_pair.setdefault(w.pair, {})[w.side] = w
@@ -130,7 +131,6 @@ def pair_values(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 0,
         b, h = sides.get("base"), sides.get("head")
         if b is None or h is None or not (_judgeable(b, metric, p99_min) and _judgeable(h, metric, p99_min)):
             continue
-        f = factors or {}
         out.append(PairValue(pair, b.quartet, _value(b, metric, f), _value(h, metric, f)))
     return out
 
@@ -138,6 +138,7 @@ def pair_values(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 0,
 def aa_log_ratios(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 0,
                   factors: Mapping[int, float] | None = None) -> list[float]:
     """log(second / first) of each quartet's two middle windows: one revision against itself."""
+    f = factors or {}
     by_q: dict[int, dict[int, WindowMetrics]] = {}
     for w in windows:
         by_q.setdefault(w.quartet, {})[w.position] = w
@@ -147,7 +148,6 @@ def aa_log_ratios(windows: Sequence[WindowMetrics], metric: str, p99_min: int = 
         if first is None or second is None or first.side != second.side:
             continue
         if _judgeable(first, metric, p99_min) and _judgeable(second, metric, p99_min):
-            f = factors or {}
             out.append(math.log(_value(second, metric, f) / _value(first, metric, f)))
     return out
 

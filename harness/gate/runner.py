@@ -37,10 +37,10 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.gate import vgclient
 from harness.gate.budget import MAX_ROUNDS, rounds_that_fit
+from harness.gate.worker import LABELS_FILE
 
 RUNNER_PACKAGE = "_tbgate"
 RUNNER_FILES = ("worker.py", "cases.py", "plant.py", "vgclient.py")
-LABELS_FILE = "cg-labels.txt"  # worker.LABELS_FILE (the worker is standard-library only and not imported here)
 
 
 @dataclass(frozen=True)
